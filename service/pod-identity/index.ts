@@ -1,0 +1,84 @@
+// Pod identity: who a local peer is on Kubernetes (namespace, service
+// account), from its pid. See resolver.ts for the trust argument and
+// deploy/README.md for the deployment requirements (hostPID, RBAC, NODE_NAME).
+//
+// Integration (broker side):
+//   const pi = await startPodIdentity(config.podIdentity, log);
+//   ... on each accepted Unix connection, after SO_PEERCRED:
+//   const pod = await pi.resolvePeer(cred.pid);   // undefined => uid/gid rights only
+//   principalsOf(cred, pod) -> the subjects grants/quotas are matched against;
+//   put pod (namespace, podName, serviceAccount) on the caller and in audit events.
+//   ... on shutdown: await pi.stop();
+
+export * from './cgroup-path';
+export * from './pods-api';
+export * from './resolver';
+export * from './principals';
+
+import { inClusterConfig, PodWatcher, type LogFn, type PodsApiConfig } from './pods-api';
+import { PodIdentityResolver, resolveNothing, type ResolvePeer } from './resolver';
+
+/** The `podIdentity` block of the broker configuration (service/config.ts). */
+export interface PodIdentityConfig {
+  /** Default false; the Kubernetes manifests turn it on. */
+  enabled?: boolean;
+  /** This node's name; default: the NODE_NAME environment variable (downward API spec.nodeName). */
+  nodeName?: string;
+  /** API server base URL; default: in-cluster (KUBERNETES_SERVICE_HOST/PORT + service account). */
+  apiServer?: string;
+  /** Bearer token file / CA file when apiServer is set; default the service account's. */
+  tokenFile?: string;
+  caFile?: string;
+  /** How long a connection waits for a just-started pod to reach the cache. Default 1000. */
+  missWaitMs?: number;
+  /** How long start waits for the first LIST before serving anyway (uid rights until synced). Default 5000. */
+  syncTimeoutMs?: number;
+}
+
+export interface PodIdentityService {
+  enabled: boolean;
+  resolvePeer: ResolvePeer;
+  watcher?: PodWatcher;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start pod identity from configuration. Never throws for a missing cluster:
+ * logs why and returns a disabled service whose resolvePeer always gives
+ * undefined (uid/gid rights only), so the broker starts either way.
+ */
+export async function startPodIdentity(
+  cfg: PodIdentityConfig | undefined,
+  log: LogFn = () => {},
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<PodIdentityService> {
+  const disabled = (why: string): PodIdentityService => {
+    log('info', `pod identity disabled: ${why}`);
+    return { enabled: false, resolvePeer: resolveNothing, stop: async () => {} };
+  };
+  if (!cfg?.enabled) return disabled('podIdentity.enabled is not set');
+  const nodeName = cfg.nodeName ?? env['NODE_NAME'];
+  if (!nodeName) return disabled('no node name (set podIdentity.nodeName or NODE_NAME from spec.nodeName)');
+  let api: PodsApiConfig;
+  try {
+    if (cfg.apiServer) {
+      api = { baseUrl: cfg.apiServer };
+      if (cfg.tokenFile) api.tokenFile = cfg.tokenFile;
+      if (cfg.caFile) api.caFile = cfg.caFile;
+    } else {
+      api = inClusterConfig(env);
+    }
+  } catch (e) {
+    return disabled((e as Error).message);
+  }
+  const watcher = new PodWatcher({ api, nodeName, log });
+  watcher.start();
+  const synced = await watcher.waitForSync(cfg.syncTimeoutMs ?? 5000);
+  if (!synced) log('warn', 'pods API not synced yet; peers get uid/gid rights until it is', { nodeName });
+  const resolver = new PodIdentityResolver({
+    pods: watcher,
+    missWaitMs: cfg.missWaitMs ?? 1000,
+    onUnresolved: (pid, reason) => log('debug', 'peer without pod identity', { pid, reason }),
+  });
+  return { enabled: true, resolvePeer: resolver.resolvePeer, watcher, stop: () => watcher.stop() };
+}
