@@ -1,0 +1,101 @@
+// Grant rows: access to a region by a uid or a gid, read-only or read-write,
+// optionally until an expiry time.
+import type { Db } from './state-db';
+
+export type GrantMode = 'ro' | 'rw';
+
+export interface GrantRecord {
+  id: number;
+  region: string;
+  granteeKind: 'uid' | 'gid';
+  granteeId: number;
+  mode: GrantMode;
+  createTime: number;
+  expireTime: number | null;
+  creatorUid: number;
+}
+
+interface Row {
+  id: number;
+  region: string;
+  grantee_kind: 'uid' | 'gid';
+  grantee_id: number;
+  mode: GrantMode;
+  create_time: number;
+  expire_time: number | null;
+  creator_uid: number;
+}
+
+function fromRow(r: Row): GrantRecord {
+  return {
+    id: r.id,
+    region: r.region,
+    granteeKind: r.grantee_kind,
+    granteeId: r.grantee_id,
+    mode: r.mode,
+    createTime: r.create_time,
+    expireTime: r.expire_time,
+    creatorUid: r.creator_uid,
+  };
+}
+
+export class GrantStore {
+  private readonly stmts;
+
+  constructor(db: Db) {
+    this.stmts = {
+      insert: db.prepare(
+        `INSERT INTO grants (region, grantee_kind, grantee_id, mode, create_time, expire_time, creator_uid)
+         VALUES (@region, @granteeKind, @granteeId, @mode, @createTime, @expireTime, @creatorUid)`,
+      ),
+      get: db.prepare<[number], Row>('SELECT * FROM grants WHERE id = ?'),
+      byRegion: db.prepare<[string], Row>('SELECT * FROM grants WHERE region = ? ORDER BY id'),
+      pageByRegion: db.prepare<[string, number, number], Row>('SELECT * FROM grants WHERE region = ? AND id > ? ORDER BY id LIMIT ?'),
+      pageAll: db.prepare<[number, number], Row>('SELECT * FROM grants WHERE id > ? ORDER BY id LIMIT ?'),
+      countByRegion: db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM grants WHERE region = ?'),
+      count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM grants'),
+      remove: db.prepare<[number]>('DELETE FROM grants WHERE id = ?'),
+      expired: db.prepare<[number], Row>('SELECT * FROM grants WHERE expire_time IS NOT NULL AND expire_time <= ? ORDER BY expire_time'),
+      nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expire_time) AS t FROM grants WHERE expire_time IS NOT NULL'),
+    };
+  }
+
+  insert(g: Omit<GrantRecord, 'id'>): GrantRecord {
+    const info = this.stmts.insert.run(g);
+    return { ...g, id: Number(info.lastInsertRowid) };
+  }
+
+  get(id: number): GrantRecord | undefined {
+    const row = this.stmts.get.get(id);
+    return row && fromRow(row);
+  }
+
+  forRegion(region: string): GrantRecord[] {
+    return this.stmts.byRegion.all(region).map(fromRow);
+  }
+
+  page(region: string | undefined, afterId: number, limit: number): GrantRecord[] {
+    const rows = region === undefined ? this.stmts.pageAll.all(afterId, limit) : this.stmts.pageByRegion.all(region, afterId, limit);
+    return rows.map(fromRow);
+  }
+
+  countForRegion(region: string): number {
+    return this.stmts.countByRegion.get(region)!.n;
+  }
+
+  count(): number {
+    return this.stmts.count.get()!.n;
+  }
+
+  remove(id: number): boolean {
+    return this.stmts.remove.run(id).changes > 0;
+  }
+
+  expiredAt(now: number): GrantRecord[] {
+    return this.stmts.expired.all(now).map(fromRow);
+  }
+
+  nextExpiry(): number | null {
+    return this.stmts.nextExpiry.get()!.t;
+  }
+}

@@ -1,0 +1,28 @@
+// The shapes the broker core needs from the quota store and the audit trail.
+// Both are called inside the transaction of the change they account for, so
+// a change and its charge and its audit event commit (or roll back) together.
+export interface AuditActor {
+  pid: number;
+  uid: number;
+  gid: number;
+  pod?: { namespace: string; name: string; serviceAccount: string };
+}
+
+export interface AuditEventInput {
+  actor: AuditActor;
+  action: string;
+  resource: string;
+  result: 'ALLOWED' | 'DENIED' | 'ERROR';
+  reason?: string;
+  details?: Record<string, unknown>;
+}
+
+export interface AuditSink {
+  append(input: AuditEventInput): unknown;
+}
+
+export interface QuotaCharger {
+  chargeRegion(region: string, owner: { uid: number; gids: number[] }, bytes: number): void;
+  refundRegion(region: string): void;
+  checkGrant(region: string, currentGrantCount: number, owner: { uid: number }): void;
+}
