@@ -1,0 +1,34 @@
+{
+  # The shmbroker native addon: memfd, mmap, SCM_RIGHTS over SOCK_SEQPACKET,
+  # SO_PEERCRED/SO_PEERGROUPS and the /dev/shmbroker ioctls.
+  # Built by `npm ci` (package.json "install": "node-gyp rebuild").
+  "targets": [
+    {
+      "target_name": "shmbroker_native",
+      "sources": [
+        "native/src/addon.cc",
+        "native/src/errors.cc",
+        "native/src/fdops.cc",
+        "native/src/mapping.cc",
+        "native/src/seqpacket.cc",
+        "native/src/kmod.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "kmod/include/uapi"
+      ],
+      "defines": [
+        # Pinned Node-API level: 8 is available on every Node >= 12.22 / 14.17,
+        # and has everything used here (BigInt, detach, instance data).
+        "NAPI_VERSION=8",
+        # C++ exceptions stay off: every error is returned as a pending JS exception.
+        "NAPI_DISABLE_CPP_EXCEPTIONS",
+        "_GNU_SOURCE"
+      ],
+      "cflags!": ["-fexceptions"],
+      "cflags_cc!": ["-fexceptions"],
+      "cflags": ["-Wall", "-Wextra", "-fno-exceptions"],
+      "cflags_cc": ["-std=gnu++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-cast-function-type", "-fno-exceptions"]
+    }
+  ]
+}

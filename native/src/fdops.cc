@@ -1,0 +1,129 @@
+// memfd_create and friends: the operations on plain fds.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "handles.h"
+#include "util.h"
+
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 0x0004U
+#endif
+
+namespace shmb {
+
+// Longest memfd name: NAME_MAX (255) minus the "memfd:" prefix.
+static constexpr size_t kMemfdNameMax = 249;
+
+// memfdCreate(name, size, hugetlb) -> fd
+// memfd_create(MFD_CLOEXEC|MFD_ALLOW_SEALING[|MFD_HUGETLB]), ftruncate(size),
+// fchmod(0600) so that a process of another uid holding an O_RDONLY fd
+// cannot re-open /proc/PID/fd/N writable, then seal the size for good.
+static Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_ARGUMENT_STRING(0, name);
+  REQUIRE_ARGUMENT_SIZE(1, size);
+  REQUIRE_ARGUMENT_BOOL(2, hugetlb);
+  if (name.size() > kMemfdNameMax) THROW_RANGE_ERROR(env, "name must be at most 249 bytes");
+  if (static_cast<uint64_t>(size) > static_cast<uint64_t>(INT64_MAX)) THROW_RANGE_ERROR(env, "size does not fit off_t");
+
+  unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING | (hugetlb ? MFD_HUGETLB : 0);
+  int fd = memfd_create(name.c_str(), flags);
+  if (fd < 0) THROW_ERRNO(env, errno, "memfd_create");
+
+  const char* failed = nullptr;
+  if (ftruncate(fd, static_cast<off_t>(size)) < 0) {
+    failed = "ftruncate";
+  } else if (fchmod(fd, 0600) < 0) {
+    failed = "fchmod";
+  } else if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+    failed = "fcntl(F_ADD_SEALS)";
+  }
+  if (failed != nullptr) {
+    int err = errno;
+    close(fd);
+    THROW_ERRNO(env, err, failed);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+static Napi::Value GetSeals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_ARGUMENT_FD(0, fd);
+  int seals = fcntl(static_cast<int>(fd), F_GET_SEALS);
+  if (seals < 0) THROW_ERRNO(env, errno, "fcntl(F_GET_SEALS)");
+  return Napi::Number::New(env, seals);
+}
+
+static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_ARGUMENT_FD(0, fd);
+  // Linux always releases the fd, even when close() reports EINTR: never retry.
+  if (close(static_cast<int>(fd)) < 0 && errno != EINTR) THROW_ERRNO(env, errno, "close");
+  return env.Undefined();
+}
+
+Napi::Value PeerCredObject(Napi::Env env, int fd) {
+  struct ucred cred = {};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) THROW_ERRNO(env, errno, "getsockopt(SO_PEERCRED)");
+
+  // SO_PEERGROUPS (Linux >= 4.13) reports the groups captured at connect()
+  // time, like SO_PEERCRED: no race with the peer exec'ing or exiting, unlike
+  // reading /proc/PID/status.
+  std::vector<gid_t> groups(32);
+  for (int attempt = 0;; attempt++) {
+    socklen_t glen = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen) == 0) {
+      groups.resize(glen / sizeof(gid_t));
+      break;
+    }
+    if (errno == ERANGE && attempt < 4 && glen / sizeof(gid_t) > groups.size()) {
+      groups.resize(glen / sizeof(gid_t));
+      continue;
+    }
+    THROW_ERRNO(env, errno, "getsockopt(SO_PEERGROUPS)");
+  }
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", Napi::Number::New(env, cred.pid));
+  out.Set("uid", Napi::Number::New(env, cred.uid));
+  out.Set("gid", Napi::Number::New(env, cred.gid));
+  Napi::Array arr = Napi::Array::New(env, groups.size());
+  for (size_t i = 0; i < groups.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, groups[i]));
+  out.Set("groups", arr);
+  return out;
+}
+
+static Napi::Value PeerCredOfFd(const Napi::CallbackInfo& info) {
+  REQUIRE_ARGUMENT_FD(0, fd);
+  return PeerCredObject(info.Env(), static_cast<int>(fd));
+}
+
+void InitFdOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
+  exports.Set("getSeals", Napi::Function::New(env, GetSeals, "getSeals"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("peerCredOfFd", Napi::Function::New(env, PeerCredOfFd, "peerCredOfFd"));
+
+  Napi::Object seal = Napi::Object::New(env);
+  seal.Set("SEAL", Napi::Number::New(env, F_SEAL_SEAL));
+  seal.Set("SHRINK", Napi::Number::New(env, F_SEAL_SHRINK));
+  seal.Set("GROW", Napi::Number::New(env, F_SEAL_GROW));
+  seal.Set("WRITE", Napi::Number::New(env, F_SEAL_WRITE));
+  seal.Set("FUTURE_WRITE", Napi::Number::New(env, F_SEAL_FUTURE_WRITE));
+  exports.Set("SEAL", seal);
+  exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
+}
+
+}  // namespace shmb

@@ -1,0 +1,205 @@
+// Mapping: one mmap(MAP_SHARED) of an fd, exposed to JS as an external
+// ArrayBuffer or SharedArrayBuffer over the mapped pages.
+//
+// Lifetime. The pages belong to a MapState shared (std::shared_ptr) between
+// the Mapping object and the buffer's deleter. Whoever comes first unmaps,
+// under the state's mutex:
+//  - release() (JS thread): ArrayBuffer -> detach, then munmap. JS then sees
+//    byteLength 0 and can never touch the unmapped range.
+//    SharedArrayBuffer -> cannot be detached (other threads may hold views),
+//    so the range is atomically replaced (MAP_FIXED) by private anonymous
+//    zero pages: stale views read zeros and never fault. The reservation
+//    itself is unmapped by the deleter when V8 frees the backing store.
+//  - the deleter, when the buffer is garbage-collected without release():
+//    for a SharedArrayBuffer V8 may run it on any thread, hence the mutex.
+#include <sys/mman.h>
+#include <unistd.h>
+#include <v8.h>
+
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include "handles.h"
+#include "util.h"
+
+namespace shmb {
+
+namespace {
+
+struct MapState {
+  MapState(void* a, size_t l) : addr(a), len(l) {}
+  std::mutex mu;
+  void* const addr;
+  const size_t len;
+  bool unmapped = false;  // the range is no longer ours: never touch it again
+};
+using StatePtr = std::shared_ptr<MapState>;
+
+void UnmapOnce(MapState* s) {
+  std::lock_guard<std::mutex> lock(s->mu);
+  if (!s->unmapped) {
+    munmap(s->addr, s->len);
+    s->unmapped = true;
+  }
+}
+
+// v8::BackingStore deleter of a SharedArrayBuffer: any thread.
+void SabDeleter(void* /*data*/, size_t /*len*/, void* hint) {
+  StatePtr* holder = static_cast<StatePtr*>(hint);
+  UnmapOnce(holder->get());
+  delete holder;
+}
+
+// Finalizer of an external ArrayBuffer (Node runs it on the JS thread).
+void AbFinalize(napi_env /*env*/, void* /*data*/, void* hint) {
+  StatePtr* holder = static_cast<StatePtr*>(hint);
+  UnmapOnce(holder->get());
+  delete holder;
+}
+
+// Node-API has no way to create a SharedArrayBuffer over external memory, so
+// this one function uses V8 directly.
+//
+// Why this is safe in an addon: node-gyp compiles the addon against the
+// headers of the Node release that loads it (the v8.h shipped with it), so
+// the V8 ABI matches exactly; Node exports the V8 symbols for addons. The
+// conversion v8::Local<v8::Value> -> napi_value is the one Node-API itself
+// performs (v8impl::JsValueFromV8LocalValue: napi_value is the Local's slot
+// pointer), and the Local lives in the HandleScope of the current Node-API
+// call, exactly as a napi_value created by napi_create_* would.
+static_assert(sizeof(v8::Local<v8::Value>) == sizeof(napi_value), "napi_value must be a v8::Local");
+
+napi_value NewExternalSharedArrayBuffer(void* data, size_t len, StatePtr* holder) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::unique_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(data, len, SabDeleter, holder);
+  v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
+  v8::Local<v8::Value> value = sab;
+  napi_value out;
+  std::memcpy(&out, &value, sizeof(out));
+  return out;
+}
+
+}  // namespace
+
+class Mapping : public Napi::ObjectWrap<Mapping> {
+ public:
+  static Napi::Function Class(Napi::Env env) {
+    return DefineClass(env, "NativeMapping",
+                       {
+                           StaticMethod<&Mapping::Map>("map"),
+                           InstanceMethod<&Mapping::Release>("release"),
+                           InstanceMethod<&Mapping::Protect>("protect"),
+                           InstanceAccessor<&Mapping::GetBuffer>("buffer"),
+                           InstanceAccessor<&Mapping::GetLength>("length"),
+                           InstanceAccessor<&Mapping::GetWritable>("writable"),
+                           InstanceAccessor<&Mapping::GetShared>("shared"),
+                           InstanceAccessor<&Mapping::GetReleased>("released"),
+                       });
+  }
+
+  // Instances are only made by map(); `new NativeMapping()` from JS gives an
+  // inert object (released, no buffer).
+  explicit Mapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mapping>(info) {}
+
+ private:
+  // map(fd, length, writable, shared, offset)
+  static Napi::Value Map(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    REQUIRE_ARGUMENT_FD(0, fd);
+    REQUIRE_ARGUMENT_SIZE(1, length);
+    REQUIRE_ARGUMENT_BOOL(2, writable);
+    REQUIRE_ARGUMENT_BOOL(3, shared);
+    REQUIRE_ARGUMENT_INT(4, offset, 0, kMaxSafeInteger);
+    long page = sysconf(_SC_PAGESIZE);
+    if (offset % page != 0) THROW_RANGE_ERROR(env, "offset must be a multiple of the page size");
+
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    void* addr = mmap(nullptr, static_cast<size_t>(length), prot, MAP_SHARED, static_cast<int>(fd),
+                      static_cast<off_t>(offset));
+    if (addr == MAP_FAILED) THROW_ERRNO(env, errno, "mmap");
+
+    StatePtr state = std::make_shared<MapState>(addr, static_cast<size_t>(length));
+    StatePtr* holder = new StatePtr(state);
+    napi_value buf = nullptr;
+    if (shared) {
+      buf = NewExternalSharedArrayBuffer(addr, state->len, holder);
+    } else if (napi_create_external_arraybuffer(env, addr, state->len, AbFinalize, holder, &buf) != napi_ok) {
+      // The finalizer was not attached: clean up here.
+      delete holder;
+      UnmapOnce(state.get());
+      if (!env.IsExceptionPending()) Napi::Error::New(env, "cannot create an external ArrayBuffer").ThrowAsJavaScriptException();
+      return Napi::Value();
+    }
+    // From here on the buffer's deleter owns the pages: an early return lets
+    // the garbage collector unmap them.
+    Napi::Object obj = GetData(env)->mappingCtor.New({});
+    SHMB_RETURN_IF(env.IsExceptionPending() || obj.IsEmpty());
+    Mapping* m = Mapping::Unwrap(obj);
+    m->state_ = state;
+    m->buffer_ = Napi::Persistent(Napi::Value(env, buf));
+    m->length_ = state->len;
+    m->writable_ = writable;
+    m->shared_ = shared;
+    m->released_ = false;
+    return obj;
+  }
+
+  // release(): idempotent.
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (released_ || !state_) return env.Undefined();
+    if (!shared_) {
+      napi_status st = napi_detach_arraybuffer(env, buffer_.Value());
+      if (st != napi_ok) {
+        if (!env.IsExceptionPending()) Napi::Error::New(env, "cannot detach the ArrayBuffer").ThrowAsJavaScriptException();
+        return Napi::Value();
+      }
+      UnmapOnce(state_.get());
+    } else {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (!state_->unmapped) {
+        void* p = mmap(state_->addr, state_->len, PROT_READ | PROT_WRITE,
+                       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) THROW_ERRNO(env, errno, "mmap");
+      }
+    }
+    released_ = true;
+    return env.Undefined();
+  }
+
+  // protect(prot): 0 = none, 1 = read, 2 = read|write.
+  Napi::Value Protect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    REQUIRE_ARGUMENT_INT(0, prot, 0, 2);
+    if (released_ || !state_) THROW_ERRNO(env, EBADF, "mprotect");
+    static const int kProt[] = {PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE};
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (state_->unmapped) THROW_ERRNO(env, EBADF, "mprotect");
+    if (mprotect(state_->addr, state_->len, kProt[prot]) < 0) THROW_ERRNO(env, errno, "mprotect");
+    return env.Undefined();
+  }
+
+  Napi::Value GetBuffer(const Napi::CallbackInfo& info) {
+    return buffer_.IsEmpty() ? info.Env().Null() : buffer_.Value();
+  }
+  Napi::Value GetLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(length_)); }
+  Napi::Value GetWritable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), writable_); }
+  Napi::Value GetShared(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), shared_); }
+  Napi::Value GetReleased(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), released_ || !state_); }
+
+  StatePtr state_;
+  Napi::Reference<Napi::Value> buffer_;
+  size_t length_ = 0;
+  bool writable_ = false;
+  bool shared_ = false;
+  bool released_ = true;
+};
+
+void InitMapping(Napi::Env env, Napi::Object exports) {
+  Napi::Function cls = Mapping::Class(env);
+  GetData(env)->mappingCtor = Napi::Persistent(cls);
+  exports.Set("Mapping", cls);
+}
+
+}  // namespace shmb
