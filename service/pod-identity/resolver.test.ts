@@ -203,7 +203,7 @@ describe('a peer whose pod cannot be resolved gets only uid-based rights', () =>
     for (const pid of [10, 11, 12, 13]) expect(await rightsOf(pid, proc), String(pid)).toEqual(['uid:1000']);
   });
 
-  it('a pod the cache knows gets the namespace and service-account grants too', async () => {
+  it('a UID lookalike ("podx") is not a pod, whatever the cache holds', async () => {
     const proc = fs.mkdtempSync(path.join(os.tmpdir(), 'proc-'));
     cleanup.push(() => fs.rmSync(proc, { recursive: true, force: true }));
     fs.mkdirSync(path.join(proc, '20'));
