@@ -7,7 +7,7 @@
 //   ... on each accepted Unix connection, after SO_PEERCRED:
 //   const pod = await pi.resolvePeer(cred.pid);   // undefined => uid/gid rights only
 //   principalsOf(cred, pod) -> the subjects grants/quotas are matched against;
-//   put pod (namespace, podName, serviceAccount) on the caller and in audit events.
+//   put pod (namespace, name, serviceAccount) on the caller and in audit events.
 //   ... on shutdown: await pi.stop();
 
 export * from './cgroup-path';
@@ -20,8 +20,11 @@ import { PodIdentityResolver, resolveNothing, type ResolvePeer } from './resolve
 
 /** The `podIdentity` block of the broker configuration (service/config.ts). */
 export interface PodIdentityConfig {
-  /** Default false; the Kubernetes manifests turn it on. */
-  enabled?: boolean;
+  /**
+   * true, false, or 'auto' (default): on when running in a Kubernetes pod
+   * (KUBERNETES_SERVICE_HOST set) with a node name, off otherwise.
+   */
+  enabled?: boolean | 'auto';
   /** This node's name; default: the NODE_NAME environment variable (downward API spec.nodeName). */
   nodeName?: string;
   /** API server base URL; default: in-cluster (KUBERNETES_SERVICE_HOST/PORT + service account). */
@@ -56,28 +59,37 @@ export async function startPodIdentity(
     log('info', `pod identity disabled: ${why}`);
     return { enabled: false, resolvePeer: resolveNothing, stop: async () => {} };
   };
-  if (!cfg?.enabled) return disabled('podIdentity.enabled is not set');
-  const nodeName = cfg.nodeName ?? env['NODE_NAME'];
-  if (!nodeName) return disabled('no node name (set podIdentity.nodeName or NODE_NAME from spec.nodeName)');
+  const c: PodIdentityConfig = cfg ?? {};
+  const mode = c.enabled ?? 'auto';
+  if (mode === false) return disabled('podIdentity.enabled is false');
+  if (mode === 'auto' && !c.apiServer && !env['KUBERNETES_SERVICE_HOST']) return disabled('not running in a Kubernetes pod');
+  const nodeName = c.nodeName ?? env['NODE_NAME'];
+  if (!nodeName) {
+    const why = 'no node name (set podIdentity.nodeName, or NODE_NAME from the downward API spec.nodeName)';
+    if (mode === true) log('warn', `pod identity requested but ${why}`);
+    return disabled(why);
+  }
+  // From here on, failing to start pod identity is logged loudly: it was asked for.
   let api: PodsApiConfig;
   try {
-    if (cfg.apiServer) {
-      api = { baseUrl: cfg.apiServer };
-      if (cfg.tokenFile) api.tokenFile = cfg.tokenFile;
-      if (cfg.caFile) api.caFile = cfg.caFile;
+    if (c.apiServer) {
+      api = { baseUrl: c.apiServer };
+      if (c.tokenFile) api.tokenFile = c.tokenFile;
+      if (c.caFile) api.caFile = c.caFile;
     } else {
       api = inClusterConfig(env);
     }
   } catch (e) {
+    log('warn', `pod identity cannot start: ${(e as Error).message}`);
     return disabled((e as Error).message);
   }
   const watcher = new PodWatcher({ api, nodeName, log });
   watcher.start();
-  const synced = await watcher.waitForSync(cfg.syncTimeoutMs ?? 5000);
+  const synced = await watcher.waitForSync(c.syncTimeoutMs ?? 5000);
   if (!synced) log('warn', 'pods API not synced yet; peers get uid/gid rights until it is', { nodeName });
   const resolver = new PodIdentityResolver({
     pods: watcher,
-    missWaitMs: cfg.missWaitMs ?? 1000,
+    missWaitMs: c.missWaitMs ?? 1000,
     onUnresolved: (pid, reason) => log('debug', 'peer without pod identity', { pid, reason }),
   });
   return { enabled: true, resolvePeer: resolver.resolvePeer, watcher, stop: () => watcher.stop() };

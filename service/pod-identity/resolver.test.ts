@@ -140,7 +140,7 @@ describe('resolvePeer with a real process in a pod-shaped cgroup', () => {
       const id = await resolver.resolvePeer(pid);
       expect(id).toEqual({
         namespace: 'team-a',
-        podName: 'analytics-7f9c',
+        name: 'analytics-7f9c',
         podUid,
         serviceAccount: 'reader',
         containerId,

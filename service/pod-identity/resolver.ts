@@ -20,7 +20,7 @@ import type { PodRecord } from './pods-api';
 
 export interface PodIdentity {
   namespace: string;
-  podName: string;
+  name: string;
   podUid: string;
   serviceAccount: string;
   containerId?: string;
@@ -97,7 +97,7 @@ export class PodIdentityResolver {
       }
       const id: PodIdentity = {
         namespace: pod.namespace,
-        podName: pod.name,
+        name: pod.name,
         podUid: pod.uid,
         serviceAccount: pod.serviceAccount,
         qosClass: cg.qosClass,
