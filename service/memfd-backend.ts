@@ -60,6 +60,7 @@ export class MemfdBackend implements Backend {
     ],
   };
 
+  /** Keyed by the recorded identity, not the name: a deleted region's memory may linger through its grace period while a new region takes the name. */
   private readonly fds = new Map<string, number>();
 
   create(name: string, sizeBytes: number, options: CreateOptions): string {
@@ -88,19 +89,26 @@ export class MemfdBackend implements Backend {
       }
       throw err;
     }
-    this.fds.set(name, fd);
-    return JSON.stringify(memfdIdentity(fd));
+    let ref: string;
+    try {
+      ref = JSON.stringify(memfdIdentity(fd));
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    this.fds.set(ref, fd);
+    return ref;
   }
 
   adopt(regions: RegionRecord[]): { lost: string[]; adopted: string[] } {
     const lost: string[] = [];
     const adopted: string[] = [];
-    for (const r of regions) (this.fds.has(r.name) ? adopted : lost).push(r.name);
+    for (const r of regions) (this.fds.has(r.backendRef) ? adopted : lost).push(r.name);
     return { lost, adopted };
   }
 
   open(region: RegionRecord, mode: GrantMode): OpenedRegion {
-    const fd = this.fds.get(region.name);
+    const fd = this.fds.get(region.backendRef);
     if (fd === undefined) {
       throw new FailedPreconditionError('REGION_LOST', `region ${region.name} has no memory (lost in a broker restart)`);
     }
@@ -114,14 +122,14 @@ export class MemfdBackend implements Backend {
   }
 
   destroy(region: RegionRecord): void {
-    const fd = this.fds.get(region.name);
+    const fd = this.fds.get(region.backendRef);
     if (fd === undefined) return;
-    this.fds.delete(region.name);
+    this.fds.delete(region.backendRef);
     fs.closeSync(fd);
   }
 
   offer(region: RegionRecord, fd: number): boolean {
-    if (this.fds.has(region.name)) return true;
+    if (this.fds.has(region.backendRef)) return this.sameInode(region.backendRef, fd);
     let recorded: MemfdIdentity;
     try {
       recorded = JSON.parse(region.backendRef) as MemfdIdentity;
@@ -146,8 +154,18 @@ export class MemfdBackend implements Backend {
     // Re-open read-write through /proc: the offered fd may be read-only, but
     // the broker (root, the inode's owner) may open the inode itself.
     const own = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDWR);
-    this.fds.set(region.name, own);
+    this.fds.set(region.backendRef, own);
     return true;
+  }
+
+  private sameInode(ref: string, fd: number): boolean {
+    try {
+      const held = memfdIdentity(this.fds.get(ref)!);
+      const offered = memfdIdentity(fd);
+      return held.dev === offered.dev && held.ino === offered.ino;
+    } catch {
+      return false;
+    }
   }
 
   close(): void {

@@ -1,0 +1,75 @@
+// bin/shmbroker: `serve` and every admin command (DESIGN.md, Contract:
+// command line). Errors go to stderr as one line with the broker's reason,
+// and the exit code is non-zero.
+import { Command, CommanderError, Option } from 'commander';
+import { serve } from '../../service/serve';
+import { ShmbrokerError } from '../sdk/errors';
+import { createContext } from './context';
+import * as grantCommands from './grant-commands';
+import * as regionCommands from './region-commands';
+import * as statusCommand from './status-command';
+
+const EXIT_USAGE = 2;
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('shmbroker');
+  program
+    .description('shared-memory regions for local processes: a broker and its admin commands')
+    .option('--runtime-dir <dir>', 'broker runtime directory (default: $SHMBROKER_RUNTIME_DIR, /run/shmbroker for root, $XDG_RUNTIME_DIR/shmbroker otherwise)')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .showHelpAfterError()
+    .exitOverride();
+  const ctx = createContext(program);
+
+  program
+    .command('serve')
+    .description('run the broker')
+    .option('--state-dir <dir>', 'state directory (default /var/lib/shmbroker)')
+    .addOption(new Option('--backend <backend>', 'where regions live').choices(['auto', 'kmod', 'memfd']).default('auto'))
+    .option('--config <file>', 'configuration file (YAML or JSON)')
+    .option('--metrics-addr <host:port>', 'serve Prometheus metrics here')
+    .action(async (o: { stateDir?: string; backend: string; config?: string; metricsAddr?: string }) => {
+      await serve(o, ctx.runtimeDir());
+    });
+  statusCommand.register(program, ctx);
+  regionCommands.register(program, ctx);
+  grantCommands.register(program, ctx);
+  for (const optional of ['./quota-commands', './audit-commands']) {
+    let mod: { register?: typeof regionCommands.register } | undefined;
+    try {
+      mod = require(optional) as typeof mod;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    }
+    mod?.register?.(program, ctx);
+  }
+  // Every subcommand accepts -o/--runtime-dir after its own name too.
+  for (const cmd of allCommands(program)) cmd.exitOverride().showHelpAfterError();
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    process.stderr.write(`shmbroker: ${describe(err)}\n`);
+    return 1;
+  } finally {
+    ctx.close();
+  }
+}
+
+function allCommands(c: Command): Command[] {
+  return c.commands.flatMap((sub) => [sub, ...allCommands(sub)]);
+}
+
+function describe(err: unknown): string {
+  if (err instanceof ShmbrokerError) return `${err.message} (${err.reason})`;
+  if (err && typeof err === 'object' && 'reason' in err && 'message' in err) {
+    return `${String((err as { message: unknown }).message)} (${String((err as { reason: unknown }).reason)})`;
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0]!;
+}

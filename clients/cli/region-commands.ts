@@ -1,0 +1,161 @@
+// shmbroker region create|list|show|delete|read|write
+import type { Command } from 'commander';
+import { parseSize } from '../../service/config';
+import { BrokerClient } from '../sdk/broker-client';
+import { InvalidArgumentError } from '../sdk/errors';
+import { formatBytes, formatTime, table, type CliContext } from './context';
+import { readStdin, writeStdout } from './stdio';
+import { parseNonNegativeInt } from './args';
+
+interface RegionJson {
+  name: string;
+  sizeBytes: number;
+  ownerUid: number;
+  ownerGid: number;
+  backend: string;
+  hugepages: boolean;
+  numaNode: number;
+  createTime: { seconds: number; nanos: number } | null;
+  state: string;
+}
+
+function regionRows(regions: RegionJson[]): string {
+  return table(
+    ['NAME', 'SIZE', 'OWNER', 'BACKEND', 'STATE', 'CREATED'],
+    regions.map((r) => [
+      r.name.replace(/^regions\//, ''),
+      formatBytes(r.sizeBytes),
+      r.ownerUid,
+      r.backend + (r.hugepages ? '+hugepages' : ''),
+      r.state.replace('REGION_STATE_', ''),
+      formatTime(r.createTime),
+    ]),
+  );
+}
+
+function showRegion(r: RegionJson): string {
+  return [
+    `name:      ${r.name}`,
+    `size:      ${formatBytes(r.sizeBytes)} (${r.sizeBytes} bytes)`,
+    `owner:     uid ${r.ownerUid}, gid ${r.ownerGid}`,
+    `backend:   ${r.backend}${r.hugepages ? ' (hugepages)' : ''}`,
+    `numa node: ${r.numaNode < 0 ? 'any' : r.numaNode}`,
+    `state:     ${r.state.replace('REGION_STATE_', '')}`,
+    `created:   ${formatTime(r.createTime)}`,
+  ].join('\n');
+}
+
+export function register(program: Command, ctx: CliContext): void {
+  const region = program.command('region').description('create, inspect, delete, read and write regions');
+
+  region
+    .command('create <name>')
+    .description('create a region owned by you')
+    .requiredOption('--size <size>', 'size: bytes or IEC (4096, 64KiB, 1MiB, 2GiB)')
+    .option('--hugepages', 'back the region with 2 MiB huge pages')
+    .option('--numa <node>', 'allocate on this NUMA node')
+    .action(async (name: string, o: { size: string; hugepages?: boolean; numa?: string }) => {
+      const sizeBytes = parseSizeArg('--size', o.size);
+      const req: Record<string, unknown> = { regionId: name, sizeBytes, hugepages: o.hugepages ?? false };
+      if (o.numa !== undefined) req.numaNode = parseNonNegativeInt('--numa', o.numa);
+      const res = await ctx.control().call<{ region: RegionJson }>('BrokerService', 'CreateRegion', req);
+      ctx.print(res.region, () => `created ${res.region.name} (${formatBytes(res.region.sizeBytes)}, ${res.region.backend})`);
+    });
+
+  region
+    .command('list')
+    .description('list the regions you can see')
+    .action(async () => {
+      const all: RegionJson[] = [];
+      let pageToken = '';
+      do {
+        const res = await ctx.control().call<{ regions: RegionJson[]; nextPageToken: string }>('BrokerService', 'ListRegions', { pageSize: 1000, pageToken });
+        all.push(...res.regions);
+        pageToken = res.nextPageToken;
+      } while (pageToken);
+      ctx.print(all, () => (all.length ? regionRows(all) : 'no regions'));
+    });
+
+  region
+    .command('show <name>')
+    .description('show one region')
+    .action(async (name: string) => {
+      const res = await ctx.control().call<{ region: RegionJson }>('BrokerService', 'GetRegion', { name: `regions/${name}` });
+      ctx.print(res.region, () => showRegion(res.region));
+    });
+
+  region
+    .command('delete <name>')
+    .description('delete a region: clients are notified, then cut off, then the memory is freed')
+    .action(async (name: string) => {
+      await ctx.control().call('BrokerService', 'DeleteRegion', { name: `regions/${name}` });
+      ctx.print({ name: `regions/${name}`, deleted: true }, () => `deleted regions/${name}`);
+    });
+
+  region
+    .command('write <name>')
+    .description('copy stdin into the region through the data plane, as the calling uid')
+    .option('--offset <n>', 'byte offset to start at', '0')
+    .action(async (name: string, o: { offset: string }) => {
+      const offset = parseSizeArg('--offset', o.offset, true);
+      const data = await readStdin();
+      const client = await BrokerClient.connect({ runtimeDir: ctx.runtimeDir(), reconnect: false });
+      try {
+        const r = await client.acquire(name, { mode: 'rw' });
+        try {
+          if (offset + data.length > r.size) {
+            throw new InvalidArgumentError(
+              'INVALID_ARGUMENT',
+              'OUT_OF_RANGE',
+              `${data.length} bytes at offset ${offset} do not fit in region ${name} of ${r.size} bytes`,
+            );
+          }
+          new Uint8Array(r.buffer).set(data, offset);
+        } finally {
+          await r.release();
+        }
+        ctx.print({ name: `regions/${name}`, offset, bytesWritten: data.length }, () => (process.stdout.isTTY ? `wrote ${data.length} bytes` : ''));
+      } finally {
+        client.close();
+      }
+    });
+
+  region
+    .command('read <name>')
+    .description('copy the region (or a part) to stdout through the data plane, as the calling uid')
+    .option('--offset <n>', 'byte offset to start at', '0')
+    .option('--length <n>', 'bytes to read (default: to the end)')
+    .action(async (name: string, o: { offset: string; length?: string }) => {
+      const offset = parseSizeArg('--offset', o.offset, true);
+      const client = await BrokerClient.connect({ runtimeDir: ctx.runtimeDir(), reconnect: false });
+      try {
+        const r = await client.acquire(name, { mode: 'ro' });
+        let bytes: Buffer;
+        try {
+          const length = o.length === undefined ? r.size - offset : parseSizeArg('--length', o.length, true);
+          if (offset > r.size || length < 0 || offset + length > r.size) {
+            throw new InvalidArgumentError('INVALID_ARGUMENT', 'OUT_OF_RANGE', `offset ${offset} + length ${length} is beyond region ${name} of ${r.size} bytes`);
+          }
+          // Copy out before release: the mapping goes away with it.
+          bytes = Buffer.from(new Uint8Array(r.buffer, offset, length));
+        } finally {
+          await r.release();
+        }
+        if (ctx.format() === 'json') ctx.print({ name: `regions/${name}`, offset, length: bytes.length, base64: bytes.toString('base64') }, () => '');
+        else await writeStdout(bytes);
+      } finally {
+        client.close();
+      }
+    });
+}
+
+export function parseSizeArg(flag: string, text: string, allowZero = false): number {
+  let n: number;
+  try {
+    n = parseSize(text);
+  } catch (err) {
+    throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_SIZE', `${flag}: ${(err as Error).message}`);
+  }
+  if (!allowZero && n === 0) throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_SIZE', `${flag} must be greater than 0`);
+  return n;
+}

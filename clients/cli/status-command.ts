@@ -1,0 +1,28 @@
+// shmbroker status: is the broker up, which backend, what it guarantees.
+import type { Command } from 'commander';
+import { formatBytes, type CliContext } from './context';
+
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('status')
+    .description('show the broker: backend, guarantees, counts (exit 0 when it answers)')
+    .action(async () => {
+      const s = await ctx.control().call<Record<string, any>>('BrokerService', 'GetStatus', {});
+      const yes = (b: boolean): string => (b ? 'yes' : 'NO');
+      ctx.print(s, () =>
+        [
+          `broker:              serving (version ${s.version}, up ${s.uptimeSeconds}s)`,
+          `runtime dir:         ${ctx.runtimeDir()}`,
+          `backend:             ${s.backend}`,
+          `read-only enforced:  ${yes(s.readOnlyEnforced)}`,
+          `revocation enforced: ${yes(s.revocationEnforced)}`,
+          `restart survival:    ${yes(s.restartSurvival)}`,
+          ...(s.limitations as string[]).map((l, i) => `${i === 0 ? 'limitations:         ' : '                     '}- ${l}`),
+          `regions:             ${s.regionCount} (${formatBytes(Number(s.regionBytes))})`,
+          `grants:              ${s.grantCount}`,
+          `data connections:    ${s.dataConnections}`,
+          `you:                 uid ${s.callerUid}${s.callerIsAdmin ? ' (admin)' : ''}`,
+        ].join('\n'),
+      );
+    });
+}

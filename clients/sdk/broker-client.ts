@@ -1,0 +1,271 @@
+// The SDK's connection to the broker's data plane (RUNTIME_DIR/data.sock):
+// acquire a region by name, get it mapped, release it, and react to
+// revocation notices. The connection re-establishes itself after a broker
+// restart and offers back the regions it still holds.
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as native from '../../native';
+import { dataReplyCodec, dataRequestCodec, MAX_DATA_PACKET_BYTES } from '../../proto/load';
+import type { DataReply__Output } from '../../proto/generated/shmbroker/v1/DataReply';
+import type { DataRequest } from '../../proto/generated/shmbroker/v1/DataRequest';
+import { errorFromStatus, InvalidArgumentError, ProtocolError, ShmbrokerError, UnavailableError } from './errors';
+import { MappedRegion, type Mode } from './mapped-region';
+import { DATA_SOCKET, resolveRuntimeDir } from './runtime-dir';
+
+export interface ConnectOptions {
+  /** Broker runtime directory; default per DESIGN.md discovery rules. */
+  runtimeDir?: string;
+  /** Reconnect after the broker goes away (default true). */
+  reconnect?: boolean;
+  /** Longest wait between reconnect attempts, ms (default 2000). */
+  maxReconnectDelayMs?: number;
+}
+
+export interface AcquireOptions {
+  /** 'ro' (default) or 'rw'. */
+  mode?: Mode;
+  /** Map as a SharedArrayBuffer (for Atomics), default false. */
+  shared?: boolean;
+}
+
+interface Pending {
+  resolve: (reply: DataReply__Output, fds: number[]) => void;
+  reject: (err: Error) => void;
+}
+
+const REGION_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+export class BrokerClient extends EventEmitter {
+  readonly socketPath: string;
+  #sock: native.SeqpacketSocket | undefined;
+  #nextRequestId = 1;
+  readonly #pending = new Map<number, Pending>();
+  readonly #regions = new Map<number, MappedRegion>();
+  #closed = false;
+  readonly #reconnect: boolean;
+  readonly #maxDelay: number;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+
+  private constructor(socketPath: string, options: ConnectOptions) {
+    super();
+    this.socketPath = socketPath;
+    this.#reconnect = options.reconnect ?? true;
+    this.#maxDelay = options.maxReconnectDelayMs ?? 2000;
+  }
+
+  static async connect(options: ConnectOptions = {}): Promise<BrokerClient> {
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    if (options.runtimeDir !== undefined && typeof options.runtimeDir !== 'string') {
+      throw new TypeError('options.runtimeDir must be a string');
+    }
+    const client = new BrokerClient(path.join(resolveRuntimeDir(options.runtimeDir), DATA_SOCKET), options);
+    client.#open();
+    return client;
+  }
+
+  #open(): void {
+    let sock: native.SeqpacketSocket;
+    try {
+      sock = native.SeqpacketSocket.connect(this.socketPath, { maxPacket: MAX_DATA_PACKET_BYTES + 1, maxFds: 2 });
+    } catch (err) {
+      const e = err as native.NativeError;
+      throw new UnavailableError('UNAVAILABLE', 'BROKER_UNREACHABLE', `cannot connect to the broker at ${this.socketPath}: ${e.message}`);
+    }
+    this.#sock = sock;
+    sock.on('message', (data, fds) => this.#onPacket(data, fds));
+    sock.on('error', (err) => this.#lost(sock, err));
+    sock.on('close', () => this.#lost(sock));
+    this.#updateRef();
+  }
+
+  #updateRef(): void {
+    // Only waiting for a reply keeps the process alive; holding regions does not.
+    if (this.#pending.size > 0) this.#sock?.ref();
+    else this.#sock?.unref();
+  }
+
+  #lost(sock: native.SeqpacketSocket, err?: Error): void {
+    if (sock !== this.#sock) return;
+    sock.close();
+    this.#sock = undefined;
+    const failure = new UnavailableError('UNAVAILABLE', 'BROKER_DISCONNECTED', `lost the connection to the broker${err ? `: ${err.message}` : ''}`);
+    for (const p of this.#pending.values()) p.reject(failure);
+    this.#pending.clear();
+    if (this.#closed) return;
+    this.emit('disconnect', failure);
+    if (this.#reconnect) this.#scheduleReconnect(50);
+  }
+
+  #scheduleReconnect(delay: number): void {
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#closed) return;
+      try {
+        this.#open();
+      } catch {
+        this.#scheduleReconnect(Math.min(delay * 2, this.#maxDelay));
+        return;
+      }
+      void this.#reoffer().then(
+        () => this.emit('reconnect'),
+        (e: unknown) => this.emit('error', e),
+      );
+    }, delay);
+    // Reconnecting matters only while the application holds regions.
+    if (this.#regions.size === 0) this.#reconnectTimer.unref();
+  }
+
+  /** After a reconnect: offer back every held region's fd, so the broker re-attaches the lease (and, on memfd, re-adopts the memory). */
+  async #reoffer(): Promise<void> {
+    for (const region of [...this.#regions.values()]) {
+      if (region.released) continue;
+      let accepted = false;
+      try {
+        const { reply } = await this.#request(
+          { offer: { region: region.name, leaseId: region.leaseId, mode: region.mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' } },
+          [region.fd],
+        );
+        accepted = reply.offer?.accepted === true;
+      } catch {
+        accepted = false;
+      }
+      if (!accepted) {
+        // The broker no longer knows this lease: it was revoked or the
+        // region deleted while we were away.
+        this.#regions.delete(region.leaseId);
+        region.revoke({ reason: 'LEASE_LOST', graceMs: 0 });
+      }
+    }
+  }
+
+  #request(request: Omit<DataRequest, 'requestId'>, fds?: number[]): Promise<{ reply: DataReply__Output; fds: number[] }> {
+    const sock = this.#sock;
+    if (this.#closed) return Promise.reject(new UnavailableError('UNAVAILABLE', 'CLIENT_CLOSED', 'the client is closed'));
+    if (!sock) return Promise.reject(new UnavailableError('UNAVAILABLE', 'BROKER_DISCONNECTED', 'not connected to the broker (reconnecting)'));
+    const requestId = this.#nextRequestId++;
+    const packet = dataRequestCodec().encode({ ...request, requestId });
+    return new Promise((resolve, reject) => {
+      this.#pending.set(requestId, { resolve: (reply, got) => resolve({ reply, fds: got }), reject });
+      this.#updateRef();
+      sock.send(packet, fds);
+    });
+  }
+
+  #onPacket(data: Buffer, fds: number[]): void {
+    let reply: DataReply__Output;
+    try {
+      reply = dataReplyCodec().decode(data);
+    } catch (err) {
+      for (const fd of fds) fs.closeSync(fd);
+      this.emit('error', new ProtocolError('INTERNAL', 'MALFORMED_REPLY', `malformed reply from the broker: ${(err as Error).message}`));
+      return;
+    }
+    if (reply.requestId === 0) {
+      for (const fd of fds) fs.closeSync(fd);
+      if (reply.revocation) this.#onRevocation(reply.revocation.leaseId, reply.revocation.reason, reply.revocation.graceMs);
+      return;
+    }
+    const pending = this.#pending.get(reply.requestId);
+    if (!pending) {
+      for (const fd of fds) fs.closeSync(fd);
+      return;
+    }
+    this.#pending.delete(reply.requestId);
+    this.#updateRef();
+    pending.resolve(reply, fds);
+  }
+
+  #onRevocation(leaseId: number, reason: string, graceMs: number): void {
+    const region = this.#regions.get(leaseId);
+    if (!region) return;
+    this.#regions.delete(leaseId);
+    region.revoke({ reason, graceMs });
+    // Tell the broker at once, so it need not wait out the grace period.
+    this.#request({ release: { leaseId } }).catch(() => undefined);
+  }
+
+  /** Acquires a region by name and maps it. */
+  async acquire(name: string, options: AcquireOptions = {}): Promise<MappedRegion> {
+    if (typeof name !== 'string' || !REGION_NAME.test(name)) {
+      throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_REGION_NAME', `name must match [a-z0-9][a-z0-9._-]{0,62}, got ${JSON.stringify(name)}`);
+    }
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    const mode = options.mode ?? 'ro';
+    if (mode !== 'ro' && mode !== 'rw') throw new TypeError(`options.mode must be 'ro' or 'rw', got ${JSON.stringify(mode)}`);
+    if (options.shared !== undefined && typeof options.shared !== 'boolean') throw new TypeError('options.shared must be a boolean');
+    const { reply, fds } = await this.#request({
+      acquire: { region: name, mode: mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' },
+    });
+    if (reply.error) {
+      for (const fd of fds) fs.closeSync(fd);
+      throw errorFromStatus(reply.error.code, reply.error.reason, reply.error.message);
+    }
+    const a = reply.acquire;
+    if (!a || fds.length !== 1) {
+      for (const fd of fds) fs.closeSync(fd);
+      throw new ProtocolError('INTERNAL', 'MALFORMED_REPLY', `the broker answered an acquire with ${a ? `${fds.length} fds` : reply.reply ?? 'nothing'}`);
+    }
+    const fd = fds[0]!;
+    let mapping: native.Mapping;
+    try {
+      const st = fs.fstatSync(fd);
+      if (st.size !== a.sizeBytes) {
+        throw new ProtocolError('INTERNAL', 'SIZE_MISMATCH', `region ${name}: the broker said ${a.sizeBytes} bytes, the fd has ${st.size}`);
+      }
+      mapping = native.Mapping.map(fd, { length: a.sizeBytes, writable: mode === 'rw', shared: options.shared ?? false });
+    } catch (err) {
+      fs.closeSync(fd);
+      this.#request({ release: { leaseId: a.leaseId } }).catch(() => undefined);
+      if (err instanceof ShmbrokerError) throw err;
+      const e = err as native.NativeError;
+      throw new ShmbrokerError('INTERNAL', `MAP_${e.code ?? 'FAILED'}`, `cannot map region ${name}: ${e.message}`);
+    }
+    const region = new MappedRegion({
+      name,
+      size: a.sizeBytes,
+      mode,
+      backend: a.backend,
+      grant: a.grant,
+      leaseId: a.leaseId,
+      fd,
+      mapping,
+      onRelease: (r) => this.#release(r),
+    });
+    this.#regions.set(a.leaseId, region);
+    return region;
+  }
+
+  async #release(region: MappedRegion): Promise<void> {
+    this.#regions.delete(region.leaseId);
+    if (!this.#sock) return; // the broker forgets the lease when its process is gone
+    const { reply } = await this.#request({ release: { leaseId: region.leaseId } });
+    if (reply.error && reply.error.reason !== 'LEASE_NOT_FOUND') {
+      throw errorFromStatus(reply.error.code, reply.error.reason, reply.error.message);
+    }
+  }
+
+  /** Regions currently held through this client. */
+  get regions(): MappedRegion[] {
+    return [...this.#regions.values()];
+  }
+
+  get connected(): boolean {
+    return this.#sock !== undefined;
+  }
+
+  /** Closes the connection. Held regions stay mapped until released. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#reconnectTimer);
+    this.#sock?.close();
+    this.#sock = undefined;
+    const failure = new UnavailableError('UNAVAILABLE', 'CLIENT_CLOSED', 'the client was closed');
+    for (const p of this.#pending.values()) p.reject(failure);
+    this.#pending.clear();
+  }
+}
+
+export async function connect(options?: ConnectOptions): Promise<BrokerClient> {
+  return BrokerClient.connect(options);
+}

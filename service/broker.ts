@@ -1,0 +1,211 @@
+// The broker: opens its state, picks its backend, re-adopts what survived,
+// and serves the control plane (broker.sock) and the data plane (data.sock).
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import type * as native from '../native';
+import { loadShmbrokerGrpc } from '../proto/load';
+import type { GetStatusResponse } from '../proto/generated/shmbroker/v1/GetStatusResponse';
+import { AuditTrail, loadOrCreateAuditKey } from './audit-trail';
+import type { Backend, BackendKind } from './backend';
+import { brokerServiceHandlers } from './broker-service';
+import type { Caller } from './caller';
+import type { BrokerConfig } from './config';
+import { ControlServer } from './control-server';
+import { DataPlane } from './data-plane';
+import { FailedPreconditionError } from './errors';
+import { GrantStore } from './grant-store';
+import { KMOD_DEVICE, KmodBackend } from './kmod-backend';
+import { LeaseStore } from './lease-store';
+import type { Logger } from './logger';
+import { MemfdBackend } from './memfd-backend';
+import { Policy } from './policy';
+import { QuotaStore } from './quota-store';
+import { RegionManager } from './region-manager';
+import { RegionStore } from './region-store';
+import { Revoker } from './revoker';
+import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
+import { inTransaction, openStateDb, type Db } from './state-db';
+
+export const VERSION = '0.1.0';
+
+export interface BrokerOptions {
+  runtimeDir: string;
+  stateDir: string;
+  backend: 'auto' | BackendKind;
+  config: BrokerConfig;
+  log: Logger;
+}
+
+export function controlSocketPath(runtimeDir: string): string {
+  return path.join(runtimeDir, 'broker.sock');
+}
+
+export function dataSocketPath(runtimeDir: string): string {
+  return path.join(runtimeDir, 'data.sock');
+}
+
+/** True if something already accepts connections on the socket. */
+function socketIsLive(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(socketPath);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+function selectBackend(kind: BrokerOptions['backend'], log: Logger): Backend {
+  if (kind === 'memfd') return new MemfdBackend();
+  if (kind === 'kmod' || fs.existsSync(KMOD_DEVICE)) {
+    try {
+      return new KmodBackend(log);
+    } catch (err) {
+      if (kind === 'kmod') {
+        throw new FailedPreconditionError('KMOD_UNAVAILABLE', `--backend kmod: cannot open ${KMOD_DEVICE}: ${(err as Error).message} (is shmbroker.ko loaded?)`);
+      }
+      log.warn({ err: (err as Error).message }, `${KMOD_DEVICE} exists but cannot be opened; using the memfd backend`);
+    }
+  }
+  return new MemfdBackend();
+}
+
+export class Broker {
+  private readonly startedAt = Date.now();
+
+  private constructor(
+    readonly options: BrokerOptions,
+    readonly db: Db,
+    readonly backend: Backend,
+    readonly audit: AuditTrail,
+    readonly quotas: QuotaStore,
+    readonly regions: RegionStore,
+    readonly grants: GrantStore,
+    readonly manager: RegionManager,
+    readonly revoker: Revoker,
+    readonly dataPlane: DataPlane,
+    readonly control: ControlServer,
+  ) {}
+
+  static async start(options: BrokerOptions): Promise<Broker> {
+    const { log, config } = options;
+    const runtimeDir = ensureSecureDir(options.runtimeDir, { createMode: 0o755, what: 'runtime directory' });
+    const stateDir = ensureSecureDir(options.stateDir, { createMode: 0o700, what: 'state directory' });
+    const controlPath = controlSocketPath(runtimeDir);
+    const dataPath = dataSocketPath(runtimeDir);
+    if (await socketIsLive(controlPath)) {
+      throw new FailedPreconditionError('ALREADY_RUNNING', `another broker is serving on ${controlPath}`);
+    }
+
+    const db = openStateDb(stateDir);
+    const backend = selectBackend(options.backend, log);
+    const regions = new RegionStore(db);
+    const grants = new GrantStore(db);
+    const leases = new LeaseStore(db);
+    const quotas = new QuotaStore(db, config.defaultQuota, { maxGrantsPerRegion: config.maxGrantsPerRegion });
+    const audit = new AuditTrail(db, { key: loadOrCreateAuditKey(path.join(stateDir, 'audit.key')) });
+    const policy = new Policy(config);
+    const identify = (cred: native.PeerCred): Caller => ({ ...cred, isAdmin: policy.isAdmin(cred) });
+    const brokerActor = { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
+
+    // Re-adopt what survived; what did not is marked LOST, never silently recreated.
+    const { lost, adopted } = backend.adopt(regions.all());
+    inTransaction(db, () => {
+      for (const name of lost) {
+        if (regions.get(name)?.state !== 'LOST') regions.setState(name, 'LOST');
+      }
+      audit.append({
+        actor: brokerActor,
+        action: 'BrokerStart',
+        resource: 'broker',
+        result: 'ALLOWED',
+        details: { backend: backend.kind, adopted: adopted.length, lost: lost.length, version: VERSION },
+      });
+    });
+    if (lost.length > 0) log.warn({ lost }, 'regions whose memory did not survive the restart are marked LOST');
+
+    const revoker = new Revoker({ backend, leases, graceMs: config.revocationGraceMs, log });
+    const manager = new RegionManager({
+      db,
+      regions,
+      grants,
+      leases,
+      backend,
+      policy,
+      quotas,
+      audit,
+      revoker,
+      limits: { minBytes: config.regionSize.min, maxBytes: config.regionSize.max, maxGrantsPerRegion: config.maxGrantsPerRegion },
+      log,
+    });
+    const dataPlane = new DataPlane({
+      db,
+      regions,
+      grants,
+      leases,
+      backend,
+      policy,
+      audit,
+      revoker,
+      limits: config.dataPlane,
+      log,
+      identify,
+    });
+    revoker.setNotifier(dataPlane);
+    revoker.setExpiryHandler(async () => {
+      await manager.expireGrants();
+      revoker.scheduleExpiry(grants.nextExpiry());
+    });
+
+    const control = new ControlServer({ log, identify });
+    const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control);
+    const pkg = loadShmbrokerGrpc();
+    control.addService(pkg.BrokerService.service, brokerServiceHandlers(manager, (caller) => broker.status(caller)));
+
+    removeStaleSocket(dataPath);
+    dataPlane.listen(dataPath);
+    removeStaleSocket(controlPath);
+    await control.listen(controlPath);
+    revoker.scheduleExpiry(grants.nextExpiry());
+    log.info({ runtimeDir, stateDir, backend: backend.kind, regions: adopted.length, lost: lost.length }, 'broker serving');
+    return broker;
+  }
+
+  status(caller: Caller): GetStatusResponse {
+    const totals = this.regions.totals();
+    const g = this.backend.guarantees;
+    return {
+      version: VERSION,
+      backend: this.backend.kind,
+      revocationEnforced: g.revocationEnforced,
+      restartSurvival: g.restartSurvival,
+      readOnlyEnforced: g.readOnlyEnforced,
+      limitations: g.limitations,
+      regionCount: totals.count,
+      regionBytes: totals.bytes,
+      grantCount: this.grants.count(),
+      dataConnections: this.dataPlane.connectionCount(),
+      uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
+      callerUid: caller.uid,
+      callerIsAdmin: caller.isAdmin,
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.revoker.close();
+    await this.control.close();
+    this.dataPlane.close();
+    for (const p of [controlSocketPath(this.options.runtimeDir), dataSocketPath(this.options.runtimeDir)]) {
+      try {
+        removeStaleSocket(p);
+      } catch {
+        // not ours any more
+      }
+    }
+    this.backend.close();
+    this.db.close();
+    this.options.log.info('broker stopped');
+  }
+}
