@@ -125,6 +125,17 @@ void CallFromLoop(Napi::Env env, napi_async_context ctx, napi_value recv, napi_v
   }
 }
 
+// False while the environment is being torn down (process exit, worker
+// termination): Node then spins the loop once more to close handles, and a
+// poll callback must not call into JS or create JS objects that need to. Any
+// Node-API call that may run JS (here: setting a property) reports
+// napi_pending_exception in that state, without side effects.
+bool JsCallable(napi_env env) {
+  napi_value obj, undef;
+  if (napi_create_object(env, &obj) != napi_ok || napi_get_undefined(env, &undef) != napi_ok) return false;
+  return napi_set_named_property(env, obj, "probe", undef) == napi_ok;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------
@@ -302,6 +313,10 @@ class SeqpacketSocket : public Napi::ObjectWrap<SeqpacketSocket> {
   void HandlePoll(int status, int events) {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
+    if (!JsCallable(env)) {
+      CloseInternal();
+      return;
+    }
     Ref();  // stay alive even if a listener drops the last reference
     if (status < 0) {
       HangUp();
@@ -593,6 +608,7 @@ class SeqpacketServer : public Napi::ObjectWrap<SeqpacketServer> {
   }
 
   static void OnTimer(uv_timer_t* handle) {
+    // Only touches libuv: safe during teardown too.
     SeqpacketServer* self = static_cast<SeqpacketServer*>(handle->data);
     if (self != nullptr && !self->closed_ && self->poll_ != nullptr) uv_poll_start(self->poll_, UV_READABLE, OnPoll);
   }
@@ -604,6 +620,10 @@ class SeqpacketServer : public Napi::ObjectWrap<SeqpacketServer> {
   void AcceptLoop(int status) {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
+    if (!JsCallable(env)) {
+      CloseInternal();
+      return;
+    }
     Ref();
     if (status < 0) {
       EmitErrno(-status, "uv_poll");
