@@ -31,11 +31,13 @@
  * same order as filemap faults. Nothing here takes mmap_lock while holding
  * shmbroker_lock: user copies are done outside it.
  *
- * Pages are inserted as PFN mappings (VM_PFNMAP), not as refcounted pages.
- * That is deliberate: get_user_pages() cannot pin them, so no pin (O_DIRECT,
- * vmsplice, RDMA) can keep access alive past a revocation, and freeing the
- * pages at DESTROY only has to wait for the page tables to be zapped, which
- * revocation does under the locks above.
+ * Pages are inserted as special PTEs (VM_MIXEDMAP, vmf_insert_mixed), not
+ * as refcounted, rmapped pages. That is deliberate: get_user_pages() cannot
+ * pin them, so no pin (O_DIRECT, vmsplice, RDMA) can keep access alive past
+ * a revocation, and freeing the pages at DESTROY only has to wait for the
+ * page tables to be zapped, which revocation does under the locks above.
+ * VM_MIXEDMAP rather than VM_PFNMAP only so that /proc/PID/pagemap still
+ * reports the frames (the selftests check hugepage backing through it).
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -53,6 +55,7 @@
 #include <linux/mount.h>
 #include <linux/mutex.h>
 #include <linux/nodemask.h>
+#include <linux/pfn_t.h>
 #include <linux/poll.h>
 #include <linux/pseudo_fs.h>
 #include <linux/sched/signal.h>
@@ -128,6 +131,8 @@ static atomic_t shmbroker_nr_mappings;
 
 /* ---------------------------------------------------------------- regions */
 
+static int shmbroker_destroy_region(u64 id);
+
 static void shmbroker_free_chunks(struct page **chunks, unsigned long nr,
 				  unsigned int order)
 {
@@ -139,7 +144,7 @@ static void shmbroker_free_chunks(struct page **chunks, unsigned long nr,
 		if (!chunks[i])
 			break;
 		/*
-		 * put_page rather than __free_pages: PFN mappings take no page
+		 * put_page rather than __free_pages: special PTEs take no page
 		 * references, but staying on the refcount keeps this correct
 		 * should anything else ever take one.
 		 */
@@ -262,12 +267,11 @@ static int shmbroker_create(struct shmbroker_create __user *uarg)
 		goto err_region;
 	atomic64_add(r->size, &shmbroker_nr_bytes);
 
-	/*
-	 * The region is visible now; a failed copy-out still leaves it in the
-	 * registry where LIST finds it, which is the crash-recovery path anyway.
-	 */
-	if (put_user(r->id, &uarg->region_id))
+	/* Nobody learnt the id: take the region down again rather than leak it. */
+	if (put_user(r->id, &uarg->region_id)) {
+		shmbroker_destroy_region(r->id);
 		return -EFAULT;
+	}
 	return 0;
 
 err_region:
@@ -321,7 +325,11 @@ static vm_fault_t shmbroker_vm_fault(struct vm_fault *vmf)
 		goto out;
 	pfn = page_to_pfn(r->chunks[vmf->pgoff >> r->order]) +
 	      (vmf->pgoff & ((1UL << r->order) - 1));
-	ret = vmf_insert_pfn(vma, vmf->address, pfn);
+	/* mkwrite: a write fault on a present read-only PTE must upgrade it, not loop. */
+	if (vmf->flags & FAULT_FLAG_WRITE)
+		ret = vmf_insert_mixed_mkwrite(vma, vmf->address, pfn_to_pfn_t(pfn));
+	else
+		ret = vmf_insert_mixed(vma, vmf->address, pfn_to_pfn_t(pfn));
 out:
 	filemap_invalidate_unlock_shared(mapping);
 	return ret;
@@ -381,7 +389,7 @@ static int shmbroker_grant_mmap(struct file *file, struct vm_area_struct *vma)
 	 * VM_DONTEXPAND: mremap cannot grow the mapping past the region.
 	 * VM_DONTDUMP: region contents do not belong in a client's core dump.
 	 */
-	vma->vm_flags |= VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
+	vma->vm_flags |= VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP;
 	vma->vm_ops = &shmbroker_vm_ops;
 	shmbroker_vm_open(vma);
 out:
@@ -573,20 +581,14 @@ static int shmbroker_revoke(struct shmbroker_revoke __user *uarg)
 	return err;
 }
 
-static int shmbroker_destroy(struct shmbroker_destroy __user *uarg)
+static int shmbroker_destroy_region(u64 id)
 {
-	struct shmbroker_destroy arg;
 	struct shmbroker_region *r;
 	struct shmbroker_grant *g;
 	struct page **chunks;
 
-	if (copy_from_user(&arg, uarg, sizeof(arg)))
-		return -EFAULT;
-	if (arg.flags || arg.pad || arg.reserved[0] || arg.reserved[1])
-		return -EINVAL;
-
 	mutex_lock(&shmbroker_lock);
-	r = arg.region_id ? xa_erase(&shmbroker_regions, arg.region_id) : NULL;
+	r = id ? xa_erase(&shmbroker_regions, id) : NULL;
 	if (!r) {
 		mutex_unlock(&shmbroker_lock);
 		return -ENOENT;
@@ -610,6 +612,17 @@ static int shmbroker_destroy(struct shmbroker_destroy __user *uarg)
 	kref_put(&r->kref, shmbroker_region_release);
 	module_put(THIS_MODULE);
 	return 0;
+}
+
+static int shmbroker_destroy(struct shmbroker_destroy __user *uarg)
+{
+	struct shmbroker_destroy arg;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.flags || arg.pad || arg.reserved[0] || arg.reserved[1])
+		return -EINVAL;
+	return shmbroker_destroy_region(arg.region_id);
 }
 
 static int shmbroker_info(struct shmbroker_region_info __user *uarg)
