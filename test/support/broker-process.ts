@@ -1,0 +1,150 @@
+// Starts a real broker (bin/shmbroker serve, the compiled build) in a
+// private temp directory, and runs CLI commands and client scripts against
+// it as real processes of any uid.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const REPO = path.resolve(__dirname, '..', '..');
+export const BIN = path.join(REPO, 'bin', 'shmbroker');
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+export interface RunOptions {
+  uid?: number;
+  gid?: number;
+  groups?: number[];
+  input?: Buffer | string;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+/** Runs a command to completion (asynchronously, so the broker in this process keeps serving). */
+export function run(cmd: string, args: string[], o: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    let argv = [cmd, ...args];
+    if (o.uid !== undefined) {
+      // setpriv sets supplementary groups exactly, which spawn({uid}) cannot.
+      const groups = o.groups && o.groups.length ? [`--groups=${o.groups.join(',')}`] : ['--clear-groups'];
+      argv = ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid ?? o.uid}`, ...groups, '--', ...argv];
+    }
+    const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 30_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(out), stderr: err });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(o.input ?? '');
+  });
+}
+
+export function makeTempDir(prefix = 'shmbroker-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.chmodSync(dir, 0o755); // other uids must reach the runtime dir inside
+  return dir;
+}
+
+export class BrokerProcess {
+  readonly dir: string;
+  readonly runtimeDir: string;
+  readonly stateDir: string;
+  proc: ChildProcess | undefined;
+  log = '';
+
+  constructor(
+    readonly options: { backend?: string; config?: string; dir?: string; extraArgs?: string[] } = {},
+  ) {
+    this.dir = options.dir ?? makeTempDir();
+    this.runtimeDir = path.join(this.dir, 'run');
+    this.stateDir = path.join(this.dir, 'state');
+  }
+
+  static async start(options: ConstructorParameters<typeof BrokerProcess>[0] = {}): Promise<BrokerProcess> {
+    const b = new BrokerProcess(options);
+    await b.start();
+    return b;
+  }
+
+  get pid(): number {
+    return this.proc!.pid!;
+  }
+
+  async start(): Promise<void> {
+    const args = ['serve', '--runtime-dir', this.runtimeDir, '--state-dir', this.stateDir, '--backend', this.options.backend ?? 'memfd'];
+    if (this.options.config) args.push('--config', this.options.config);
+    args.push(...(this.options.extraArgs ?? []));
+    this.log = '';
+    const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SHMBROKER_LOG_LEVEL: 'info' } });
+    this.proc = proc;
+    proc.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
+    const deadline = Date.now() + 20_000;
+    while (!this.log.includes('"broker serving"')) {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`broker exited during start:\n${this.log}`);
+      if (Date.now() > deadline) throw new Error(`broker did not start:\n${this.log}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Runs `bin/shmbroker --runtime-dir RUNTIME ...args`, as root or another uid. */
+  cli(args: string[], o: RunOptions = {}): Promise<RunResult> {
+    return run(process.execPath, [BIN, '--runtime-dir', this.runtimeDir, ...args], o);
+  }
+
+  /** Like cli, but parses -o json output and fails loudly on a non-zero exit. */
+  async json<T = any>(args: string[], o: RunOptions = {}): Promise<T> {
+    const r = await this.cli([...args, '-o', 'json'], o);
+    if (r.code !== 0) throw new Error(`shmbroker ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout.toString()) as T;
+  }
+
+  /** Open fds of the broker process. */
+  fdCount(): number {
+    return fs.readdirSync(`/proc/${this.pid}/fd`).length;
+  }
+
+  async stop(): Promise<number | null> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    p.kill('SIGTERM');
+    return exited;
+  }
+
+  async kill9(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGKILL');
+    await exited;
+  }
+
+  async cleanup(): Promise<void> {
+    await this.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs a JS snippet in a child node process as another uid; the snippet can `require(sdk)`. */
+export function runNode(script: string, o: RunOptions & { args?: string[] } = {}): Promise<RunResult> {
+  const file = path.join(makeTempDir('shmbroker-script-'), 'script.js');
+  fs.writeFileSync(file, `const REPO = ${JSON.stringify(REPO)};\n${script}`);
+  fs.chmodSync(file, 0o644);
+  return run(process.execPath, [file, ...(o.args ?? [])], o).finally(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
+}
+
+export function hasSetpriv(): boolean {
+  return spawnSync('setpriv', ['--version']).status === 0;
+}
