@@ -1,0 +1,432 @@
+// Offline checks of deploy/kubernetes: every document validated by the
+// matching kubernetes-models (4.5.x) class, unknown fields caught by a
+// TypeScript excess-property check against the same package's types, the
+// kustomization's references resolved, the optional components applied and
+// re-validated, and the security posture asserted.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import ts from 'typescript';
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as YAML from 'yaml';
+import { parseConfig } from '../../service/config';
+
+const ROOT = path.resolve(__dirname, '../..');
+const K8S = path.join(ROOT, 'deploy/kubernetes');
+const NAMESPACE = 'shmbroker-system';
+
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+interface Doc {
+  file: string;
+  index: number;
+  obj: Obj;
+}
+
+function yamlFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...yamlFiles(p));
+    else if (/\.ya?ml$/.test(e.name)) out.push(p);
+  }
+  return out.sort();
+}
+
+function loadDocs(file: string): Doc[] {
+  const text = fs.readFileSync(file, 'utf8');
+  const docs = YAML.parseAllDocuments(text, { strict: true, uniqueKeys: true });
+  return docs.flatMap((d, index) => {
+    if (d.errors.length) throw new Error(`${file}#${index}: ${d.errors.map((e) => e.message).join('; ')}`);
+    const obj = d.toJS() as Obj | null;
+    return obj === null ? [] : [{ file: path.relative(ROOT, file), index, obj }];
+  });
+}
+
+const isKustomize = (o: Obj): boolean => typeof o['apiVersion'] === 'string' && o['apiVersion'].startsWith('kustomize.config.k8s.io/');
+
+/** kubernetes-models module for an apiVersion/kind: "apps/v1" + DaemonSet -> kubernetes-models/apps/v1/DaemonSet */
+function modelFor(apiVersion: string, kind: string): { modulePath: string; cls: new (o: Obj) => { validate(): void } } {
+  const modulePath = `kubernetes-models/${apiVersion}/${kind}`;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require(modulePath) as Record<string, new (o: Obj) => { validate(): void }>;
+  const cls = mod[kind];
+  if (!cls) throw new Error(`no ${kind} in ${modulePath}`);
+  return { modulePath, cls };
+}
+
+const ALL_FILES = yamlFiles(K8S);
+const ALL_DOCS = ALL_FILES.flatMap(loadDocs);
+const K8S_DOCS = ALL_DOCS.filter((d) => !isKustomize(d.obj));
+
+function find(kind: string, name: string, docs: Doc[] = ALL_DOCS): Obj {
+  const d = docs.find((x) => x.obj['kind'] === kind && x.obj['metadata']?.['name'] === name);
+  if (!d) throw new Error(`no ${kind}/${name} in deploy/kubernetes`);
+  return d.obj;
+}
+
+// ---- a small RFC 6902 subset (add, replace, remove, test): what our components use
+
+function pointer(p: string): string[] {
+  if (!p.startsWith('/')) throw new Error(`bad JSON pointer ${p}`);
+  return p.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
+function applyJsonPatch(target: Obj, ops: Obj[]): Obj {
+  const doc = structuredClone(target);
+  for (const op of ops) {
+    const parts = pointer(op['path']);
+    const last = parts.pop()!;
+    let parent: any = doc; // eslint-disable-line @typescript-eslint/no-explicit-any
+    for (const p of parts) {
+      parent = Array.isArray(parent) ? parent[Number(p)] : parent?.[p];
+      if (parent === undefined) throw new Error(`patch path ${op['path']} does not exist`);
+    }
+    const isArr = Array.isArray(parent);
+    switch (op['op']) {
+      case 'add':
+        if (isArr) {
+          if (last === '-') parent.push(op['value']);
+          else parent.splice(Number(last), 0, op['value']);
+        } else parent[last] = op['value'];
+        break;
+      case 'replace':
+        if (!(isArr ? Number(last) < parent.length : last in parent)) throw new Error(`replace: ${op['path']} does not exist`);
+        parent[isArr ? Number(last) : last] = op['value'];
+        break;
+      case 'remove':
+        if (isArr) parent.splice(Number(last), 1);
+        else delete parent[last];
+        break;
+      case 'test':
+        expect(parent[isArr ? Number(last) : last], `test op at ${op['path']}`).toEqual(op['value']);
+        break;
+      default:
+        throw new Error(`unsupported patch op ${op['op']}`);
+    }
+  }
+  return doc;
+}
+
+function podSpecOf(o: Obj): Obj | undefined {
+  if (o['kind'] === 'Pod') return o['spec'];
+  if (['DaemonSet', 'Deployment', 'StatefulSet', 'ReplicaSet', 'Job'].includes(o['kind'])) return o['spec']?.['template']?.['spec'];
+  return undefined;
+}
+
+function containersOf(spec: Obj): Obj[] {
+  return [...(spec['initContainers'] ?? []), ...(spec['containers'] ?? [])];
+}
+
+function hostPathsOf(spec: Obj): string[] {
+  return (spec['volumes'] ?? []).filter((v: Obj) => v['hostPath']).map((v: Obj) => v['hostPath']['path']);
+}
+
+/** hostPath volume name -> path */
+function hostPathVolumes(spec: Obj): Map<string, string> {
+  return new Map((spec['volumes'] ?? []).filter((v: Obj) => v['hostPath']).map((v: Obj) => [v['name'], v['hostPath']['path']]));
+}
+
+// ---------------------------------------------------------------------------
+
+describe('deploy/kubernetes: every manifest validates offline (kubernetes-models 4.5.x)', () => {
+  it('uses the pinned kubernetes-models', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const version = (require('kubernetes-models/package.json') as { version: string }).version;
+    expect(version).toMatch(/^4\.5\./);
+  });
+
+  it('found the manifests', () => {
+    expect(ALL_FILES.length).toBeGreaterThanOrEqual(9);
+    const kinds = new Set(K8S_DOCS.map((d) => d.obj['kind']));
+    for (const k of ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ConfigMap', 'DaemonSet', 'Pod', 'ResourceQuota']) {
+      expect(kinds, k).toContain(k);
+    }
+  });
+
+  for (const d of K8S_DOCS) {
+    it(`${d.file}#${d.index} ${d.obj['kind']}/${d.obj['metadata']?.['name']}`, () => {
+      const { cls } = modelFor(d.obj['apiVersion'], d.obj['kind']);
+      expect(() => new cls(d.obj).validate()).not.toThrow();
+      expect(d.obj['metadata']?.['name'], 'metadata.name').toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+    });
+  }
+
+  it('the validator does reject broken manifests (sanity check of the check)', () => {
+    const ds = structuredClone(find('DaemonSet', 'shmbroker'));
+    ds['spec']['template']['spec']['containers'][0]['securityContext']['privileged'] = 'no';
+    const { cls } = modelFor('apps/v1', 'DaemonSet');
+    expect(() => new cls(ds).validate()).toThrow(/privileged must be boolean/);
+    const noSelector = structuredClone(find('DaemonSet', 'shmbroker'));
+    delete noSelector['spec']['selector'];
+    expect(() => new cls(noSelector).validate()).toThrow(/selector/);
+  });
+
+  describe('no unknown fields (TypeScript excess-property check against kubernetes-models types)', () => {
+    let diagnostics: string[] = [];
+    beforeAll(() => {
+      diagnostics = typecheck(K8S_DOCS.map((d) => d.obj));
+    }, 60_000);
+
+    it('every document type-checks as its kubernetes-models interface', () => {
+      expect(diagnostics).toEqual([]);
+    });
+
+    it('and a typo is caught (sanity check of the check)', () => {
+      const ds = structuredClone(find('DaemonSet', 'shmbroker'));
+      ds['spec']['template']['spec']['containers'][0]['readinesProbe'] = ds['spec']['template']['spec']['containers'][0]['readinessProbe'];
+      const out = typecheck([ds]);
+      expect(out.join('\n')).toMatch(/readinesProbe/);
+    }, 60_000);
+  });
+});
+
+/** Type-check objects as object literals of their kubernetes-models interfaces; returns diagnostics. */
+function typecheck(objs: Obj[]): string[] {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'k8s-typecheck-'));
+  try {
+    const lines: string[] = [];
+    objs.forEach((o, i) => {
+      const { modulePath } = modelFor(o['apiVersion'], o['kind']);
+      const abs = path.join(ROOT, 'node_modules', modulePath);
+      lines.push(`import type { I${o['kind']} as T${i} } from ${JSON.stringify(abs)};`);
+      lines.push(`export const v${i}: T${i} = ${JSON.stringify(o, null, 1)};`);
+    });
+    const file = path.join(dir, 'manifests.ts');
+    fs.writeFileSync(file, lines.join('\n'));
+    const program = ts.createProgram([file], {
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      module: ts.ModuleKind.Node16,
+      moduleResolution: ts.ModuleResolutionKind.Node16,
+      target: ts.ScriptTarget.ES2022,
+      types: [],
+    });
+    return ts
+      .getPreEmitDiagnostics(program)
+      .map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('kustomization', () => {
+  const kfile = path.join(K8S, 'kustomization.yaml');
+  const k = loadDocs(kfile)[0]!.obj;
+
+  it('every resource exists and is a manifest of this directory', () => {
+    expect(k['kind']).toBe('Kustomization');
+    for (const r of k['resources'] as string[]) {
+      expect(fs.existsSync(path.join(K8S, r)), r).toBe(true);
+    }
+    // Nothing in the directory (but examples and components) is left out.
+    const top = fs.readdirSync(K8S).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
+    expect([...(k['resources'] as string[])].sort()).toEqual(top.sort());
+  });
+
+  it('namespace, and every namespaced object already in it', () => {
+    expect(k['namespace']).toBe(NAMESPACE);
+    for (const r of k['resources'] as string[]) {
+      for (const d of loadDocs(path.join(K8S, r))) {
+        if (['Namespace', 'ClusterRole', 'ClusterRoleBinding'].includes(d.obj['kind'])) continue;
+        expect(d.obj['metadata']['namespace'], `${r} ${d.obj['kind']}`).toBe(NAMESPACE);
+      }
+    }
+  });
+
+  it('every image the workloads use is pinned by the kustomization', () => {
+    const names = new Set((k['images'] as Obj[]).map((i) => i['name']));
+    for (const i of k['images'] as Obj[]) expect(i['newTag'] ?? i['digest'], i['name']).toBeTruthy();
+    const ds = find('DaemonSet', 'shmbroker');
+    for (const c of containersOf(ds['spec']['template']['spec'])) expect(names, c['name']).toContain(c['image']);
+  });
+
+  for (const comp of ['kmod-build', 'kmod-device']) {
+    it(`component ${comp}: its resources exist and its patches apply to a still-valid DaemonSet`, () => {
+      const dir = path.join(K8S, 'components', comp);
+      const c = loadDocs(path.join(dir, 'kustomization.yaml'))[0]!.obj;
+      expect(c['kind']).toBe('Component');
+      for (const r of c['resources'] ?? []) expect(fs.existsSync(path.join(dir, r)), r).toBe(true);
+      const ds = patchedDaemonSet(comp);
+      const { cls } = modelFor('apps/v1', 'DaemonSet');
+      expect(() => new cls(ds).validate()).not.toThrow();
+      expect(typecheck([ds])).toEqual([]);
+    });
+  }
+});
+
+function patchedDaemonSet(component: string): Obj {
+  const c = loadDocs(path.join(K8S, 'components', component, 'kustomization.yaml'))[0]!.obj;
+  let ds = find('DaemonSet', 'shmbroker');
+  for (const p of c['patches'] as Obj[]) {
+    expect(p['target']).toMatchObject({ kind: 'DaemonSet', name: 'shmbroker' });
+    ds = applyJsonPatch(ds, YAML.parse(p['patch']) as Obj[]);
+  }
+  return ds;
+}
+
+// ---------------------------------------------------------------------------
+
+describe('security posture', () => {
+  const ds = find('DaemonSet', 'shmbroker');
+  const pod = ds['spec']['template']['spec'];
+  const broker = pod['containers'].find((c: Obj) => c['name'] === 'broker');
+  const init = pod['initContainers'].find((c: Obj) => c['name'] === 'kmod');
+
+  it('one broker container and one kmod init container', () => {
+    expect(pod['containers'].map((c: Obj) => c['name'])).toEqual(['broker']);
+    expect(pod['initContainers'].map((c: Obj) => c['name'])).toEqual(['kmod']);
+  });
+
+  it('no container anywhere in deploy/kubernetes is privileged, escalates, or keeps default capabilities', () => {
+    let n = 0;
+    for (const d of K8S_DOCS) {
+      const spec = podSpecOf(d.obj);
+      if (!spec) continue;
+      for (const c of containersOf(spec)) {
+        n++;
+        const sc = c['securityContext'] ?? {};
+        const where = `${d.file} ${c['name']}`;
+        expect(sc['privileged'] ?? false, where).toBe(false);
+        expect(sc['allowPrivilegeEscalation'], where).toBe(false);
+        expect(sc['readOnlyRootFilesystem'], where).toBe(true);
+        expect(sc['capabilities']?.['drop'], where).toEqual(['ALL']);
+        expect(sc['procMount'] ?? 'Default', where).toBe('Default');
+        const seccomp = sc['seccompProfile']?.['type'] ?? spec['securityContext']?.['seccompProfile']?.['type'];
+        expect(seccomp, where).toBe('RuntimeDefault');
+      }
+      expect(spec['hostNetwork'] ?? false, d.file).toBe(false);
+      expect(spec['hostIPC'] ?? false, d.file).toBe(false);
+    }
+    expect(n).toBeGreaterThanOrEqual(4);
+  });
+
+  it('the broker adds no capability; the init container adds exactly SYS_MODULE', () => {
+    expect(broker['securityContext']['capabilities']['add'] ?? []).toEqual([]);
+    expect(init['securityContext']['capabilities']['add']).toEqual(['SYS_MODULE']);
+  });
+
+  it('only the hostPaths /run/shmbroker, /var/lib/shmbroker and (init, read-only) /lib/modules', () => {
+    expect(hostPathsOf(pod).sort()).toEqual(['/lib/modules', '/run/shmbroker', '/var/lib/shmbroker']);
+    const hp = hostPathVolumes(pod);
+    const brokerHostMounts = broker['volumeMounts'].filter((m: Obj) => hp.has(m['name']));
+    expect(brokerHostMounts.map((m: Obj) => [hp.get(m['name']), m['mountPath']]).sort()).toEqual([
+      ['/run/shmbroker', '/run/shmbroker'],
+      ['/var/lib/shmbroker', '/var/lib/shmbroker'],
+    ]);
+    const initHostMounts = init['volumeMounts'].filter((m: Obj) => hp.has(m['name']));
+    for (const m of initHostMounts) {
+      if (hp.get(m['name']) === '/lib/modules') expect(m['readOnly'], 'init /lib/modules').toBe(true);
+    }
+    expect(initHostMounts.map((m: Obj) => hp.get(m['name'])).sort()).toEqual(['/lib/modules', '/run/shmbroker']);
+    // and no mount propagation back to the host
+    for (const c of containersOf(pod)) for (const m of c['volumeMounts'] ?? []) expect(m['mountPropagation'] ?? 'None').toBe('None');
+  });
+
+  it('hostPID is the one host namespace shared (pod identity needs the peers\' pids); no hostNetwork/hostIPC', () => {
+    expect(pod['hostPID']).toBe(true);
+    expect(pod['hostNetwork']).toBe(false);
+    expect(pod['hostIPC']).toBe(false);
+    expect(pod['shareProcessNamespace'] ?? false).toBe(false);
+  });
+
+  it('liveness, readiness and startup probes run `shmbroker status` on the runtime dir', () => {
+    for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
+      const cmd = broker[probe]?.['exec']?.['command'] as string[] | undefined;
+      expect(cmd, probe).toBeDefined();
+      expect(path.basename(cmd![0]!)).toBe('shmbroker');
+      expect(cmd!.slice(1)).toEqual(['status', '--runtime-dir=/run/shmbroker']);
+      expect(broker[probe]['timeoutSeconds'], probe).toBeGreaterThanOrEqual(1);
+    }
+    expect(broker['args']).toContain('--runtime-dir=/run/shmbroker');
+  });
+
+  it('every container has cpu and memory requests and limits', () => {
+    for (const d of K8S_DOCS) {
+      const spec = podSpecOf(d.obj);
+      if (!spec) continue;
+      for (const c of containersOf(spec)) {
+        for (const kind of ['requests', 'limits']) {
+          for (const r of ['cpu', 'memory']) expect(c['resources']?.[kind]?.[r], `${d.file} ${c['name']} ${kind}.${r}`).toBeDefined();
+        }
+      }
+    }
+  });
+
+  it('system-node-critical, covered by a quota for clusters that restrict it', () => {
+    expect(pod['priorityClassName']).toBe('system-node-critical');
+    const q = find('ResourceQuota', 'shmbroker-critical-pods');
+    expect(q['spec']['scopeSelector']['matchExpressions'][0]).toMatchObject({ scopeName: 'PriorityClass', operator: 'In', values: ['system-node-critical'] });
+  });
+
+  it('rolling update never runs two brokers on one node (maxSurge 0), one node at a time', () => {
+    expect(ds['spec']['updateStrategy']).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+  });
+
+  it('pod identity inputs: NODE_NAME from spec.nodeName, the service account exists with only the RBAC it needs', () => {
+    const env = broker['env'].find((e: Obj) => e['name'] === 'NODE_NAME');
+    expect(env['valueFrom']['fieldRef']['fieldPath']).toBe('spec.nodeName');
+    expect(pod['serviceAccountName']).toBe('shmbroker');
+    find('ServiceAccount', 'shmbroker');
+    const cr = find('ClusterRole', 'shmbroker-pod-reader');
+    expect(cr['rules']).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
+    const role = find('Role', 'shmbroker-events');
+    expect(role['rules']).toEqual([{ apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] }]);
+    for (const kind of ['ClusterRoleBinding', 'RoleBinding']) {
+      const b = K8S_DOCS.filter((d) => d.obj['kind'] === kind).map((d) => d.obj);
+      for (const x of b) expect(x['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'shmbroker', namespace: NAMESPACE }]);
+    }
+    // No wildcard and no secrets anywhere.
+    for (const d of K8S_DOCS.filter((x) => ['Role', 'ClusterRole'].includes(x.obj['kind']))) {
+      const flat = JSON.stringify(d.obj['rules']);
+      expect(flat).not.toContain('*');
+      expect(flat).not.toContain('secrets');
+    }
+  });
+
+  it('the ConfigMap is a configuration the broker accepts, and metrics are scraped where the broker serves them', () => {
+    const cm = find('ConfigMap', 'shmbroker-config');
+    const cfg = parseConfig(cm['data']['broker.yaml'], 'configmap.yaml:broker.yaml');
+    expect(cfg.metricsAddr).toBe('0.0.0.0:9464');
+    const ann = ds['spec']['template']['metadata']['annotations'];
+    expect(ann['prometheus.io/scrape']).toBe('true');
+    expect(ann['prometheus.io/path']).toBe('/metrics');
+    expect(ann['prometheus.io/port']).toBe(cfg.metricsAddr!.split(':').pop());
+    expect(broker['ports']).toContainEqual({ name: 'metrics', containerPort: Number(ann['prometheus.io/port']), protocol: 'TCP' });
+    const cfgMount = broker['volumeMounts'].find((m: Obj) => m['mountPath'] === '/etc/shmbroker');
+    expect(cfgMount['readOnly']).toBe(true);
+    expect(broker['args']).toContain('--config=/etc/shmbroker/broker.yaml');
+  });
+
+  it('component kmod-build adds only /usr/src, read-only, to the init container', () => {
+    const p = patchedDaemonSet('kmod-build')['spec']['template']['spec'];
+    expect(hostPathsOf(p).sort()).toEqual(['/lib/modules', '/run/shmbroker', '/usr/src', '/var/lib/shmbroker']);
+    const hp = hostPathVolumes(p);
+    const m = p['initContainers'][0]['volumeMounts'].find((x: Obj) => hp.get(x['name']) === '/usr/src');
+    expect(m).toMatchObject({ mountPath: '/usr/src', readOnly: true });
+    expect(p['containers'][0]['volumeMounts']).toEqual(broker['volumeMounts']);
+  });
+
+  it('component kmod-device requests the device from a device plugin instead of any privilege', () => {
+    const p = patchedDaemonSet('kmod-device')['spec']['template']['spec'];
+    const c = p['containers'][0];
+    expect(c['resources']['limits']['squat.ai/shmbroker']).toBe('1');
+    expect(c['args']).toContain('--backend=kmod');
+    expect(c['args']).not.toContain('--backend=auto');
+    expect(c['securityContext']).toEqual(broker['securityContext']);
+    expect(hostPathsOf(p).sort()).toEqual(hostPathsOf(pod).sort());
+  });
+
+  it('the example client mounts only the socket directory, read-only, as a non-root uid without an API token', () => {
+    const client = find('Pod', 'shmbroker-client');
+    const spec = client['spec'];
+    expect(hostPathsOf(spec)).toEqual(['/run/shmbroker']);
+    expect(spec['containers'][0]['volumeMounts']).toEqual([{ name: 'shmbroker', mountPath: '/run/shmbroker', readOnly: true }]);
+    expect(spec['securityContext']['runAsNonRoot']).toBe(true);
+    expect(spec['securityContext']['runAsUser']).toBeGreaterThan(0);
+    expect(spec['automountServiceAccountToken']).toBe(false);
+    expect(spec['hostPID'] ?? false).toBe(false);
+    expect(spec['containers'][0]['args'][0]).toMatch(/acquire\('demo'/);
+  });
+});
