@@ -65,6 +65,11 @@ function findKernel() {
     );
   }
   const kver = usable[usable.length - 1];
+  try {
+    fs.accessSync(`/boot/vmlinuz-${kver}`, fs.constants.R_OK);
+  } catch {
+    throw new VmSetupError(`/boot/vmlinuz-${kver} is not readable by this user: run as root, or chmod a+r it`);
+  }
   return { kver, vmlinuz: `/boot/vmlinuz-${kver}`, kdir: `/lib/modules/${kver}/build` };
 }
 

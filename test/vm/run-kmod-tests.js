@@ -1,0 +1,190 @@
+#!/usr/bin/env node
+'use strict';
+// The kernel-module suite, in a real Debian kernel under qemu (`npm run test:kmod`).
+//
+// On the host: build kmod/ warning-free at W=1 and sparse-clean (C=2), build
+// the C selftests, check every module parameter has a description. In ONE
+// guest boot: insmod, the functional cases, the stress run, every executable
+// test/vm/guest.d/*.sh in sorted order (SHMBROKER_IN_VM=1, cwd = repo root,
+// repo read-only, /tmp writable), then check the module is idle, rmmod it,
+// and scan dmesg for warnings, BUGs and Oopses.
+//
+// Prints `KMOD-SUITE: PASS n/m` or `KMOD-SUITE: FAIL n/m` and exits non-zero
+// on any failure, on a guest that does not finish in time, or when qemu or
+// the kernel is missing (with the apt-get line that fixes it).
+//
+// Options / environment:
+//   --timeout SEC | SHMBROKER_VM_TIMEOUT         whole guest run (default 1200)
+//   --stress-seconds N | SHMBROKER_STRESS_SECONDS stress duration (default 20)
+//   --only PATTERN                                run only matching C cases (no stress, no guest.d)
+//   --verbose                                     echo the whole console, kernel log included
+//   SHMBROKER_KVER                                kernel version to use (default: newest installed)
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+const { runInVm, findKernel, checkTools, VmSetupError, REPO } = require('./vm');
+
+function parseArgs(argv) {
+  const o = {
+    timeoutSec: Number(process.env.SHMBROKER_VM_TIMEOUT || 1200),
+    stressSeconds: Number(process.env.SHMBROKER_STRESS_SECONDS || 20),
+    only: null,
+    verbose: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--timeout') o.timeoutSec = Number(argv[++i]);
+    else if (a === '--stress-seconds') o.stressSeconds = Number(argv[++i]);
+    else if (a === '--only') o.only = argv[++i];
+    else if (a === '--verbose') o.verbose = true;
+    else throw new Error(`unknown argument: ${a}`);
+  }
+  if (!(o.timeoutSec > 0) || !(o.stressSeconds > 0)) throw new Error('timeouts must be positive numbers');
+  return o;
+}
+
+const cases = [];
+function record(name, ok, detail) {
+  cases.push({ name, ok, detail });
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail && !ok ? `: ${detail}` : ''}`);
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: REPO, encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
+  return { status: r.status, out: `${r.stdout || ''}${r.stderr || ''}`, error: r.error };
+}
+
+function hostBuild(kdir) {
+  // From clean, so that W=1 sees every compile and C=2 checks every file.
+  run('make', ['-C', 'kmod', `KDIR=${kdir}`, 'clean']);
+  const haveSparse = run('sh', ['-c', 'command -v sparse']).status === 0;
+  const b = run('make', ['-C', 'kmod', `KDIR=${kdir}`, 'W=1', ...(haveSparse ? ['C=2'] : []), 'modules']);
+  const diags = b.out.split('\n').filter((l) => /warning:|error:/.test(l));
+  const built = b.status === 0 && fs.existsSync(path.join(REPO, 'kmod', 'shmbroker.ko'));
+  record('build: make -C kmod (W=1), no warnings', built && diags.length === 0,
+    built ? diags.join('\n') : b.out.split('\n').slice(-30).join('\n'));
+  record('build: sparse-clean (C=2)', haveSparse && built && diags.length === 0,
+    haveSparse ? diags.join('\n') : 'sparse not installed (apt-get install -y sparse)');
+  if (!built) return false;
+
+  const t = run('make', ['-C', 'kmod/tests']);
+  record('build: kmod/tests', t.status === 0, t.out.split('\n').slice(-30).join('\n'));
+  if (t.status !== 0) return false;
+
+  // Limits are module parameters, each with a MODULE_PARM_DESC.
+  const parm = run('modinfo', ['-F', 'parm', path.join(REPO, 'kmod', 'shmbroker.ko')]);
+  const lines = parm.out.trim().split('\n').filter(Boolean);
+  const wanted = ['max_region_bytes', 'max_regions', 'max_grants_per_region'];
+  const described = wanted.every((p) => lines.some((l) => new RegExp(`^${p}:\\S.*\\(\\w+\\)$`).test(l)));
+  record('module parameters described (modinfo)', parm.status === 0 && described, lines.join('; '));
+  const lic = run('modinfo', ['-F', 'license', path.join(REPO, 'kmod', 'shmbroker.ko')]);
+  record('module license GPL', lic.out.trim() === 'GPL', lic.out.trim());
+  return true;
+}
+
+function guestScript(o) {
+  const only = o.only ? ` '${o.only.replace(/'/g, '')}'` : '';
+  const lines = [
+    'set -u',
+    'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    `step kmod-selftests kmod/tests/shmbroker_test${only}`,
+  ];
+  if (!o.only) {
+    lines.push(
+      `step kmod-stress env SHMBROKER_STRESS_SECONDS=${Math.round(o.stressSeconds)} kmod/tests/shmbroker_stress`,
+      // Other suites drop scripts here to run against the real module in this same boot.
+      'for f in test/vm/guest.d/*.sh; do',
+      '  [ -f "$f" ] && [ -x "$f" ] || continue',
+      '  step "guest.d/${f##*/}" "$f"',
+      'done',
+    );
+  }
+  lines.push(
+    'step module-idle-before-rmmod sh -c \'rc=0; for s in regions bytes grants mappings; do ' +
+      'v=$(cat /sys/class/misc/shmbroker/$s); echo "$s=$v"; [ "$v" = 0 ] || rc=1; done; exit $rc\'',
+    'step rmmod sh -c \'if command -v rmmod >/dev/null; then rmmod shmbroker; else busybox rmmod shmbroker; fi\'',
+    'step module-gone sh -c \'! test -e /sys/module/shmbroker && ! test -e /dev/shmbroker\'',
+  );
+  return lines.join('\n');
+}
+
+// TAP lines of the module's own C steps become cases of their own; a
+// guest.d script is one case (its exit code), whatever it prints.
+function tapCases(step) {
+  const out = [];
+  if (!step.name.startsWith('kmod-')) return out;
+  for (const line of step.output.split('\n')) {
+    const m = line.match(/^(not ok|ok) \d+ (?:- )?([^#]*?)\s*(#.*)?$/);
+    if (m) out.push({ name: `${step.name}: ${m[2]}`, ok: m[1] === 'ok', skip: /^# SKIP/i.test(m[3] || '') });
+  }
+  return out;
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  let kernel;
+  try {
+    checkTools();
+    kernel = findKernel();
+  } catch (e) {
+    if (e instanceof VmSetupError) {
+      console.error(`KMOD-SUITE: FAIL (setup)\n${e.message}`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  console.log(`kmod suite: kernel ${kernel.kver}, timeout ${o.timeoutSec}s, stress ${o.stressSeconds}s`);
+  if (!hostBuild(kernel.kdir)) return finish();
+
+  let echoing = true;
+  const r = await runInVm({
+    script: guestScript(o),
+    insmod: true,
+    timeoutSec: o.timeoutSec,
+    onOutput: (chunk) => {
+      if (o.verbose) return process.stdout.write(chunk);
+      // The console without the kernel log dump at the end (judged below instead).
+      for (const line of chunk.split(/(?<=\n)/)) {
+        if (line.includes('@@VM-DMESG-BEGIN@@')) echoing = false;
+        if (echoing) process.stdout.write(line.replace(/\r/g, ''));
+        if (line.includes('@@VM-DMESG-END@@')) echoing = true;
+      }
+    },
+  });
+
+  record('guest: module inserted', r.insmodOk, 'insmod failed');
+  record(`guest: finished within ${o.timeoutSec}s`, r.done && !r.timedOut,
+    r.timedOut ? 'timed out' : `guest stopped early (qemu exit ${r.exitCode}); ${r.vmErrors.join(', ')}`);
+  for (const step of r.steps) {
+    const tap = tapCases(step);
+    for (const c of tap) record(c.skip ? `${c.name} (skipped)` : c.name, c.ok, 'see output above');
+    record(`step ${step.name}`, step.rc === 0, step.rc === null ? 'did not finish' : `exit ${step.rc}`);
+  }
+  record('dmesg: no WARNING, BUG, Oops, KASAN, general protection', r.dmesg !== null && r.dmesgBad.length === 0,
+    r.dmesg === null ? 'no kernel log captured' : r.dmesgBad.slice(0, 20).join('\n'));
+  if (r.dmesgBad.length && r.dmesg) {
+    console.log('---- kernel log (tail) ----');
+    console.log(r.dmesg.split('\n').slice(-120).join('\n'));
+  }
+  const stress = r.steps.find((s) => s.name === 'kmod-stress');
+  if (stress) for (const l of stress.output.split('\n')) if (l.startsWith('# stress:')) console.log(l);
+  console.log(`guest boot ${r.bootMs === null ? '?' : (r.bootMs / 1000).toFixed(1)}s, ` +
+    `whole run ${(r.durationMs / 1000).toFixed(1)}s`);
+  return finish();
+}
+
+function finish() {
+  const passed = cases.filter((c) => c.ok).length;
+  const failed = cases.filter((c) => !c.ok);
+  for (const c of failed) console.log(`  failed: ${c.name}`);
+  const ok = failed.length === 0 && cases.length > 0;
+  console.log(`KMOD-SUITE: ${ok ? 'PASS' : 'FAIL'} ${passed}/${cases.length}`);
+  process.exitCode = ok ? 0 : 1;
+}
+
+main().catch((e) => {
+  console.error(e.stack || String(e));
+  console.log('KMOD-SUITE: FAIL (runner error)');
+  process.exitCode = 1;
+});
