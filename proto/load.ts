@@ -10,6 +10,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
 import type { ProtoGrpcType as BrokerProto } from './generated/broker';
+import type { ProtoGrpcType as QuotaProto } from './generated/quota';
+import type { ProtoGrpcType as AuditProto } from './generated/audit';
 import type { DataRequest, DataRequest__Output } from './generated/shmbroker/v1/DataRequest';
 import type { DataReply, DataReply__Output } from './generated/shmbroker/v1/DataReply';
 
@@ -56,9 +58,11 @@ export function shmbrokerPackageDefinition(): protoLoader.PackageDefinition {
 }
 
 /** The grpc-js object tree of the shmbroker package. */
-export function loadShmbrokerGrpc(): BrokerProto['shmbroker']['v1'] & Record<string, unknown> {
-  const loaded = grpc.loadPackageDefinition(shmbrokerPackageDefinition()) as unknown as BrokerProto;
-  return loaded.shmbroker.v1 as BrokerProto['shmbroker']['v1'] & Record<string, unknown>;
+export type ShmbrokerGrpc = BrokerProto['shmbroker']['v1'] & QuotaProto['shmbroker']['v1'] & AuditProto['shmbroker']['v1'];
+
+export function loadShmbrokerGrpc(): ShmbrokerGrpc {
+  const loaded = grpc.loadPackageDefinition(shmbrokerPackageDefinition()) as unknown as { shmbroker: { v1: ShmbrokerGrpc } };
+  return loaded.shmbroker.v1;
 }
 
 const CONVERSION: protobuf.IConversionOptions = {

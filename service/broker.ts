@@ -7,6 +7,8 @@ import type * as native from '../native';
 import { loadShmbrokerGrpc } from '../proto/load';
 import type { GetStatusResponse } from '../proto/generated/shmbroker/v1/GetStatusResponse';
 import { AuditTrail, loadOrCreateAuditKey } from './audit-trail';
+import { auditServiceHandlers } from './audit-rpc';
+import { quotaServiceHandlers } from './quota-rpc';
 import type { Backend, BackendKind } from './backend';
 import { brokerServiceHandlers } from './broker-service';
 import type { Caller } from './caller';
@@ -163,6 +165,8 @@ export class Broker {
     const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control);
     const pkg = loadShmbrokerGrpc();
     control.addService(pkg.BrokerService.service, brokerServiceHandlers(manager, (caller) => broker.status(caller)));
+    control.addService(pkg.QuotaService.service, quotaServiceHandlers({ quotas, audit, db }) as never);
+    control.addService(pkg.AuditService.service, auditServiceHandlers({ audit, db }) as never);
 
     removeStaleSocket(dataPath);
     dataPlane.listen(dataPath);
