@@ -115,7 +115,7 @@ if [ -r "$LIB_MODULES/$KVER/modules.dep" ]; then
 	if out=$("$MODPROBE" "$MODULE" 2>&1); then
 		loaded "$MODULE loaded with modprobe from the host's $LIB_MODULES/$KVER"
 	fi
-	note "modprobe: ${out:-failed}"
+	note "${out:-modprobe failed}"
 else
 	note "no $LIB_MODULES/$KVER/modules.dep (is /lib/modules mounted?)"
 fi
@@ -125,7 +125,7 @@ if [ -f "$PREBUILT_DIR/$KVER/$MODULE.ko" ]; then
 	if out=$("$INSMOD" "$PREBUILT_DIR/$KVER/$MODULE.ko" 2>&1); then
 		loaded "$MODULE loaded from the module prebuilt for $KVER"
 	fi
-	note "insmod prebuilt: $out"
+	note "${out:-insmod of the prebuilt module failed}"
 else
 	note "no prebuilt module for $KVER in the image"
 fi
@@ -138,11 +138,11 @@ if [ -f "$LIB_MODULES/$KVER/build/Makefile" ] && [ -f "$SRC_DIR/Makefile" ]; the
 		if out=$("$INSMOD" "$BUILD_DIR/$MODULE.ko" 2>&1); then
 			loaded "$MODULE built and loaded for $KVER"
 		fi
-		note "insmod built module: $out"
+		note "${out:-insmod of the built module failed}"
 	else
 		note "build failed: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"
 	fi
-elif [ -e "$LIB_MODULES/$KVER/build" ]; then
+elif [ -L "$LIB_MODULES/$KVER/build" ] || [ -e "$LIB_MODULES/$KVER/build" ]; then
 	note "kernel headers link $LIB_MODULES/$KVER/build does not resolve in this container (mount the node's /usr/src: components/kmod-build)"
 else
 	note "no kernel headers for $KVER"
