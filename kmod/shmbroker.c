@@ -101,7 +101,6 @@ struct shmbroker_region {
 	/* Under shmbroker_lock: */
 	struct list_head grants;
 	unsigned int open_grants;
-	bool destroyed;
 	atomic_t mappings;
 };
 
@@ -177,8 +176,13 @@ static int shmbroker_alloc_chunks(struct shmbroker_region *r)
 	int nid = NUMA_NO_NODE;
 	unsigned long i;
 
+	/*
+	 * Compound, so each 2 MiB chunk is one physically contiguous page.
+	 * RETRY_MAYFAIL lets the allocator compact and reclaim for it, and
+	 * still fail (ENOMEM) rather than fall back to small pages.
+	 */
 	if (r->order)
-		gfp |= __GFP_COMP | __GFP_NORETRY;
+		gfp |= __GFP_COMP;
 	if (r->numa_node != SHMBROKER_NUMA_NO_NODE) {
 		/* A node asked for is a node honoured, not a hint. */
 		nid = r->numa_node;
@@ -593,7 +597,6 @@ static int shmbroker_destroy_region(u64 id)
 		mutex_unlock(&shmbroker_lock);
 		return -ENOENT;
 	}
-	r->destroyed = true;
 	list_for_each_entry(g, &r->grants, node)
 		if (!g->revoked)
 			shmbroker_revoke_locked(g);
@@ -831,4 +834,5 @@ module_exit(shmbroker_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("shmbroker authors");
+MODULE_VERSION("0.1.0");
 MODULE_DESCRIPTION("Revocable, memcg-charged shared-memory regions for the shmbroker daemon");

@@ -420,6 +420,9 @@ TEST(hugepage_region_backed_by_2mib_pages)
 	ASSERT_OK(fd);
 	p = map_grant(fd, size, PROT_READ | PROT_WRITE, 0);
 	ASSERT_TRUE(p != MAP_FAILED);
+	for (size_t i = 0; i < size / sizeof(uint64_t); i++)
+		if (((uint64_t *)p)[i])
+			FAIL("non-zero word at offset %zu of a hugepage region", i * 8);
 	for (size_t off = 0; off < size; off += page_size())
 		p[off] = (char)(off >> 12);
 	/* Each 2 MiB chunk is physically contiguous and 2 MiB aligned. */
