@@ -193,9 +193,17 @@ function main() {
     try {
       assert(!cloexecOf(g.fd), 'fd is close-on-exec');
     } finally {
-      closeFd(g.fd);
       dev.revoke(g.grantId);
+      closeFd(g.fd);
     }
+  });
+  check('closing the last fd of an unmapped grant ends it (revoke is then ENOENT)', () => {
+    const before = dev.info(id).openGrants;
+    const g = dev.openGrant(id, { readOnly: true });
+    eq(dev.info(id).openGrants, before + 1, 'openGrants while open');
+    closeFd(g.fd);
+    eq(dev.info(id).openGrants, before, 'openGrants after close');
+    throwsCode(() => dev.revoke(g.grantId), 'ENOENT', 'revoke after close');
   });
   check('revoke a grant (its mappings released first): counts drop, a later mmap fails', () => {
     rmap.release();
