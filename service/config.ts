@@ -13,7 +13,7 @@
 //     uid: { bytes: 1GiB, regions: 64, grantsPerRegion: 32 }
 //     gid: { bytes: unlimited }     # `unlimited` or null lifts that limit
 //   maxGrantsPerRegion: 64
-//   revocationGraceMs: 5s           # how long clients get to detach before a revoke
+//   revocationGraceMs: 1s           # how long clients get to detach before a revoke
 //   metricsAddr: 127.0.0.1:9464
 //   auditRetentionDays: 90          # prune audit events older than this
 //   dataPlane: { maxConnectionsPerUid: 64, maxRequestsPerSecondPerUid: 1000 }
@@ -54,7 +54,7 @@ export const DEFAULT_CONFIG: BrokerConfig = deepFreeze({
   regionSize: { min: 4 * KiB, max: 16 * GiB },
   defaultQuota: { uid: { bytes: 1 * GiB, regions: 64 } },
   maxGrantsPerRegion: 64,
-  revocationGraceMs: 5000,
+  revocationGraceMs: 1000,
   dataPlane: { maxConnectionsPerUid: 64, maxRequestsPerSecondPerUid: 1000 },
 });
 
