@@ -82,6 +82,20 @@ struct shmbroker_list {
 	__u64 reserved[2];	/* must be zero */
 };
 
+/*
+ * Errors, besides the EINVAL/EFAULT/ENOTTY/ENOENT rules above:
+ *   CREATE  EFBIG   size above the max_region_bytes module parameter
+ *           ENOSPC  max_regions regions already exist
+ *           ENOMEM  pages (2 MiB ones with HUGEPAGE, on the node asked for)
+ *                   unavailable, or the caller's memory cgroup is full
+ *   OPEN    ENOSPC  max_grants_per_region unrevoked grants already exist
+ *   REVOKE  ENOENT  also for a grant already revoked or closed
+ * On a grant fd: mmap without MAP_SHARED EINVAL, beyond the region ENXIO,
+ * writable on a read-only grant EACCES, any mmap once revoked EACCES; ftruncate,
+ * fchmod, fchown EPERM (EINVAL for ftruncate on a read-only grant); open
+ * through /proc/PID/fd ENXIO; a touch of a revoked mapping raises SIGBUS.
+ */
+
 #define SHMBROKER_IOC_MAGIC		0xB5
 
 #define SHMBROKER_IOC_CREATE	_IOWR(SHMBROKER_IOC_MAGIC, 0x00, struct shmbroker_create)
