@@ -345,6 +345,23 @@ describe('SeqpacketSocket / SeqpacketServer', () => {
     expect(JSON.parse(r.stdout)).toEqual({ started: true });
   });
 
+  it('server: accept4 EMFILE is an error event, accepting pauses and then resumes', () => {
+    const p = sockPath();
+    const r = spawnSync('prlimit', ['--nofile=64', process.execPath, CHILD, bindingPath, 'emfile', p], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const res = JSON.parse(r.stdout);
+    expect(res.errors).toEqual(['EMFILE']);
+    // paused 100 ms between attempts: a few errors, not a busy loop
+    expect(res.errorsWhileFull).toBeGreaterThanOrEqual(1);
+    expect(res.errorsWhileFull).toBeLessThan(20);
+    expect(res.acceptedWhileFull).toBe(0);
+    expect(res.acceptedTotal).toBeGreaterThan(10); // the backlog is drained once fds are free
+  });
+
   it('unref/ref return this and the socket keeps working', async () => {
     const { client, peer, server } = await pair();
     expect(client.unref()).toBe(client);

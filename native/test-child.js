@@ -6,6 +6,7 @@
 //   node test-child.js BINDING ro-attack LENGTH     fd 3: an O_RDONLY fd of a memfd
 //   node test-child.js BINDING peer SOCKET_PATH     connects, sends "hello", waits for stdin EOF
 //   node test-child.js BINDING unref SOCKET_PATH    server + client, both unref'd: must exit by itself
+//   prlimit --nofile=64 node test-child.js BINDING emfile SOCKET_PATH   accept4 EMFILE -> 'error', then resumes
 const fs = require('node:fs');
 
 const [bindingPath, mode, arg] = process.argv.slice(2);
@@ -61,6 +62,38 @@ if (mode === 'ro-attack') {
   c.unref();
   out({ started: true });
   // Nothing else keeps the loop alive: the process must exit now.
+} else if (mode === 'emfile') {
+  // Run under a low RLIMIT_NOFILE: fill the fd table with clients so that
+  // accept4 fails with EMFILE, then free fds and check the server resumes.
+  const errors = [];
+  const accepted = [];
+  const srv = b.SeqpacketServer.listen(arg, 1024, 65536, 8);
+  srv.start((ev, x) => {
+    if (ev === 'error') errors.push(x.code);
+    else if (ev === 'connection') {
+      x.start(() => {});
+      accepted.push(x);
+    }
+  });
+  const clients = [];
+  for (;;) {
+    try {
+      clients.push(b.SeqpacketSocket.connect(arg, 65536, 8));
+    } catch (e) {
+      if (e.code !== 'EMFILE') throw e;
+      break;
+    }
+  }
+  setTimeout(() => {
+    const errorsWhileFull = errors.length;
+    const acceptedWhileFull = accepted.length;
+    for (const c of clients.splice(0, clients.length - 2)) c.close();
+    for (const s of accepted) s.close();
+    setTimeout(() => {
+      out({ errorsWhileFull, errors: [...new Set(errors)], acceptedWhileFull, acceptedTotal: accepted.length });
+      process.exit(0);
+    }, 600);
+  }, 300);
 } else {
   process.stderr.write(`unknown mode ${mode}\n`);
   process.exit(2);
