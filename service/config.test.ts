@@ -211,6 +211,13 @@ dataPlane:
       ['revocationGraceMs', 4],
     ]);
     expect(DEFAULT_CONFIG.maxGrantsPerRegion).toBe(64);
+    expect(err.message).not.toContain('\n'); // the CLI prints errors as one line
+    expect(err.message).toBe(
+      'invalid configuration: multi.yaml:2: maxGrantsPerRegion: 0 is out of range 1..1000000; ' +
+        'multi.yaml:3: bogus: unknown key (allowed here: adminUids, adminGids, allowNonAdminCreate, regionSize, defaultQuota, ' +
+        'maxGrantsPerRegion, revocationGraceMs, metricsAddr, auditRetentionDays, dataPlane); ' +
+        'multi.yaml:4: revocationGraceMs: invalid duration "soon": expected milliseconds or e.g. 250ms, 90s, 5m, 1h, 2d',
+    );
   });
 
   it('a missing file is a ConfigError naming the file', () => {

@@ -67,17 +67,15 @@ export interface ConfigProblem {
   message: string;
 }
 
-/** Every configuration problem found, one per line of the message: "FILE:LINE: FIELD: PROBLEM". */
+/** Every configuration problem found, in one line: "invalid configuration: FILE:LINE: FIELD: PROBLEM; ...". */
 export class ConfigError extends Error {
   readonly reason = 'INVALID_CONFIG';
   constructor(
     readonly file: string,
     readonly problems: ConfigProblem[],
   ) {
-    super(
-      `invalid configuration ${file}:\n` +
-        problems.map((p) => `  ${file}:${p.line}: ${p.field || '(document)'}: ${p.message}`).join('\n'),
-    );
+    // One line (the CLI contract prints errors as one line), every problem in it.
+    super(`invalid configuration: ${problems.map((p) => `${file}:${p.line}: ${p.field || '(document)'}: ${p.message}`).join('; ')}`);
     this.name = 'ConfigError';
   }
 }
