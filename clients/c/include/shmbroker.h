@@ -25,7 +25,8 @@
  *      INVALID_ARGUMENT -> EINVAL, NOT_FOUND -> ENOENT,
  *      PERMISSION_DENIED -> EACCES, RESOURCE_EXHAUSTED -> ENOSPC,
  *      FAILED_PRECONDITION -> EBUSY, UNAVAILABLE -> EAGAIN,
- *      INTERNAL and anything else -> EIO;
+ *      INTERNAL and anything else -> EIO; reason "RATE_LIMITED" (a
+ *      RESOURCE_EXHAUSTED the caller should retry later) -> EAGAIN;
  *    the broker's reason and message stay readable through
  *    shmb_last_error_reason() / shmb_last_error_message().
  *  - A reply that breaks the protocol (does not parse, too large, a file

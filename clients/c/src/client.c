@@ -330,6 +330,9 @@ static int broker_error(shmb_client *c, const packet *p)
 {
     copy_str(c->err_reason, sizeof c->err_reason, p->rep.u.error.reason);
     copy_str(c->err_message, sizeof c->err_message, p->rep.u.error.message);
+    /* A rate limit is worth retrying, unlike a quota: say so. */
+    if (strcmp(c->err_reason, "RATE_LIMITED") == 0)
+        return -EAGAIN;
     return -code_to_errno(p->rep.u.error.code);
 }
 

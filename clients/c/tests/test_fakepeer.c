@@ -280,6 +280,9 @@ static void test_broker_error(void)
         send_reply(p.peer, &r, NULL, 0);
         CHECK_EQ(shmb_acquire(p.c, "frames", SHMB_MODE_READ_ONLY, &reg), -map[i].err);
     }
+    r = error_reply(10, 8, "RATE_LIMITED");
+    send_reply(p.peer, &r, NULL, 0);
+    CHECK_EQ(shmb_acquire(p.c, "frames", SHMB_MODE_READ_ONLY, &reg), -EAGAIN);
     close_pair(&p);
 }
 
