@@ -80,8 +80,10 @@ export class BrokerClient extends EventEmitter {
   }
 
   #updateRef(): void {
-    // Only waiting for a reply keeps the process alive; holding regions does not.
-    if (this.#pending.size > 0) this.#sock?.ref();
+    // Like a net.Socket with a listener: the connection keeps the process
+    // alive while it waits for a reply or holds regions (whose revocation
+    // notices arrive on it); an idle client does not.
+    if (this.#pending.size > 0 || this.#regions.size > 0) this.#sock?.ref();
     else this.#sock?.unref();
   }
 
@@ -180,6 +182,7 @@ export class BrokerClient extends EventEmitter {
     const region = this.#regions.get(leaseId);
     if (!region) return;
     this.#regions.delete(leaseId);
+    this.#updateRef();
     region.revoke({ reason, graceMs });
     // Tell the broker at once, so it need not wait out the grace period.
     this.#request({ release: { leaseId } }).catch(() => undefined);
@@ -233,11 +236,13 @@ export class BrokerClient extends EventEmitter {
       onRelease: (r) => this.#release(r),
     });
     this.#regions.set(a.leaseId, region);
+    this.#updateRef();
     return region;
   }
 
   async #release(region: MappedRegion): Promise<void> {
     this.#regions.delete(region.leaseId);
+    this.#updateRef();
     if (!this.#sock) return; // the broker forgets the lease when its process is gone
     const { reply } = await this.#request({ release: { leaseId: region.leaseId } });
     if (reply.error && reply.error.reason !== 'LEASE_NOT_FOUND') {

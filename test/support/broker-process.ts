@@ -148,3 +148,71 @@ export function runNode(script: string, o: RunOptions & { args?: string[] } = {}
 export function hasSetpriv(): boolean {
   return spawnSync('setpriv', ['--version']).status === 0;
 }
+
+/** A long-running node child (as any uid) that reports JSON lines on stdout. */
+export class NodeChild {
+  readonly proc: ChildProcess;
+  private buffered = '';
+  private readonly lines: any[] = [];
+  private waiters: Array<() => void> = [];
+  stderr = '';
+  private readonly dir: string;
+
+  constructor(script: string, o: RunOptions & { args?: string[] } = {}) {
+    this.dir = makeTempDir('shmbroker-child-');
+    const file = path.join(this.dir, 'child.js');
+    fs.writeFileSync(file, `const REPO = ${JSON.stringify(REPO)};\nconst report = (o) => process.stdout.write(JSON.stringify(o) + '\\n');\n${script}`);
+    fs.chmodSync(file, 0o644);
+    let argv = [process.execPath, file, ...(o.args ?? [])];
+    if (o.uid !== undefined) argv = ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid ?? o.uid}`, '--clear-groups', '--', ...argv];
+    this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+    this.proc.stdout!.on('data', (d: Buffer) => {
+      this.buffered += d.toString();
+      let i: number;
+      while ((i = this.buffered.indexOf('\n')) >= 0) {
+        const line = this.buffered.slice(0, i);
+        this.buffered = this.buffered.slice(i + 1);
+        if (line.trim()) this.lines.push(JSON.parse(line));
+      }
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.proc.on('exit', () => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  /** Waits for the next reported object matching pred (consuming those before it). */
+  async next(pred: (o: any) => boolean = () => true, timeoutMs = 20_000): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.lines.findIndex(pred);
+      if (i >= 0) return this.lines.splice(0, i + 1)[i];
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
+        throw new Error(`child exited (${this.proc.exitCode ?? this.proc.signalCode}) before reporting; stderr: ${this.stderr}`);
+      }
+      if (Date.now() > deadline) throw new Error(`child did not report in time; stderr: ${this.stderr}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 200);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  send(line: string): void {
+    this.proc.stdin!.write(`${line}\n`);
+  }
+
+  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve({ code: this.proc.exitCode, signal: this.proc.signalCode });
+    return new Promise((r) => this.proc.once('exit', (code, signal) => r({ code, signal })));
+  }
+
+  kill(): void {
+    this.proc.kill('SIGKILL');
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
