@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuditTrail, auditedTransaction, loadOrCreateAuditKey, type AuditEvent, type AuditEventInput } from './audit-trail';
+import { AuditTrail, auditedTransaction, loadOrCreateAuditKey, startAuditRetention, type AuditEvent, type AuditEventInput } from './audit-trail';
 import { PermissionDeniedError, ResourceExhaustedError } from './errors';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shmbroker-audit-'));
@@ -388,6 +388,24 @@ describe('AuditTrail list, export, prune', () => {
     v = trail.verify();
     expect(v.ok).toBe(false);
     expect(v.problems[0]!.problem).toMatch(/missing/);
+  });
+
+  it('startAuditRetention prunes at start and on its interval', async () => {
+    let t = Date.parse('2026-01-01T00:00:00.000Z');
+    const trail = new AuditTrail(db, { now: () => new Date(t) });
+    for (let i = 0; i < 4; i++) {
+      trail.append(ev(i));
+      t += 86_400_000; // one event a day
+    }
+    const pruned: number[] = [];
+    const stop = startAuditRetention(trail, 2, { intervalMs: 20, now: () => t, onPruned: (c) => pruned.push(c) });
+    expect(pruned).toEqual([2]); // days 0 and 1 are older than 2 days
+    t += 86_400_000;
+    await new Promise((r) => setTimeout(r, 60));
+    stop();
+    expect(pruned).toEqual([2, 1]); // then day 2 (day 3 is exactly at the cutoff and stays)
+    expect(trail.verify().ok).toBe(true);
+    expect(() => startAuditRetention(trail, 0)).toThrow(RangeError);
   });
 
   it('pruning more than retention allows through a forged checkpoint is caught', () => {

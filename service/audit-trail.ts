@@ -500,6 +500,34 @@ export class AuditTrail extends EventEmitter {
   }
 }
 
+/**
+ * Retention: prunes events older than `days` now and then every
+ * `intervalMs` (default 1 h). Export first if you need to keep them
+ * (`shmbroker audit export`). Returns a stop function. Errors go to
+ * `onError` and never stop the schedule.
+ */
+export function startAuditRetention(
+  trail: AuditTrail,
+  days: number,
+  options: { intervalMs?: number; onPruned?: (count: number) => void; onError?: (err: unknown) => void; now?: () => number } = {},
+): () => void {
+  if (!Number.isFinite(days) || days <= 0) throw new RangeError(`audit retention must be > 0 days, got ${days}`);
+  const now = options.now ?? Date.now;
+  const run = () => {
+    try {
+      const count = trail.prune(new Date(now() - days * 86_400_000));
+      trail.flushCommitted();
+      if (count > 0) options.onPruned?.(count);
+    } catch (err) {
+      options.onError?.(err);
+    }
+  };
+  run();
+  const timer = setInterval(run, options.intervalMs ?? 3_600_000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** How a handler's outcome is recorded: policy refusals are DENIED, anything else that failed is ERROR. */
 export function resultOf(err: unknown): { result: AuditResult; reason: string } {
   if (err instanceof BrokerError) {

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
+import { AuditTrail } from './audit-trail';
 import { BrokerMetrics } from './metrics';
 import { QuotaStore } from './quota-store';
 
@@ -120,6 +121,42 @@ describe('BrokerMetrics', () => {
       db.close();
     }
     await expect(get(`http://${server.address}/metrics`)).rejects.toThrow();
+  });
+
+  it('counts acquires and denials from committed audit events', async () => {
+    const db = new BetterSqlite3(path.join(dir, 'follow.db'));
+    try {
+      const trail = new AuditTrail(db);
+      const m = new BrokerMetrics();
+      const stop = m.followAudit(trail);
+      const actor = { pid: 1, uid: 1001, gid: 1001 };
+      db.transaction(() => {
+        trail.append({ actor, action: 'Acquire', resource: 'regions/a', result: 'ALLOWED' });
+        trail.append({ actor, action: 'Acquire', resource: 'regions/a', result: 'DENIED', reason: 'NO_GRANT' });
+        trail.append({ actor, action: 'CreateRegion', resource: 'regions/c', result: 'DENIED', reason: 'QUOTA_BYTES' });
+        trail.append({ actor, action: 'CreateRegion', resource: 'regions/d', result: 'ALLOWED' });
+      })();
+      try {
+        db.transaction(() => {
+          trail.append({ actor, action: 'Acquire', resource: 'regions/a', result: 'DENIED', reason: 'ROLLED_BACK' });
+          throw new Error('rollback');
+        })();
+      } catch {
+        // never committed, never counted
+      }
+      trail.flushCommitted();
+      stop();
+      db.transaction(() => trail.append({ actor, action: 'Acquire', resource: 'regions/a', result: 'ALLOWED' }))();
+      trail.flushCommitted();
+      const t = await m.scrape();
+      expect(sample(t, 'shmbroker_acquires_total{result="ALLOWED",reason=""}')).toBe(1);
+      expect(sample(t, 'shmbroker_acquires_total{result="DENIED",reason="NO_GRANT"}')).toBe(1);
+      expect(sample(t, 'shmbroker_denials_total{action="Acquire",reason="NO_GRANT"}')).toBe(1);
+      expect(sample(t, 'shmbroker_denials_total{action="CreateRegion",reason="QUOTA_BYTES"}')).toBe(1);
+      expect(t).not.toContain('ROLLED_BACK');
+    } finally {
+      db.close();
+    }
   });
 
   it('two instances do not share a registry; a taken port rejects', async () => {

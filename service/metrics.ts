@@ -201,6 +201,26 @@ export class BrokerMetrics {
     this.denials.inc({ action, reason });
   }
 
+  /**
+   * Counts acquires and denials from the audit trail's committed events
+   * ('event' is emitted only after commit): every 'Acquire' event goes to
+   * acquires (and, when DENIED, to denials), every other DENIED event to
+   * denials. With this wired, the broker need not call recordAcquire or
+   * recordDenial itself (doing both would count twice). Returns an
+   * unsubscribe function.
+   */
+  followAudit(trail: {
+    on(event: 'event', listener: (ev: { action: string; result: string; reason?: string }) => void): unknown;
+    off(event: 'event', listener: (ev: { action: string; result: string; reason?: string }) => void): unknown;
+  }): () => void {
+    const listener = (ev: { action: string; result: string; reason?: string }) => {
+      if (ev.action === 'Acquire') this.recordAcquire(ev.result as 'ALLOWED' | 'DENIED' | 'ERROR', ev.reason ?? '');
+      else if (ev.result === 'DENIED') this.recordDenial(ev.action, ev.reason ?? '');
+    };
+    trail.on('event', listener);
+    return () => trail.off('event', listener);
+  }
+
   /** The exposition text, as served at /metrics. */
   async scrape(): Promise<string> {
     return this.registry.metrics();
