@@ -55,7 +55,7 @@ function run(cmd, args, opts = {}) {
   return { status: r.status, out: `${r.stdout || ''}${r.stderr || ''}`, error: r.error };
 }
 
-function hostBuild(kdir) {
+function hostBuild(kdir, tools) {
   // From clean, so that W=1 sees every compile and C=2 checks every file.
   run('make', ['-C', 'kmod', `KDIR=${kdir}`, 'clean']);
   const haveSparse = run('sh', ['-c', 'command -v sparse']).status === 0;
@@ -73,12 +73,12 @@ function hostBuild(kdir) {
   if (t.status !== 0) return false;
 
   // Limits are module parameters, each with a MODULE_PARM_DESC.
-  const parm = run('modinfo', ['-F', 'parm', path.join(REPO, 'kmod', 'shmbroker.ko')]);
+  const parm = run(tools.modinfo, ['-F', 'parm', path.join(REPO, 'kmod', 'shmbroker.ko')]);
   const lines = parm.out.trim().split('\n').filter(Boolean);
   const wanted = ['max_region_bytes', 'max_regions', 'max_grants_per_region'];
   const described = wanted.every((p) => lines.some((l) => new RegExp(`^${p}:\\S.*\\(\\w+\\)$`).test(l)));
   record('module parameters described (modinfo)', parm.status === 0 && described, lines.join('; '));
-  const lic = run('modinfo', ['-F', 'license', path.join(REPO, 'kmod', 'shmbroker.ko')]);
+  const lic = run(tools.modinfo, ['-F', 'license', path.join(REPO, 'kmod', 'shmbroker.ko')]);
   record('module license GPL', lic.out.trim() === 'GPL', lic.out.trim());
   return true;
 }
@@ -123,9 +123,9 @@ function tapCases(step) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  let kernel;
+  let kernel, tools;
   try {
-    checkTools();
+    tools = checkTools();
     kernel = findKernel();
   } catch (e) {
     if (e instanceof VmSetupError) {
@@ -135,7 +135,7 @@ async function main() {
     throw e;
   }
   console.log(`kmod suite: kernel ${kernel.kver}, timeout ${o.timeoutSec}s, stress ${o.stressSeconds}s`);
-  if (!hostBuild(kernel.kdir)) return finish();
+  if (!hostBuild(kernel.kdir, tools)) return finish();
 
   let echoing = true;
   const r = await runInVm({

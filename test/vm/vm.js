@@ -20,7 +20,7 @@ const { spawn, execFileSync } = require('node:child_process');
 const REPO = path.resolve(__dirname, '..', '..');
 const CACHE = path.join(__dirname, '.cache');
 const APT_FIX =
-  'apt-get install -y qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static cpio';
+  'apt-get install -y qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod';
 // Kernel modules the guest needs to mount the host over virtio-9p.
 const GUEST_MODULES = ['virtio_pci', '9pnet_virtio', '9p'];
 
@@ -31,7 +31,9 @@ function missing(what) {
 }
 
 function which(cmd) {
-  for (const dir of (process.env.PATH || '/usr/bin:/bin').split(':')) {
+  // sbin too: modinfo lives there and is often off a normal user's PATH.
+  const dirs = `${process.env.PATH || '/usr/bin:/bin'}:/usr/sbin:/sbin`.split(':');
+  for (const dir of dirs) {
     const p = path.join(dir, cmd);
     try {
       fs.accessSync(p, fs.constants.X_OK);
@@ -100,18 +102,18 @@ function checkTools() {
 }
 
 // Module names in load order (dependencies first), with their .ko paths.
-function moduleClosure(kver, roots) {
+function moduleClosure(kver, roots, modinfo) {
   const order = [];
   const seen = new Set();
   const visit = (name) => {
     if (seen.has(name)) return;
     seen.add(name);
-    const deps = execFileSync('modinfo', ['-k', kver, '-F', 'depends', name], { encoding: 'utf8' })
+    const deps = execFileSync(modinfo, ['-k', kver, '-F', 'depends', name], { encoding: 'utf8' })
       .trim()
       .split(',')
       .filter(Boolean);
     deps.forEach(visit);
-    const file = execFileSync('modinfo', ['-k', kver, '-n', name], { encoding: 'utf8' }).trim();
+    const file = execFileSync(modinfo, ['-k', kver, '-n', name], { encoding: 'utf8' }).trim();
     order.push({ name, file });
   };
   roots.forEach(visit);
@@ -166,7 +168,7 @@ poweroff -f
 
 // Builds (or reuses) the initramfs for kver. Cached by content under .cache/.
 function buildInitramfs(kver, tools) {
-  const mods = moduleClosure(kver, GUEST_MODULES);
+  const mods = moduleClosure(kver, GUEST_MODULES, tools.modinfo);
   const key = crypto
     .createHash('sha256')
     .update(INIT)
