@@ -1,0 +1,108 @@
+// Issue 5's Must-show, end to end through the real CLI against a real broker
+// process: quotas refuse what they should with the reason named, the audit
+// trail shows the refusals, and `audit verify` catches an edited event.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BrokerProcess, makeTempDir } from './support/broker-process';
+
+const U1 = { uid: 1001, gid: 1001 };
+
+describe('quotas and audit (memfd)', () => {
+  let broker: BrokerProcess;
+
+  beforeAll(async () => {
+    broker = await BrokerProcess.start({ backend: 'memfd' });
+  });
+  afterAll(async () => {
+    await broker?.cleanup();
+  });
+
+  it('1 MiB / 2 regions for uid 1001: 512 KiB and 4 KiB accepted, 768 KiB and a third region refused', async () => {
+    const set = await broker.json(['quota', 'set', '--uid', '1001', '--bytes', '1MiB', '--regions', '2']);
+    expect(set).toMatchObject({ name: 'quotas/uid:1001', limits: { bytes: 1048576, regions: 2 }, usage: { bytes: 0, regions: 0 } });
+
+    expect((await broker.cli(['region', 'create', 'q-a', '--size', '512KiB'], U1)).code).toBe(0);
+    expect((await broker.cli(['region', 'create', 'q-b', '--size', '4KiB'], U1)).code).toBe(0);
+    const big = await broker.cli(['region', 'create', 'q-c', '--size', '768KiB'], U1);
+    expect(big.code).not.toBe(0);
+    expect(big.stderr).toMatch(/QUOTA_BYTES/);
+    expect(big.stderr.trim().split('\n')).toHaveLength(1);
+    const third = await broker.cli(['region', 'create', 'q-d', '--size', '4KiB'], U1);
+    expect(third.code).not.toBe(0);
+    expect(third.stderr).toMatch(/QUOTA_REGIONS/);
+
+    // The user sees their own quota; not someone else's, and cannot raise it.
+    const mine = await broker.json(['quota', 'show'], U1);
+    expect(mine).toMatchObject({ limits: { bytes: 1048576, regions: 2 }, usage: { bytes: 516 * 1024, regions: 2 } });
+    expect((await broker.cli(['quota', 'show', '--uid', '0'], U1)).stderr).toMatch(/NOT_YOUR_QUOTA/);
+    expect((await broker.cli(['quota', 'set', '--uid', '1001', '--bytes', '1GiB'], U1)).stderr).toMatch(/ADMIN_ONLY/);
+
+    // Deleting refunds.
+    expect((await broker.cli(['region', 'delete', 'q-b'], U1)).code).toBe(0);
+    expect(await broker.json(['quota', 'show', '--uid', '1001'])).toMatchObject({ usage: { bytes: 512 * 1024, regions: 1 } });
+    expect((await broker.cli(['region', 'create', 'q-e', '--size', '4KiB'], U1)).code).toBe(0);
+  });
+
+  it('audit list -o json shows the refusals with their reason', async () => {
+    const denied = await broker.json<Array<Record<string, any>>>(['audit', 'list', '--result', 'denied']);
+    const creates = denied.filter((e) => e.action === 'CreateRegion');
+    expect(creates.map((e) => [e.resource, e.reason, e.actor.uid])).toEqual([
+      ['regions/q-c', 'QUOTA_BYTES', 1001],
+      ['regions/q-d', 'QUOTA_REGIONS', 1001],
+    ]);
+    // A non-admin lists their own events only.
+    const own = await broker.json<Array<Record<string, any>>>(['audit', 'list'], U1);
+    expect(own.length).toBeGreaterThan(0);
+    expect(own.every((e) => e.actor.uid === 1001)).toBe(true);
+    expect((await broker.cli(['audit', 'verify'], U1)).stderr).toMatch(/ADMIN_ONLY/);
+    // Region filter by path segment.
+    const qa = await broker.json<Array<Record<string, any>>>(['audit', 'list', '--region', 'q-a']);
+    expect(qa.every((e) => e.resource === 'regions/q-a' || e.resource.startsWith('regions/q-a/'))).toBe(true);
+  });
+
+  it('audit verify passes, and fails once an event is altered in the database', async () => {
+    const ok = await broker.cli(['audit', 'verify']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout.toString()).toMatch(/intact/);
+    const [refusal] = (await broker.json<Array<Record<string, any>>>(['audit', 'list', '--result', 'denied', '--action', 'CreateRegion'])) as Array<{
+      seq: number;
+    }>;
+    const db = new BetterSqlite3(path.join(broker.stateDir, 'shmbroker.db'));
+    db.prepare("UPDATE audit_events SET result = 'ALLOWED', reason = NULL WHERE seq = ?").run(refusal!.seq);
+    db.close();
+    const bad = await broker.cli(['audit', 'verify']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/AUDIT_TRAIL_TAMPERED/);
+    expect(bad.stdout.toString()).toContain(`seq ${refusal!.seq}:`);
+    const asJson = await broker.cli(['audit', 'verify', '-o', 'json']);
+    expect(JSON.parse(asJson.stdout.toString())).toMatchObject({ ok: false, problems: [{ seq: refusal!.seq }] });
+  });
+});
+
+describe('configuration file', () => {
+  it('a bad file stops the broker at start with a message naming the field and line', async () => {
+    const dir = makeTempDir();
+    const file = path.join(dir, 'broker.yaml');
+    fs.writeFileSync(file, 'adminGids: [990]\ndefaultQuota:\n  uid:\n    bytes: lots\n');
+    const broker = new BrokerProcess({ dir, config: file });
+    await expect(broker.start()).rejects.toThrow(/broker\.yaml:4: defaultQuota\.uid\.bytes: invalid size/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('default quotas from the file apply', async () => {
+    const dir = makeTempDir();
+    const file = path.join(dir, 'broker.json');
+    fs.writeFileSync(file, JSON.stringify({ defaultQuota: { uid: { bytes: '8KiB', regions: 5 } } }));
+    const broker = await BrokerProcess.start({ dir, config: file });
+    try {
+      expect((await broker.cli(['region', 'create', 'd-a', '--size', '8KiB'], U1)).code).toBe(0);
+      const r = await broker.cli(['region', 'create', 'd-b', '--size', '4KiB'], U1);
+      expect(r.stderr).toMatch(/QUOTA_BYTES/);
+      expect(await broker.json(['quota', 'show'], U1)).toMatchObject({ limits: { bytes: 8192, regions: 5 }, explicitlySet: false });
+    } finally {
+      await broker.cleanup();
+    }
+  });
+});
