@@ -32,6 +32,19 @@ function openFds(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }
 
+/** memfds open in this process: what a leak of received fds would show. */
+function memfds(): number {
+  let n = 0;
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('/memfd:')) n++;
+    } catch {
+      /* closed meanwhile (the readdir fd itself) */
+    }
+  }
+  return n;
+}
+
 let fdsBefore: number;
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shmb-native-'));
@@ -42,8 +55,9 @@ afterEach(() => {
   for (const x of open.splice(0)) x.close();
 });
 afterAll(async () => {
-  await tick(20); // let uv_close callbacks run
   fs.rmSync(dir, { recursive: true, force: true });
+  // net.Socket and child-process pipes close asynchronously: wait for them
+  await until(() => openFds() <= fdsBefore, 5000).catch(() => undefined);
   expect(openFds()).toBe(fdsBefore);
 });
 
@@ -132,13 +146,12 @@ describe('SeqpacketSocket / SeqpacketServer', () => {
   it('closes received fds when nobody listens for messages', async () => {
     const { client, peer } = await pair();
     void peer;
-    await tick(20); // let earlier tests' handles finish closing
-    const before = openFds();
+    const before = memfds();
     const a = memfdCreate('unheard', PAGE_SIZE);
     client.send(Buffer.from('x'), [a, a, a]);
     closeFd(a);
-    await tick(50);
-    expect(openFds()).toBe(before);
+    await tick(200); // delivered to a socket without 'message' listener: fds closed
+    expect(memfds()).toBe(before);
   });
 
   it('reports the peer credentials of the same process', async () => {
@@ -208,8 +221,7 @@ describe('SeqpacketSocket / SeqpacketServer', () => {
     const errors: NativeError[] = [];
     peer.on('error', (e) => errors.push(e));
     const atPeer = collect(peer);
-    await tick(20); // let earlier tests' handles finish closing
-    const before = openFds();
+    const before = memfds();
     const a = memfdCreate('trunc', PAGE_SIZE);
     client.send(Buffer.alloc(100, 1), [a]);
     closeFd(a);
@@ -220,7 +232,7 @@ describe('SeqpacketSocket / SeqpacketServer', () => {
     expect(errors[0]!.code).toBe('EMSGSIZE');
     expect(errors[0]!.syscall).toBe('recvmsg');
     expect(atPeer[0]!.data.toString()).toBe('small');
-    expect(openFds()).toBe(before);
+    expect(memfds()).toBe(before);
   });
 
   it('more fds than maxFds gives ETOOMANYREFS, every received fd is closed', async () => {
@@ -228,8 +240,7 @@ describe('SeqpacketSocket / SeqpacketServer', () => {
     const errors: NativeError[] = [];
     peer.on('error', (e) => errors.push(e));
     const atPeer = collect(peer);
-    await tick(20); // let earlier tests' handles finish closing
-    const before = openFds();
+    const before = memfds();
     const fds = [0, 1, 2, 3, 4].map((i) => memfdCreate(`many-${i}`, PAGE_SIZE));
     client.send(Buffer.from('too many'), fds);
     fds.forEach((fd) => closeFd(fd));
@@ -241,7 +252,7 @@ describe('SeqpacketSocket / SeqpacketServer', () => {
     expect(atPeer[0]!.data.toString()).toBe('fine');
     expect(atPeer[0]!.fds).toHaveLength(1);
     closeFd(atPeer[0]!.fds[0]!);
-    expect(openFds()).toBe(before);
+    expect(memfds()).toBe(before);
   });
 
   it('queues under backpressure: 10,000 packets arrive in order and drain fires', async () => {
