@@ -16,7 +16,7 @@ export * from './resolver';
 export * from './principals';
 
 import { inClusterConfig, PodWatcher, type LogFn, type PodsApiConfig } from './pods-api';
-import { PodIdentityResolver, resolveNothing, type ResolvePeer } from './resolver';
+import { PodIdentityResolver, resolveNothing, resolveNothingSync, type ResolvePeer, type ResolvePeerSync } from './resolver';
 
 /** The `podIdentity` block of the broker configuration (service/config.ts). */
 export interface PodIdentityConfig {
@@ -41,6 +41,8 @@ export interface PodIdentityConfig {
 export interface PodIdentityService {
   enabled: boolean;
   resolvePeer: ResolvePeer;
+  /** No wait for a pod the cache has not seen yet; for a synchronous identify step. */
+  resolvePeerSync: ResolvePeerSync;
   watcher?: PodWatcher;
   stop(): Promise<void>;
 }
@@ -57,7 +59,7 @@ export async function startPodIdentity(
 ): Promise<PodIdentityService> {
   const disabled = (why: string): PodIdentityService => {
     log('info', `pod identity disabled: ${why}`);
-    return { enabled: false, resolvePeer: resolveNothing, stop: async () => {} };
+    return { enabled: false, resolvePeer: resolveNothing, resolvePeerSync: resolveNothingSync, stop: async () => {} };
   };
   const c: PodIdentityConfig = cfg ?? {};
   const mode = c.enabled ?? 'auto';
@@ -92,5 +94,11 @@ export async function startPodIdentity(
     missWaitMs: c.missWaitMs ?? 1000,
     onUnresolved: (pid, reason) => log('debug', 'peer without pod identity', { pid, reason }),
   });
-  return { enabled: true, resolvePeer: resolver.resolvePeer, watcher, stop: () => watcher.stop() };
+  return {
+    enabled: true,
+    resolvePeer: resolver.resolvePeer,
+    resolvePeerSync: resolver.resolvePeerSync,
+    watcher,
+    stop: () => watcher.stop(),
+  };
 }

@@ -150,11 +150,13 @@ describe('resolvePeer with a real process in a pod-shaped cgroup', () => {
       // Rights: the pod's subjects come first, uid/gid still apply.
       const principals = principalsOf({ pid, uid: 1000, gid: 1000 }, id).map(formatSubject);
       expect(principals).toEqual(['sa:team-a/reader', 'ns:team-a', 'uid:1000', 'gid:1000']);
+      expect(resolver.resolvePeerSync(pid)).toEqual(id);
       expect(unresolved).toEqual([]);
 
       // Moved out of the pod cgroup, the same process is just a uid again.
       fs.writeFileSync(path.join(CG2!, 'cgroup.procs'), String(pid));
       expect(await resolver.resolvePeer(pid)).toBeUndefined();
+      expect(resolver.resolvePeerSync(pid)).toBeUndefined();
     },
     15_000,
   );
@@ -178,6 +180,7 @@ describe('a peer whose pod cannot be resolved gets only uid-based rights', () =>
   async function rightsOf(pid: number, procRoot?: string): Promise<string[]> {
     const resolver = new PodIdentityResolver(procRoot ? { pods: known, procRoot, missWaitMs: 0 } : { pods: known, missWaitMs: 0 });
     const pod = await resolver.resolvePeer(pid);
+    expect(resolver.resolvePeerSync(pid)).toEqual(pod);
     const principals = principalsOf({ pid, uid: 1000, gid: 100, groups: [100, 27] }, pod);
     return grants.filter((g) => subjectMatches(g, principals)).map(formatSubject);
   }

@@ -13,6 +13,7 @@
 // connection is accepted: the window for pid reuse is the peer exiting and
 // its pid being recycled between accept() and this read.
 
+import * as fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { podFromCgroupFile, type CgroupPodInfo, type QosClass } from './cgroup-path';
@@ -48,6 +49,7 @@ export interface ResolverOptions {
 }
 
 export type ResolvePeer = (pid: number) => Promise<PodIdentity | undefined>;
+export type ResolvePeerSync = (pid: number) => PodIdentity | undefined;
 
 export class PodIdentityResolver {
   private readonly procRoot: string;
@@ -74,42 +76,77 @@ export class PodIdentityResolver {
     }
   }
 
+  /** Synchronous cgroupOf (one small procfs read): for callers that cannot await. */
+  cgroupOfSync(pid: number): CgroupPodInfo | undefined {
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+    try {
+      return podFromCgroupFile(fs.readFileSync(path.join(this.procRoot, String(pid), 'cgroup'), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
   readonly resolvePeer: ResolvePeer = async (pid: number) => {
     try {
-      if (!Number.isSafeInteger(pid) || pid <= 0) {
-        // pid 0: SO_PEERCRED of a peer in a pid namespace we cannot see
-        // (the broker container needs hostPID for pod identity).
-        this.unresolved(pid, 'no pid (peer in a pid namespace the broker cannot see?)');
-        return undefined;
-      }
+      if (!this.checkPid(pid)) return undefined;
       const cg = await this.cgroupOf(pid);
-      if (!cg) {
-        this.unresolved(pid, 'not in a pod cgroup (or /proc entry unreadable)');
-        return undefined;
-      }
+      if (!cg) return this.notInPod(pid);
       let pod = this.opts.pods.get(cg.podUid);
       if (!pod && this.missWaitMs > 0 && this.opts.pods.waitForPod) {
         pod = await this.opts.pods.waitForPod(cg.podUid, this.missWaitMs);
       }
-      if (!pod) {
-        this.unresolved(pid, `pod ${cg.podUid} not known to the pods API cache`, cg);
-        return undefined;
-      }
-      const id: PodIdentity = {
-        namespace: pod.namespace,
-        name: pod.name,
-        podUid: pod.uid,
-        serviceAccount: pod.serviceAccount,
-        qosClass: cg.qosClass,
-      };
-      if (cg.containerId !== undefined) id.containerId = cg.containerId;
-      if (pod.nodeName !== undefined) id.nodeName = pod.nodeName;
-      return id;
+      return this.identity(pid, cg, pod);
     } catch (e) {
       this.unresolved(pid, `resolver error: ${e instanceof Error ? e.message : String(e)}`);
       return undefined;
     }
   };
+
+  /**
+   * resolvePeer without the wait for a just-started pod: for a synchronous
+   * identify step at connection accept. Same rules, never throws.
+   */
+  readonly resolvePeerSync = (pid: number): PodIdentity | undefined => {
+    try {
+      if (!this.checkPid(pid)) return undefined;
+      const cg = this.cgroupOfSync(pid);
+      if (!cg) return this.notInPod(pid);
+      return this.identity(pid, cg, this.opts.pods.get(cg.podUid));
+    } catch (e) {
+      this.unresolved(pid, `resolver error: ${e instanceof Error ? e.message : String(e)}`);
+      return undefined;
+    }
+  };
+
+  private checkPid(pid: number): boolean {
+    if (Number.isSafeInteger(pid) && pid > 0) return true;
+    // pid 0: SO_PEERCRED of a peer in a pid namespace we cannot see
+    // (the broker container needs hostPID for pod identity).
+    this.unresolved(pid, 'no pid (peer in a pid namespace the broker cannot see?)');
+    return false;
+  }
+
+  private notInPod(pid: number): undefined {
+    this.unresolved(pid, 'not in a pod cgroup (or /proc entry unreadable)');
+    return undefined;
+  }
+
+  private identity(pid: number, cg: CgroupPodInfo, pod: PodRecord | undefined): PodIdentity | undefined {
+    if (!pod) {
+      this.unresolved(pid, `pod ${cg.podUid} not known to the pods API cache`, cg);
+      return undefined;
+    }
+    const id: PodIdentity = {
+      namespace: pod.namespace,
+      name: pod.name,
+      podUid: pod.uid,
+      serviceAccount: pod.serviceAccount,
+      qosClass: cg.qosClass,
+    };
+    if (cg.containerId !== undefined) id.containerId = cg.containerId;
+    if (pod.nodeName !== undefined) id.nodeName = pod.nodeName;
+    return id;
+  }
 
   private unresolved(pid: number, reason: string, cg?: CgroupPodInfo): void {
     try {
@@ -122,3 +159,4 @@ export class PodIdentityResolver {
 
 /** A resolver that never resolves anything: pod identity disabled, or not on Kubernetes. */
 export const resolveNothing: ResolvePeer = async () => undefined;
+export const resolveNothingSync: ResolvePeerSync = () => undefined;
