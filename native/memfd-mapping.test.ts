@@ -113,6 +113,19 @@ describe('Mapping', () => {
     }
   });
 
+  it('refuses to map past the end of a memfd (would SIGBUS on touch)', () => {
+    const fd = memfdCreate('short', PAGE_SIZE);
+    try {
+      expect(() => Mapping.map(fd, { length: 2 * PAGE_SIZE, writable: false })).toThrow(RangeError);
+      expect(() => Mapping.map(fd, { length: PAGE_SIZE, writable: false, offset: PAGE_SIZE })).toThrow(
+        /options\.offset \+ options\.length \(8192\) exceeds the size of the file \(4096 bytes\)/,
+      );
+      Mapping.map(fd, { length: 100, writable: false }).release(); // a partial page is fine
+    } finally {
+      closeFd(fd);
+    }
+  });
+
   it('release() detaches the ArrayBuffer (byteLength 0); a second release is a no-op', () => {
     const fd = memfdCreate('release', PAGE_SIZE);
     const m = Mapping.map(fd, { length: PAGE_SIZE, writable: true });

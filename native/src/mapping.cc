@@ -13,12 +13,14 @@
 //  - the deleter, when the buffer is garbage-collected without release():
 //    for a SharedArrayBuffer V8 may run it on any thread, hence the mutex.
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <v8.h>
 
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "handles.h"
 #include "util.h"
@@ -113,6 +115,16 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     REQUIRE_ARGUMENT_INT(4, offset, 0, kMaxSafeInteger);
     long page = sysconf(_SC_PAGESIZE);
     if (offset % page != 0) THROW_RANGE_ERROR(env, "offset must be a multiple of the page size");
+
+    // A mapping past the end of a regular file (a memfd) would SIGBUS on
+    // first touch: refuse it here instead. (Grant fds of the kernel module
+    // are not regular files; the module bounds-checks mmap itself.)
+    struct stat st;
+    if (fstat(static_cast<int>(fd), &st) < 0) THROW_ERRNO(env, errno, "fstat");
+    if (S_ISREG(st.st_mode) && offset + length > static_cast<int64_t>(st.st_size)) {
+      THROW_RANGE_ERROR(env, "options.offset + options.length (" + std::to_string(offset + length) +
+                                 ") exceeds the size of the file (" + std::to_string(st.st_size) + " bytes)");
+    }
 
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
     void* addr = mmap(nullptr, static_cast<size_t>(length), prot, MAP_SHARED, static_cast<int>(fd),
