@@ -147,6 +147,16 @@ describe('kmod-loader.sh', () => {
     expect(calls()).toEqual([]);
   });
 
+  it("reads the image's module version from the real kmod/dkms.conf", async () => {
+    const real = path.resolve(__dirname, '../../kmod');
+    const want = /^PACKAGE_VERSION="?([^"\n]+)"?$/m.exec(fs.readFileSync(path.join(real, 'dkms.conf'), 'utf8'))![1]!;
+    fs.mkdirSync(path.join(tmp, 'sys/module/shmbroker'));
+    fs.writeFileSync(path.join(tmp, 'sys/module/shmbroker/version'), '0.0.0-old\n');
+    const { code, out } = await run({ SHMBROKER_KMOD_SRC: real });
+    expect(code).toBe(0);
+    expect(out).toContain(`loaded shmbroker 0.0.0-old differs from this image's ${want}`);
+  });
+
   it('host install: modprobe', async () => {
     const { code, out } = await run({ MODPROBE: stub('modprobe', 0) });
     expect(code).toBe(0);
