@@ -209,9 +209,22 @@ export class AuditTrail extends EventEmitter {
     this.initMeta();
   }
 
-  /** Records an event. Call inside the transaction of the change it records. */
+  /**
+   * Records an event. Call inside the transaction of the change it records
+   * (outside one, it runs in its own, so the row and the head anchor still
+   * commit together).
+   */
   append(input: AuditEventInput): AuditEvent {
     validateInput(input);
+    const event = this.appendTx(input);
+    this.pending.push(event);
+    this.scheduleFlush();
+    return event;
+  }
+
+  private readonly appendTx = (input: AuditEventInput): AuditEvent => this.db.transaction(() => this.appendRow(input))();
+
+  private appendRow(input: AuditEventInput): AuditEvent {
     const head = this.stmt.head.get();
     const seq = (head?.seq ?? this.stmt.checkpoint.get()?.seq ?? 0) + 1;
     const prevHash = head?.hash ?? this.stmt.checkpoint.get()?.hash ?? GENESIS;
@@ -232,10 +245,7 @@ export class AuditTrail extends EventEmitter {
     row.hash = this.hashRow(row);
     this.stmt.insert.run(row);
     this.stmt.setHead.run(seq, row.hash, this.mac(`head\n${seq}\n${row.hash}`));
-    const event = rowToEvent(row as Row);
-    this.pending.push(event);
-    this.scheduleFlush();
-    return event;
+    return rowToEvent(row as Row);
   }
 
   /**

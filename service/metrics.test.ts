@@ -59,7 +59,11 @@ describe('BrokerMetrics', () => {
     await expect(m.timeRpc('GetRegion', () => Promise.reject(new Error('x')), () => 'NOT_FOUND')).rejects.toThrow('x');
     m.observeDataPlane('acquire', 0.00006);
     m.observeDataPlane('acquire', 0.0002);
-    m.dataConnections.set(4);
+    m.setConnectionSource(() => 4);
+    const observe = m.rpcObserver();
+    observe('/shmbroker.v1.QuotaService/SetQuota', 0.002, 7);
+    observe('/shmbroker.v1.QuotaService/SetQuota', 0.002, 0);
+    observe('/grpc.health.v1.Health/Check', 0.001, 99);
 
     const server = await m.startServer('127.0.0.1:0');
     try {
@@ -88,6 +92,9 @@ describe('BrokerMetrics', () => {
       expect(sample(t, 'shmbroker_dataplane_request_duration_seconds_count{type="acquire"}')).toBe(2);
       expect(sample(t, 'shmbroker_dataplane_request_duration_seconds_sum{type="acquire"}')).toBeCloseTo(0.00026, 8);
       expect(sample(t, 'shmbroker_dataplane_connections')).toBe(4);
+      expect(sample(t, 'shmbroker_rpc_duration_seconds_count{method="QuotaService/SetQuota",code="PERMISSION_DENIED"}')).toBe(1);
+      expect(sample(t, 'shmbroker_rpc_duration_seconds_count{method="QuotaService/SetQuota",code="OK"}')).toBe(1);
+      expect(sample(t, 'shmbroker_rpc_duration_seconds_count{method="/grpc.health.v1.Health/Check",code="CODE_99"}')).toBe(1);
       expect(sample(t, 'shmbroker_quota_usage_bytes{subject="uid:1001"}')).toBe(524288);
       expect(sample(t, 'shmbroker_quota_usage_regions{subject="uid:1001"}')).toBe(1);
       expect(sample(t, 'shmbroker_quota_limit_bytes{subject="uid:1001"}')).toBe(1048576);

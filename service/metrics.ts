@@ -12,7 +12,15 @@ import type { AddressInfo } from 'node:net';
 import * as fs from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseHostPort } from './config';
+import { Code } from './errors';
 import type { QuotaInfo } from './quota-store';
+
+const CODE_NAMES = new Map<number, string>(Object.entries(Code).map(([name, value]) => [value, name]));
+
+/** "OK", "NOT_FOUND", ... for a numeric gRPC status code. */
+export function codeName(code: number): string {
+  return CODE_NAMES.get(code) ?? `CODE_${code}`;
+}
 
 export interface RegionStat {
   backend: string;
@@ -54,6 +62,7 @@ export class BrokerMetrics {
   private regionSource: (() => RegionStat[]) | undefined;
   private grantSource: (() => number) | undefined;
   private quotaSource: (() => QuotaInfo[]) | undefined;
+  private connectionSource: (() => number) | undefined;
 
   constructor(options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -112,6 +121,9 @@ export class BrokerMetrics {
       name: 'shmbroker_dataplane_connections',
       help: 'Open data-plane connections.',
       registers,
+      collect() {
+        if (self.connectionSource) this.set(self.connectionSource());
+      },
     });
     this.openFds = new Gauge({
       name: 'shmbroker_open_fds',
@@ -160,6 +172,20 @@ export class BrokerMetrics {
   /** Reads the live grant count at every scrape. */
   setGrantSource(source: () => number): void {
     this.grantSource = source;
+  }
+
+  /** Reads the open data-plane connection count at every scrape, e.g. `() => dataPlane.connectionCount()`. */
+  setConnectionSource(source: () => number): void {
+    this.connectionSource = source;
+  }
+
+  /**
+   * An observer in the shape ControlServer's `observe` option takes
+   * (method path, seconds, numeric status code): records rpcDuration with
+   * method "BrokerService/CreateRegion" and code "OK", "RESOURCE_EXHAUSTED", ...
+   */
+  rpcObserver(): (method: string, seconds: number, code: number) => void {
+    return (method, seconds, code) => this.observeRpc(method.replace(/^\/?shmbroker\.v1\./, ''), codeName(code), seconds);
   }
 
   /** Reads quota usage at every scrape, e.g. `() => quotas.list()`. */

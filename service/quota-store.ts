@@ -127,6 +127,13 @@ export class QuotaStore {
    * transaction that inserts the region.
    */
   chargeRegion(region: string, owner: { uid: number; gids: number[] }, bytes: number): void {
+    // A savepoint inside the caller's transaction; on its own, check and
+    // charge still happen in one transaction (SQLite refuses a write on a
+    // stale snapshot, so even then nothing can overshoot).
+    this.db.transaction(() => this.chargeInTx(region, owner, bytes))();
+  }
+
+  private chargeInTx(region: string, owner: { uid: number; gids: number[] }, bytes: number): void {
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw new InvalidArgumentError('INVALID_SIZE', `invalid region size ${bytes}`);
     if (this.stmt.charged.get(region)!.n > 0) {
       throw new InvalidArgumentError('QUOTA_ALREADY_CHARGED', `region ${region} is already charged against a quota`);
