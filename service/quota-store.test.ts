@@ -130,6 +130,16 @@ describe('QuotaStore', () => {
     q.refundRegion('nonexistent');
   });
 
+  it('precheckRegion refuses as chargeRegion would, charging nothing', () => {
+    const q = new QuotaStore(db, { uid: { bytes: 8192, regions: 1 } });
+    q.precheckRegion({ uid: 1, gids: [] }, 8192);
+    expect(reasonOf(() => q.precheckRegion({ uid: 1, gids: [] }, 8193))).toBe('QUOTA_BYTES');
+    expect(q.get({ kind: 'uid', id: 1 }).usage).toEqual({ bytes: 0, regions: 0 });
+    q.chargeRegion('a', { uid: 1, gids: [] }, 4096);
+    expect(reasonOf(() => q.precheckRegion({ uid: 1, gids: [] }, 0))).toBe('QUOTA_REGIONS');
+    expect(() => q.precheckRegion({ uid: 1, gids: [] }, -1)).toThrow(/invalid region size/);
+  });
+
   it('refuses to charge the same region twice', () => {
     const q = new QuotaStore(db, {});
     q.chargeRegion('a', { uid: 1, gids: [] }, 1);

@@ -133,12 +133,27 @@ export class QuotaStore {
     this.db.transaction(() => this.chargeInTx(region, owner, bytes))();
   }
 
+  /**
+   * The same checks as chargeRegion, charging nothing: lets the broker
+   * refuse before it allocates memory for a region that could never be
+   * charged. Advisory only (usage may change before the real charge), so
+   * chargeRegion in the creating transaction stays the authority.
+   */
+  precheckRegion(owner: { uid: number; gids: number[] }, bytes: number): void {
+    this.check(ownerSubjects(owner), bytes);
+  }
+
   private chargeInTx(region: string, owner: { uid: number; gids: number[] }, bytes: number): void {
-    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new InvalidArgumentError('INVALID_SIZE', `invalid region size ${bytes}`);
     if (this.stmt.charged.get(region)!.n > 0) {
       throw new InvalidArgumentError('QUOTA_ALREADY_CHARGED', `region ${region} is already charged against a quota`);
     }
     const subjects = ownerSubjects(owner);
+    this.check(subjects, bytes);
+    for (const s of subjects) this.stmt.charge.run(region, s.kind, s.id, bytes);
+  }
+
+  private check(subjects: Subject[], bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new InvalidArgumentError('INVALID_SIZE', `invalid region size ${bytes}`);
     for (const s of subjects) {
       const { limits } = this.effective(s);
       if (limits.bytes === undefined && limits.regions === undefined) continue;
@@ -156,7 +171,6 @@ export class QuotaStore {
         );
       }
     }
-    for (const s of subjects) this.stmt.charge.run(region, s.kind, s.id, bytes);
   }
 
   /** Removes every charge of the region (no-op if none). Call inside the transaction that deletes it. */
