@@ -37,6 +37,11 @@ export interface BrokerOptions {
   backend: 'auto' | BackendKind;
   config: BrokerConfig;
   log: Logger;
+  /**
+   * Kubernetes pod of a peer, from its pid (service/pod-identity: resolvePeerSync).
+   * Called once per accepted connection; undefined = uid/gid identity only.
+   */
+  resolvePod?: (pid: number) => Caller['pod'] | undefined;
 }
 
 export function controlSocketPath(runtimeDir: string): string {
@@ -109,7 +114,12 @@ export class Broker {
     const quotas = new QuotaStore(db, config.defaultQuota, { maxGrantsPerRegion: config.maxGrantsPerRegion });
     const audit = new AuditTrail(db, { key: loadOrCreateAuditKey(path.join(stateDir, 'audit.key')) });
     const policy = new Policy(config);
-    const identify = (cred: native.PeerCred): Caller => ({ ...cred, isAdmin: policy.isAdmin(cred) });
+    const identify = (cred: native.PeerCred): Caller => {
+      const caller: Caller = { ...cred, isAdmin: policy.isAdmin(cred) };
+      const pod = options.resolvePod?.(cred.pid);
+      if (pod) caller.pod = { namespace: pod.namespace, name: pod.name, serviceAccount: pod.serviceAccount };
+      return caller;
+    };
     const brokerActor = { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
 
     // Re-adopt what survived; what did not is marked LOST, never silently recreated.

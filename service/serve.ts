@@ -7,6 +7,7 @@ import { Broker } from './broker';
 import type { BackendKind } from './backend';
 import { loadConfig } from './config';
 import { createLogger } from './logger';
+import { startPodIdentity } from './pod-identity';
 
 export interface ServeOptions {
   runtimeDir?: string;
@@ -29,12 +30,18 @@ export async function serve(options: ServeOptions, runtimeDir: string): Promise<
   }
   const config = loadConfig(options.config);
   const log = createLogger();
+  // Pod identity: on in a Kubernetes pod, off elsewhere (service/pod-identity).
+  const podIdentity = await startPodIdentity(undefined, (level, msg, fields) => log[level](fields ?? {}, msg));
   const broker = await Broker.start({
     runtimeDir,
     stateDir: options.stateDir ?? defaultStateDir(),
     backend: backend as 'auto' | BackendKind,
     config: options.metricsAddr ? { ...config, metricsAddr: options.metricsAddr } : config,
     log,
+    resolvePod: podIdentity.resolvePeerSync,
+  }).catch(async (err: unknown) => {
+    await podIdentity.stop(); // its watch would keep the process alive
+    throw err;
   });
   await new Promise<void>((resolve) => {
     let stopping = false;
@@ -42,7 +49,7 @@ export async function serve(options: ServeOptions, runtimeDir: string): Promise<
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
-      broker.stop().then(resolve, (err: unknown) => {
+      Promise.all([broker.stop(), podIdentity.stop()]).then(() => resolve(), (err: unknown) => {
         log.error({ err }, 'error during shutdown');
         resolve();
       });

@@ -57,14 +57,14 @@ export async function startPodIdentity(
   log: LogFn = () => {},
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<PodIdentityService> {
-  const disabled = (why: string): PodIdentityService => {
-    log('info', `pod identity disabled: ${why}`);
+  const disabled = (why: string, level: 'debug' | 'info' = 'info'): PodIdentityService => {
+    log(level, `pod identity disabled: ${why}`);
     return { enabled: false, resolvePeer: resolveNothing, resolvePeerSync: resolveNothingSync, stop: async () => {} };
   };
   const c: PodIdentityConfig = cfg ?? {};
   const mode = c.enabled ?? 'auto';
   if (mode === false) return disabled('podIdentity.enabled is false');
-  if (mode === 'auto' && !c.apiServer && !env['KUBERNETES_SERVICE_HOST']) return disabled('not running in a Kubernetes pod');
+  if (mode === 'auto' && !c.apiServer && !env['KUBERNETES_SERVICE_HOST']) return disabled('not running in a Kubernetes pod', 'debug');
   const nodeName = c.nodeName ?? env['NODE_NAME'];
   if (!nodeName) {
     const why = 'no node name (set podIdentity.nodeName, or NODE_NAME from the downward API spec.nodeName)';
