@@ -1,6 +1,8 @@
 // shmbroker audit list|verify|export|watch
 import type { Command } from 'commander';
 import { parseDuration } from '../../service/config';
+import type { ServiceError } from '@grpc/grpc-js';
+import { toError } from '../sdk/control-client';
 import { FailedPreconditionError, InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { table, type CliContext } from './context';
@@ -195,11 +197,11 @@ export function register(program: Command, ctx: CliContext): void {
           const e = eventOut(r.event);
           process.stdout.write(ctx.format() === 'json' ? `${JSON.stringify(e)}\n` : `${oneLine(e).join('  ')}\n`);
         });
-        stream.on('error', (err: { code?: number }) => {
+        stream.on('error', (err: ServiceError) => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
           if (err.code === 1) resolve(); // cancelled by us
-          else reject(err);
+          else reject(toError(err, ctx.control().socketPath));
         });
         stream.on('end', () => resolve());
       });
