@@ -2,7 +2,6 @@
 // command line). Errors go to stderr as one line with the broker's reason,
 // and the exit code is non-zero.
 import { Command, CommanderError, Option } from 'commander';
-import { serve } from '../../service/serve';
 import { ShmbrokerError } from '../sdk/errors';
 import { createContext } from './context';
 import * as grantCommands from './grant-commands';
@@ -29,6 +28,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--config <file>', 'configuration file (YAML or JSON)')
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics here')
     .action(async (o: { stateDir?: string; backend: string; config?: string; metricsAddr?: string }) => {
+      // Loaded on demand: admin commands should not pay for the whole broker at start-up.
+      const { serve } = require('../../service/serve') as typeof import('../../service/serve');
       await serve(o, ctx.runtimeDir());
     });
   statusCommand.register(program, ctx);
