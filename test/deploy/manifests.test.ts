@@ -3,6 +3,7 @@
 // TypeScript excess-property check against the same package's types, the
 // kustomization's references resolved, the optional components applied and
 // re-validated, and the security posture asserted.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -428,5 +429,81 @@ describe('security posture', () => {
     expect(spec['automountServiceAccountToken']).toBe(false);
     expect(spec['hostPID'] ?? false).toBe(false);
     expect(spec['containers'][0]['args'][0]).toMatch(/acquire\('demo'/);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// `kubectl kustomize` (the renderer behind `kubectl apply -k`), offline, where
+// kubectl is installed: the base and an overlay with both components render,
+// and every rendered object still validates and keeps the posture.
+
+function kubectlPath(): string | undefined {
+  for (const dir of (process.env['PATH'] ?? '').split(':')) {
+    const p = path.join(dir, 'kubectl');
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
+const KUBECTL = kubectlPath();
+
+function kustomize(dir: string): Obj[] {
+  const r = spawnSync(KUBECTL!, ['kustomize', dir], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`kubectl kustomize ${dir} failed: ${r.stderr}`);
+  return YAML.parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj).filter((o) => o !== null);
+}
+
+describe.skipIf(!KUBECTL)('kubectl kustomize renders what `kubectl apply -k` would send', () => {
+  it('base: every object validates, in the namespace, images pinned, posture kept', () => {
+    const objs = kustomize(K8S);
+    expect(objs.map((o) => o['kind']).sort()).toEqual(
+      ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'ResourceQuota', 'Role', 'RoleBinding', 'ServiceAccount'].sort(),
+    );
+    for (const o of objs) {
+      const { cls } = modelFor(o['apiVersion'], o['kind']);
+      expect(() => new cls(o).validate(), `${o['kind']}/${o['metadata']['name']}`).not.toThrow();
+      expect(o['metadata']['labels']?.['app.kubernetes.io/part-of']).toBe('shmbroker');
+      if (!['Namespace', 'ClusterRole', 'ClusterRoleBinding'].includes(o['kind'])) expect(o['metadata']['namespace']).toBe(NAMESPACE);
+    }
+    const ds = objs.find((o) => o['kind'] === 'DaemonSet')!;
+    const spec = ds['spec']['template']['spec'];
+    for (const c of containersOf(spec)) expect(c['image']).toMatch(/:0\.1\.0$/);
+    expect(hostPathsOf(spec).sort()).toEqual(['/lib/modules', '/run/shmbroker', '/var/lib/shmbroker']);
+    // The label transformer must not touch the (immutable) selector.
+    expect(ds['spec']['selector']['matchLabels']).toEqual({ 'app.kubernetes.io/name': 'shmbroker', 'app.kubernetes.io/component': 'broker' });
+  });
+
+  it('overlay with both components renders and validates', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'overlay-'));
+    try {
+      const rel = (p: string): string => path.relative(dir, path.join(K8S, p)) || '.';
+      fs.writeFileSync(
+        path.join(dir, 'kustomization.yaml'),
+        YAML.stringify({
+          apiVersion: 'kustomize.config.k8s.io/v1beta1',
+          kind: 'Kustomization',
+          resources: [rel('')],
+          components: [rel('components/kmod-device'), rel('components/kmod-build')],
+        }),
+      );
+      const objs = kustomize(dir);
+      for (const o of objs) {
+        const { cls } = modelFor(o['apiVersion'], o['kind']);
+        expect(() => new cls(o).validate(), `${o['kind']}/${o['metadata']['name']}`).not.toThrow();
+      }
+      const broker = objs.find((o) => o['kind'] === 'DaemonSet' && o['metadata']['name'] === 'shmbroker')!;
+      const c = broker['spec']['template']['spec']['containers'][0];
+      expect(c['resources']['limits']['squat.ai/shmbroker']).toBe('1');
+      expect(c['args']).toContain('--backend=kmod');
+      expect(hostPathsOf(broker['spec']['template']['spec'])).toContain('/usr/src');
+      const loader = objs.find((o) => o['kind'] === 'DaemonSet' && o['metadata']['name'] === 'shmbroker-kmod-loader');
+      expect(loader?.['metadata']['namespace']).toBe(NAMESPACE);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
