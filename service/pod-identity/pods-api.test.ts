@@ -165,6 +165,41 @@ describe('PodWatcher against a local pods API', () => {
     expect(lists.map((r) => r.query.get('continue'))).toEqual([null, '2', '4']);
   });
 
+  it('reassembles an event split across chunks; a malformed line costs a reconnect, not the cache', async () => {
+    const { server, watcher } = await setup();
+    watcher.start();
+    await watcher.waitForSync(3000);
+    await until(() => server.openWatches === 1);
+    const line = server.eventLine('ADDED', makePod('split', 'ns', U1, NODE, 'sa'));
+    server.writeRaw(line.slice(0, 17));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(watcher.get(U1)).toBeUndefined();
+    server.writeRaw(line.slice(17));
+    await until(() => watcher.get(U1) !== undefined);
+    const watchesBefore = watcher.stats.watches;
+    server.writeRaw('{"type": "ADDED", "object": {tru\n');
+    await until(() => watcher.stats.watches > watchesBefore && server.openWatches === 1);
+    expect(watcher.stats.errors).toBe(1);
+    expect(watcher.stats.lists).toBe(1); // resumed from the last resourceVersion, no re-list
+    expect(watcher.get(U1)?.name).toBe('split');
+  });
+
+  it('a static pod is found by its mirror hash through the watch, and forgotten when deleted', async () => {
+    const { server, watcher } = await setup();
+    watcher.start();
+    await watcher.waitForSync(3000);
+    await until(() => server.openWatches === 1);
+    const hash = '6b1f2d9c0a8e4f3b7c5d1e2f3a4b5c6d';
+    const mirror = makePod('etcd-node-a', 'kube-system', U2, NODE, 'default');
+    mirror.metadata.annotations = { 'kubernetes.io/config.mirror': hash, 'kubernetes.io/config.hash': hash };
+    server.upsert(mirror);
+    await until(() => watcher.get(hash) !== undefined);
+    expect(watcher.get(hash)).toMatchObject({ name: 'etcd-node-a', namespace: 'kube-system', uid: U2 });
+    server.remove(U2);
+    await until(() => watcher.get(hash) === undefined);
+    expect(watcher.get(U2)).toBeUndefined();
+  });
+
   it('finds a static pod by the config hash in its cgroup path (mirror annotation)', () => {
     const rec = podRecordFromObject({
       metadata: {

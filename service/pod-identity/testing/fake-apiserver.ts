@@ -124,6 +124,22 @@ export class FakeApiServer {
     this.watchers.clear();
   }
 
+  /** Write raw bytes to every open watch (to split events across chunks, or send garbage). */
+  writeRaw(text: string): void {
+    for (const w of this.watchers) w.res.write(text);
+  }
+
+  /** The watch event line for a pod change, as the server would send it (for writeRaw). */
+  eventLine(type: 'ADDED' | 'MODIFIED' | 'DELETED', pod: FakePod): string {
+    this.rv++;
+    const stored: FakePod = JSON.parse(JSON.stringify(pod)) as FakePod;
+    stored.metadata.resourceVersion = String(this.rv);
+    if (type === 'DELETED') this.pods.delete(pod.metadata.uid);
+    else this.pods.set(pod.metadata.uid, stored);
+    this.history.push({ rv: this.rv, type, pod: stored });
+    return JSON.stringify({ type, object: { kind: 'Pod', apiVersion: 'v1', ...stored } }) + '\n';
+  }
+
   bookmark(): void {
     for (const w of this.watchers) {
       w.res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: 'Pod', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) } } }) + '\n');
