@@ -1,11 +1,12 @@
 // Issue 5's Must-show, end to end through the real CLI against a real broker
 // process: quotas refuse what they should with the reason named, the audit
 // trail shows the refusals, and `audit verify` catches an edited event.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BrokerProcess, makeTempDir } from './support/broker-process';
+import { BIN, BrokerProcess, makeTempDir } from './support/broker-process';
 
 const U1 = { uid: 1001, gid: 1001 };
 
@@ -60,6 +61,40 @@ describe('quotas and audit (memfd)', () => {
     // Region filter by path segment.
     const qa = await broker.json<Array<Record<string, any>>>(['audit', 'list', '--region', 'q-a']);
     expect(qa.every((e) => e.resource === 'regions/q-a' || e.resource.startsWith('regions/q-a/'))).toBe(true);
+  });
+
+  it('audit watch streams events as they commit', async () => {
+    expect((await broker.cli(['region', 'delete', 'q-e'], U1)).code).toBe(0); // room for exactly one more
+    const watcher = spawn(
+      'setpriv',
+      ['--reuid=1001', '--regid=1001', '--clear-groups', '--', process.execPath, BIN, '--runtime-dir', broker.runtimeDir, 'audit', 'watch', '-o', 'json', '--action', 'CreateRegion'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    watcher.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const lines = async (n: number) => {
+      const deadline = Date.now() + 30_000;
+      while (out.split('\n').filter(Boolean).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    };
+    try {
+      // The watch has subscribed once its own WatchAuditEvents call is in the trail.
+      for (let i = 0; i < 300; i++) {
+        const own = await broker.json<unknown[]>(['audit', 'list', '--action', 'WatchAuditEvents', '--uid', '1001']);
+        if (own.length > 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect((await broker.cli(['region', 'create', 'w-1', '--size', '4KiB'], U1)).code).toBe(0);
+      expect((await broker.cli(['region', 'create', 'w-2', '--size', '4KiB'], U1)).stderr).toMatch(/QUOTA_REGIONS/);
+      await lines(2);
+    } finally {
+      watcher.kill('SIGINT');
+    }
+    const events = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    expect(events.map((e) => [e.action, e.resource, e.result, e.reason])).toEqual([
+      ['CreateRegion', 'regions/w-1', 'ALLOWED', undefined],
+      ['CreateRegion', 'regions/w-2', 'DENIED', 'QUOTA_REGIONS'],
+    ]);
+    expect((await broker.cli(['region', 'delete', 'w-1'], U1)).code).toBe(0);
   });
 
   it('audit verify passes, and fails once an event is altered in the database', async () => {
