@@ -96,7 +96,7 @@ function filterOf(o: FilterOpts): Record<string, unknown> {
 function withFilterOptions(cmd: Command): Command {
   return cmd
     .option('--region <name>', 'events about this region (and its grants)')
-    .option('--resource <prefix>', 'events about this resource name prefix (regions/x, quotas/uid:1001)')
+    .option('--resource <prefix>', 'events about this resource or below it, by whole path segments (regions/x matches regions/x/grants/1, not regions/xy)')
     .option('--since <time>', 'events at or after this RFC 3339 time, or this long ago (1h, 7d)')
     .option('--until <time>', 'events before this time')
     .option('--uid <uid>', 'events by this uid')
