@@ -48,7 +48,7 @@ while ! grep -q '"broker serving"' "$DIR/broker.log" 2>/dev/null; do
 done
 ok "broker ($BACKEND) starts"
 
-cli() { node bin/shmbroker --runtime-dir "$RUN" "$@"; }
+cli() { node bin/shmbroker --runtime-dir "$RUN" "$@" 2>> "$DIR/cli.err"; }
 as() { u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups -- "$@"; }
 grant_id() { cli grant create "$1" --uid "$2" --mode "$3" -o json | sed -n 's|.*"name": *"regions/[^/]*/grants/\([0-9]*\)".*|\1|p'; }
 REGIONS="frames mailbox revoke-c revoke-py bench"
@@ -63,7 +63,7 @@ trap cleanup EXIT
 cli region create frames --size 1MiB > /dev/null && cli region create mailbox --size 64KiB > /dev/null \
   && [ -n "$(grant_id frames 1001 rw)" ] && [ -n "$(grant_id frames 1002 ro)" ] \
   && [ -n "$(grant_id mailbox 1001 ro)" ] && [ -n "$(grant_id mailbox 1002 rw)" ] \
-  && ok "CLI creates regions and grants" || notok "CLI creates regions and grants"
+  && ok "CLI creates regions and grants" || notok "CLI creates regions and grants" "$(cat "$DIR/cli.err")"
 
 # 1. C producer (uid 1001) -> Python consumer (uid 1002), frame buffer.
 as 1002 "$PY" clients/python/examples/consumer.py frames --until 60 --timeout 120 > "$DIR/consumer.out" 2>&1 &
