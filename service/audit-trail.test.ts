@@ -228,6 +228,71 @@ describe('AuditTrail chain', () => {
   });
 });
 
+describe('AuditTrail anchor file', () => {
+  it('catches a wiped or rolled-back database, and a rewritten history', async () => {
+    const key = Buffer.alloc(32, 7);
+    const anchorFile = path.join(dir, `anchor-${n}`);
+    const trail = new AuditTrail(db, { key, anchorFile, anchorIntervalMs: 0 });
+    expect(JSON.parse(fs.readFileSync(anchorFile, 'utf8'))).toMatchObject({ seq: 0 });
+    fill(trail, 3);
+    const copy = `${file}.copy`;
+    await db.backup(copy); // an operator's (or attacker's) copy at seq 3
+    fill(trail, 3);
+    trail.flushCommitted();
+    expect(JSON.parse(fs.readFileSync(anchorFile, 'utf8'))).toMatchObject({ seq: 6 });
+    expect(trail.verify()).toMatchObject({ ok: true, checked: 6 });
+
+    // Rolled back to the copy: a consistent, correctly keyed trail, but behind the anchor.
+    trail.close();
+    db.close();
+    fs.copyFileSync(copy, file);
+    for (const ext of ['-wal', '-shm']) fs.rmSync(file + ext, { force: true });
+    db = open(file);
+    const back = new AuditTrail(db, { key, anchorFile, anchorIntervalMs: 0 });
+    expect(back.verify().problems).toEqual([{ seq: 6, problem: expect.stringMatching(/anchor file records seq 6 but the trail ends at 3: .*rolled back/) }]);
+    expect(back.anchorProblem).toMatch(/rolled back/);
+    // Writing on does not paper over it: the anchor is frozen as evidence.
+    fill(back, 4);
+    back.flushCommitted();
+    expect(back.verify().problems.map((p) => p.problem)).toEqual([expect.stringMatching(/event 6 is not the one the anchor file records/)]);
+
+    // Wiped: every audit row gone.
+    tamperMany((d) => {
+      for (const t of ['audit_events', 'audit_head', 'audit_checkpoints']) d.prepare(`DELETE FROM ${t}`).run();
+    });
+    expect(back.verify().problems.map((p) => p.problem).join('\n')).toMatch(/wiped or rolled back/);
+
+    // A forged anchor is refused.
+    fs.writeFileSync(anchorFile, JSON.stringify({ seq: 0, hash: '0'.repeat(64), mac: 'x' }));
+    expect(back.verify().problems.map((p) => p.problem).join('\n')).toMatch(/anchor file .* does not match its signature/);
+
+    // The operator's way out: delete the file; the next start re-anchors on the database as it is.
+    fs.rmSync(anchorFile);
+    const fresh = new AuditTrail(db, { key, anchorFile, anchorIntervalMs: 0 });
+    expect(fresh.anchorProblem).toBeUndefined();
+    expect(fs.existsSync(anchorFile)).toBe(true);
+  });
+
+  it('is written after commits at most once per interval, and the newest state lands', async () => {
+    const anchorFile = path.join(dir, `anchor-${n}`);
+    const trail = new AuditTrail(db, { anchorFile, anchorIntervalMs: 100 });
+    fill(trail, 1);
+    trail.flushCommitted();
+    const first = JSON.parse(fs.readFileSync(anchorFile, 'utf8')) as { seq: number };
+    fill(trail, 5);
+    trail.flushCommitted();
+    const soon = JSON.parse(fs.readFileSync(anchorFile, 'utf8')) as { seq: number };
+    expect(soon.seq).toBeLessThanOrEqual(6);
+    expect(soon.seq).toBeGreaterThanOrEqual(first.seq);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(JSON.parse(fs.readFileSync(anchorFile, 'utf8'))).toMatchObject({ seq: 6 });
+    expect(trail.verify().ok).toBe(true);
+    fs.rmSync(anchorFile);
+    expect(trail.verify().problems[0]!.problem).toMatch(/anchor file .* unreadable/);
+    trail.close();
+  });
+});
+
 describe('AuditTrail events', () => {
   it('emits committed events after the transaction, in order, and never rolled-back ones', async () => {
     const trail = new AuditTrail(db);

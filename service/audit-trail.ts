@@ -16,8 +16,10 @@
 //   HMAC-SHA256. Someone who can write the database but not read the key
 //   cannot forge a consistent trail: any edit, deletion (including of the
 //   newest events, since the head cannot be re-signed), insertion or
-//   reordering is reported by verify(). What remains undetectable is rolling
-//   back the whole database file to an earlier copy.
+//   reordering is reported by verify(). What the database alone cannot show
+//   is that it was wiped or rolled back to an earlier copy: for that, give
+//   an anchorFile outside the database (next to the key), which records the
+//   newest committed head and is checked by verify().
 // - Without a key, hashes are plain SHA-256: accidental or naive edits are
 //   detected, but someone who understands the format can recompute the whole
 //   chain. The broker should run with a key; tests and tools may not.
@@ -95,6 +97,15 @@ export interface AuditTrailOptions {
   key?: Buffer;
   /** Clock, for tests. */
   now?: () => Date;
+  /**
+   * A file outside the database recording the newest committed head (seq,
+   * hash, signed). Written at start and after commits, at most every
+   * anchorIntervalMs (default 1000). verify() then also catches a database
+   * that was wiped or rolled back to an older copy behind the anchor. Put it
+   * where the database's editors cannot write (with the key, for example).
+   */
+  anchorFile?: string;
+  anchorIntervalMs?: number;
 }
 
 const GENESIS = '0'.repeat(64);
@@ -176,6 +187,17 @@ interface Row {
 export class AuditTrail extends EventEmitter {
   private readonly key: Buffer | undefined;
   private readonly now: () => Date;
+  private readonly anchorFile: string | undefined;
+  private readonly anchorIntervalMs: number;
+  private anchorWrittenAt = 0;
+  private anchorTimer: NodeJS.Timeout | undefined;
+  private anchoredSeq = -1;
+  /**
+   * Set when the anchor file contradicted the database at start (wiped or
+   * rolled back, history rewritten, file forged or unreadable). The file is
+   * then kept as evidence and not updated; the broker should log this loudly.
+   */
+  anchorProblem: string | undefined;
   private pending: AuditEvent[] = [];
   private flushScheduled = false;
   private readonly stmt;
@@ -207,6 +229,9 @@ export class AuditTrail extends EventEmitter {
       setMeta: db.prepare<[string, string]>('INSERT OR REPLACE INTO audit_meta (key, value) VALUES (?, ?)'),
     };
     this.initMeta();
+    this.anchorFile = options.anchorFile;
+    this.anchorIntervalMs = options.anchorIntervalMs ?? 1000;
+    if (this.anchorFile) this.initAnchor(this.anchorFile);
   }
 
   /**
@@ -267,6 +292,101 @@ export class AuditTrail extends EventEmitter {
     this.pending = [];
     for (const ev of pending) {
       if (this.stmt.hashAt.get(ev.seq)?.hash === ev.hash) this.emit('event', ev);
+    }
+    this.maybeWriteAnchor();
+  }
+
+  /** Writes the anchor file now (if configured and the head moved). Also runs on close(). */
+  writeAnchor(): void {
+    if (!this.anchorFile || this.anchorProblem !== undefined || !this.db.open || this.db.inTransaction) return;
+    if (this.anchorTimer) {
+      clearTimeout(this.anchorTimer);
+      this.anchorTimer = undefined;
+    }
+    const head = this.stmt.head.get();
+    const seq = head?.seq ?? 0;
+    if (seq === this.anchoredSeq) return;
+    const hash = head?.hash ?? GENESIS;
+    const text = `${JSON.stringify({ seq, hash, mac: this.mac(`anchor\n${seq}\n${hash}`) })}\n`;
+    const tmp = `${this.anchorFile}.tmp`;
+    fs.writeFileSync(tmp, text, { mode: 0o600 });
+    fs.renameSync(tmp, this.anchorFile);
+    this.anchoredSeq = seq;
+    this.anchorWrittenAt = Date.now();
+  }
+
+  /** Flushes pending events and the anchor, and stops the anchor timer. Call before closing the database. */
+  close(): void {
+    this.flushCommitted();
+    this.writeAnchor();
+    if (this.anchorTimer) clearTimeout(this.anchorTimer);
+    this.anchorTimer = undefined;
+  }
+
+  private maybeWriteAnchor(): void {
+    if (!this.anchorFile || this.anchorTimer) return;
+    const wait = this.anchorWrittenAt + this.anchorIntervalMs - Date.now();
+    if (wait <= 0) {
+      this.writeAnchorSafely();
+      return;
+    }
+    this.anchorTimer = setTimeout(() => {
+      this.anchorTimer = undefined;
+      this.writeAnchorSafely();
+    }, wait);
+    this.anchorTimer.unref();
+  }
+
+  private writeAnchorSafely(): void {
+    try {
+      this.writeAnchor();
+    } catch (err) {
+      this.emit('anchorError', err);
+    }
+  }
+
+  private initAnchor(file: string): void {
+    // A missing file is created from the database as it is: the anchor
+    // guards against someone who can edit the database but not this file.
+    // An existing one that the database contradicts (behind it, or a
+    // different event at its seq, or unreadable, or not signed by our key)
+    // is left as it is, as evidence, and no longer advanced: verify() keeps
+    // failing until an operator has looked and deleted the file.
+    if (fs.existsSync(file)) {
+      const problems: Array<{ seq: number; problem: string }> = [];
+      this.verifyAnchor(problems, this.stmt.head.get());
+      if (problems.length > 0) {
+        this.anchorProblem = problems[0]!.problem;
+        return;
+      }
+    }
+    this.writeAnchor();
+  }
+
+  private verifyAnchor(problems: Array<{ seq: number; problem: string }>, head: { seq: number; hash: string } | undefined): void {
+    if (!this.anchorFile) return;
+    let anchor: { seq: number; hash: string; mac: string };
+    try {
+      anchor = JSON.parse(fs.readFileSync(this.anchorFile, 'utf8')) as typeof anchor;
+    } catch (err) {
+      problems.push({ seq: 0, problem: `the anchor file ${this.anchorFile} is unreadable: ${(err as Error).message}` });
+      return;
+    }
+    if (anchor.mac !== this.mac(`anchor\n${anchor.seq}\n${anchor.hash}`)) {
+      problems.push({ seq: 0, problem: `the anchor file ${this.anchorFile} does not match its signature` });
+      return;
+    }
+    const headSeq = head?.seq ?? 0;
+    if (anchor.seq > headSeq) {
+      problems.push({
+        seq: anchor.seq,
+        problem: `the anchor file records seq ${anchor.seq} but the trail ends at ${headSeq}: the database was wiped or rolled back`,
+      });
+      return;
+    }
+    const at = anchor.seq === 0 ? undefined : this.stmt.hashAt.get(anchor.seq);
+    if (at && at.hash !== anchor.hash) {
+      problems.push({ seq: anchor.seq, problem: `event ${anchor.seq} is not the one the anchor file records: history was rewritten` });
     }
   }
 
@@ -398,6 +518,7 @@ export class AuditTrail extends EventEmitter {
           problems.push({ seq: head.seq, problem: `the newest event ${head.seq} is not the one the head anchor records` });
         }
       }
+      this.verifyAnchor(problems, head);
       return checked;
     });
     const checked = read.deferred();
