@@ -18,6 +18,7 @@ import { DataPlane } from './data-plane';
 import { FailedPreconditionError } from './errors';
 import { GrantStore } from './grant-store';
 import { KMOD_DEVICE, KmodBackend } from './kmod-backend';
+import { BrokerMetrics } from './metrics';
 import { LeaseStore } from './lease-store';
 import type { Logger } from './logger';
 import { MemfdBackend } from './memfd-backend';
@@ -94,7 +95,10 @@ export class Broker {
     readonly revoker: Revoker,
     readonly dataPlane: DataPlane,
     readonly control: ControlServer,
+    readonly metrics: BrokerMetrics,
   ) {}
+
+  private metricsServer: { close(): Promise<void>; address: string } | undefined;
 
   static async start(options: BrokerOptions): Promise<Broker> {
     const { log, config } = options;
@@ -120,6 +124,7 @@ export class Broker {
       if (pod) caller.pod = { namespace: pod.namespace, name: pod.name, serviceAccount: pod.serviceAccount };
       return caller;
     };
+    const metrics = new BrokerMetrics({ processMetrics: true });
     const brokerActor = { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
 
     // Re-adopt what survived; what did not is marked LOST, never silently recreated.
@@ -164,6 +169,7 @@ export class Broker {
       limits: config.dataPlane,
       log,
       identify,
+      observe: (type, seconds) => metrics.observeDataPlane(type, seconds),
     });
     revoker.setNotifier(dataPlane);
     revoker.setExpiryHandler(async () => {
@@ -171,8 +177,16 @@ export class Broker {
       revoker.scheduleExpiry(grants.nextExpiry());
     });
 
-    const control = new ControlServer({ log, identify });
-    const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control);
+    const control = new ControlServer({ log, identify, observe: metrics.rpcObserver() });
+    metrics.setRegionSource(() => {
+      const t = regions.totals();
+      return [{ backend: backend.kind, regions: t.count, bytes: t.bytes }];
+    });
+    metrics.setGrantSource(() => grants.count());
+    metrics.setConnectionSource(() => dataPlane.connectionCount());
+    metrics.setQuotaSource(() => quotas.list());
+    metrics.followAudit(audit);
+    const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control, metrics);
     const pkg = loadShmbrokerGrpc();
     control.addService(pkg.BrokerService.service, brokerServiceHandlers(manager, (caller) => broker.status(caller)));
     control.addService(pkg.QuotaService.service, quotaServiceHandlers({ quotas, audit, db }) as never);
@@ -183,6 +197,10 @@ export class Broker {
     removeStaleSocket(controlPath);
     await control.listen(controlPath);
     revoker.scheduleExpiry(grants.nextExpiry());
+    if (config.metricsAddr) {
+      broker.metricsServer = await metrics.startServer(config.metricsAddr);
+      log.info({ address: broker.metricsServer.address }, 'metrics served at /metrics');
+    }
     log.info({ runtimeDir, stateDir, backend: backend.kind, regions: adopted.length, lost: lost.length }, 'broker serving');
     return broker;
   }
@@ -209,6 +227,7 @@ export class Broker {
 
   async stop(): Promise<void> {
     this.revoker.close();
+    await this.metricsServer?.close();
     await this.control.close();
     this.dataPlane.close();
     for (const p of [controlSocketPath(this.options.runtimeDir), dataSocketPath(this.options.runtimeDir)]) {
