@@ -216,6 +216,25 @@ SHMB_API int shmb_acquire(shmb_client *client, const char *name, enum shmb_mode 
  */
 SHMB_API int shmb_region_release(shmb_region *region);
 
+/**
+ * Offer a region this process still holds back to the broker over client
+ * @p client, typically a new connection after the broker restarted (the old
+ * client returned -ECONNRESET; close it, which detaches its regions, connect
+ * again, and offer each region). The region's fd travels with the
+ * OfferRequest; on the memfd backend it also brings back region memory the
+ * restarted broker had lost. On success the region belongs to @p client from
+ * then on (its notices arrive there; shmb_region_release() talks to it) and
+ * keeps its mapping. The broker accepts only a lease it still has on record
+ * for this very process, region and mode.
+ *
+ * @return 0; -ESTALE if the broker refused (the lease was revoked or the
+ *         region deleted meanwhile: the region is marked revoked with reason
+ *         "LEASE_LOST" and stays where it was; release it); or the errors of
+ *         any request (-EPROTO, -ETIMEDOUT, -ECONNRESET, -ENOTCONN, broker
+ *         errors).
+ */
+SHMB_API int shmb_region_offer(shmb_client *client, shmb_region *region);
+
 /** Start of the mapping. Writable only for SHMB_MODE_READ_WRITE. */
 SHMB_API void *shmb_region_data(const shmb_region *region);
 

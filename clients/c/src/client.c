@@ -201,15 +201,38 @@ static long recv_packet(shmb_client *c, int blocking, int *fds, int *nfds)
     return (long)n;
 }
 
-static int send_request(shmb_client *c, const shmb_pb_request *req)
+/* Send one request packet, with `fd` attached as SCM_RIGHTS when >= 0. */
+static int send_request(shmb_client *c, const shmb_pb_request *req, int fd)
 {
     uint8_t buf[SHMB_PROTO_MAX_PACKET];
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctrl;
+    struct iovec iov;
+    struct msghdr msg;
     long len = shmb_pb_encode_request(req, buf, sizeof buf);
     ssize_t n;
     if (len < 0)
         return (int)len;
+    iov.iov_base = buf;
+    iov.iov_len = (size_t)len;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (fd >= 0) {
+        struct cmsghdr *cm;
+        memset(&ctrl, 0, sizeof ctrl);
+        msg.msg_control = ctrl.buf;
+        msg.msg_controllen = sizeof ctrl.buf;
+        cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    }
     do {
-        n = send(c->fd, buf, (size_t)len, MSG_NOSIGNAL);
+        n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         int e = errno;
@@ -309,8 +332,8 @@ static int wait_reply(shmb_client *c, uint64_t want, packet *p)
     }
 }
 
-/* Send a request and wait for its reply. */
-static int transact(shmb_client *c, shmb_pb_request *req, packet *p)
+/* Send a request (with an fd when fd >= 0) and wait for its reply. */
+static int transact_fd(shmb_client *c, shmb_pb_request *req, int fd, packet *p)
 {
     int rc;
     if (c->broken)
@@ -320,10 +343,15 @@ static int transact(shmb_client *c, shmb_pb_request *req, packet *p)
     req->request_id = c->next_request_id++;
     if (c->next_request_id == 0)
         c->next_request_id = 1;
-    rc = send_request(c, req);
+    rc = send_request(c, req, fd);
     if (rc < 0)
         return rc;
     return wait_reply(c, req->request_id, p);
+}
+
+static int transact(shmb_client *c, shmb_pb_request *req, packet *p)
+{
+    return transact_fd(c, req, -1, p);
 }
 
 static int broker_error(shmb_client *c, const packet *p)
@@ -657,6 +685,65 @@ fail:
     return rc;
 }
 
+static void unlink_region(shmb_region *r)
+{
+    shmb_client *c = r->client;
+    if (!c)
+        return;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        c->regions = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    r->client = NULL;
+}
+
+SHMB_API int shmb_region_offer(shmb_client *c, shmb_region *r)
+{
+    shmb_pb_request req;
+    packet p;
+    int rc;
+    if (!c || !r)
+        return -EINVAL;
+    memset(&req, 0, sizeof req);
+    req.kind = SHMB_PB_REQ_OFFER;
+    req.u.offer.region.ptr = r->name;
+    req.u.offer.region.len = strlen(r->name);
+    req.u.offer.lease_id = r->lease_id;
+    req.u.offer.mode = (int32_t)r->mode;
+    rc = transact_fd(c, &req, r->fd, &p);
+    if (rc < 0)
+        return rc;
+    if (p.nfds) {
+        close_fds(p.fds, &p.nfds);
+        return -EPROTO;
+    }
+    if (p.rep.kind == SHMB_PB_REPLY_ERROR)
+        return broker_error(c, &p);
+    if (p.rep.kind != SHMB_PB_REPLY_OFFER)
+        return -EPROTO;
+    if (!p.rep.u.offer.accepted) {
+        if (!r->revoked) {
+            r->revoked = 1;
+            snprintf(r->revoke_reason, sizeof r->revoke_reason, "LEASE_LOST");
+        }
+        return -ESTALE;
+    }
+    if (p.rep.u.offer.lease_id != 0)
+        r->lease_id = p.rep.u.offer.lease_id;
+    if (r->client != c) {
+        unlink_region(r);
+        r->client = c;
+        r->next = c->regions;
+        if (c->regions)
+            c->regions->prev = r;
+        c->regions = r;
+    }
+    return 0;
+}
+
 SHMB_API int shmb_region_release(shmb_region *r)
 {
     shmb_client *c;
@@ -668,12 +755,7 @@ SHMB_API int shmb_region_release(shmb_region *r)
         munmap(r->addr, r->size);
     close(r->fd);
     if (c) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            c->regions = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
+        unlink_region(r);
         rc = release_lease(c, r->lease_id, r->revoked);
     }
     free(r);

@@ -631,6 +631,124 @@ static void test_close_with_live_region(void)
     close(m);
 }
 
+static shmb_pb_reply offer_reply(uint64_t id, int accepted, uint64_t lease)
+{
+    shmb_pb_reply r;
+    memset(&r, 0, sizeof r);
+    r.request_id = id;
+    r.kind = SHMB_PB_REPLY_OFFER;
+    r.u.offer.accepted = accepted;
+    r.u.offer.lease_id = lease;
+    return r;
+}
+
+/* Receive a request with the fd attached to it (or -1). */
+static int recv_request_fd(int sock, shmb_pb_request *q, int *fd)
+{
+    static uint8_t buf[SHMB_PROTO_MAX_PACKET];
+    union {
+        struct cmsghdr align;
+        char b[CMSG_SPACE(sizeof(int) * 4)];
+    } ctrl;
+    struct iovec iov = {buf, sizeof buf};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctrl.b;
+    msg.msg_controllen = sizeof ctrl.b;
+    ssize_t n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    *fd = -1;
+    if (n <= 0)
+        return -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    if (cm && cm->cmsg_type == SCM_RIGHTS)
+        memcpy(fd, CMSG_DATA(cm), sizeof *fd);
+    return shmb_pb_decode_request(buf, (size_t)n, q);
+}
+
+/* After a "restart": the region moves to a new connection by OfferRequest. */
+static void test_offer_after_reconnect(void)
+{
+    pair p = open_pair();
+    int m = make_memfd(8192);
+    struct stat want, got;
+    CHECK_EQ(fstat(m, &want), 0);
+    shmb_region *a = NULL, *b = NULL;
+    shmb_pb_reply r = acquire_reply(1, 10, "aaa", 8192, 2);
+    send_reply(p.peer, &r, &m, 1);
+    CHECK_EQ(shmb_acquire(p.c, "aaa", SHMB_MODE_READ_WRITE, &a), 0);
+    r = acquire_reply(2, 11, "bbb", 8192, 2);
+    send_reply(p.peer, &r, &m, 1);
+    CHECK_EQ(shmb_acquire(p.c, "bbb", SHMB_MODE_READ_WRITE, &b), 0);
+    memcpy(shmb_region_data(a), "survive", 7);
+    /* The broker goes away. */
+    close(p.peer);
+    p.peer = -1;
+    CHECK_EQ(shmb_process_events(p.c), -ECONNRESET);
+
+    pair q = open_pair();
+    /* a: offered while still on the old (broken) client; accepted. */
+    r = offer_reply(1, 1, 10);
+    send_reply(q.peer, &r, NULL, 0);
+    CHECK_EQ(shmb_region_offer(q.c, a), 0);
+    shmb_pb_request req;
+    int fd = -1;
+    CHECK_EQ(recv_request_fd(q.peer, &req, &fd), 0);
+    CHECK(req.kind == SHMB_PB_REQ_OFFER && req.request_id == 1);
+    CHECK(req.u.offer.lease_id == 10 && req.u.offer.mode == 2);
+    CHECK(req.u.offer.region.len == 3 && memcmp(req.u.offer.region.ptr, "aaa", 3) == 0);
+    CHECK(fd >= 0 && fstat(fd, &got) == 0 && got.st_ino == want.st_ino);
+    if (fd >= 0)
+        close(fd);
+    /* b: refused (revoked meanwhile). */
+    close_pair(&p); /* detaches b */
+    r = offer_reply(2, 0, 0);
+    send_reply(q.peer, &r, NULL, 0);
+    CHECK_EQ(shmb_region_offer(q.c, b), -ESTALE);
+    CHECK_EQ(shmb_region_revoked(b), 1);
+    CHECK(strcmp(shmb_region_revoke_reason(b), "LEASE_LOST") == 0);
+    CHECK_EQ(recv_request_fd(q.peer, &req, &fd), 0);
+    if (fd >= 0)
+        close(fd);
+    CHECK_EQ(shmb_region_release(b), 0); /* detached: local only */
+    /* a now belongs to q: its notices arrive there, release goes there. */
+    r = notice(10, "GRANT_REVOKED", 5);
+    send_reply(q.peer, &r, NULL, 0);
+    CHECK_EQ(shmb_process_events(q.c), 1);
+    CHECK_EQ(shmb_region_revoked(a), 1);
+    CHECK(memcmp(shmb_region_data(a), "survive", 7) == 0);
+    r = release_reply(3, 10);
+    send_reply(q.peer, &r, NULL, 0);
+    CHECK_EQ(shmb_region_release(a), 0);
+    CHECK_EQ(recv_request_fd(q.peer, &req, &fd), 0);
+    CHECK(req.kind == SHMB_PB_REQ_RELEASE && req.u.release.lease_id == 10 && fd == -1);
+    /* Malformed offer replies. */
+    shmb_region *c2 = NULL;
+    r = acquire_reply(4, 12, "ccc", 8192, 1);
+    send_reply(q.peer, &r, &m, 1);
+    CHECK_EQ(shmb_acquire(q.c, "ccc", SHMB_MODE_READ_ONLY, &c2), 0);
+    r = offer_reply(5, 1, 12);
+    send_reply(q.peer, &r, &m, 1); /* with an fd: refused, closed */
+    CHECK_EQ(shmb_region_offer(q.c, c2), -EPROTO);
+    r = release_reply(6, 12); /* the wrong kind */
+    send_reply(q.peer, &r, NULL, 0);
+    CHECK_EQ(shmb_region_offer(q.c, c2), -EPROTO);
+    r = error_reply(7, 3, "BAD");
+    send_reply(q.peer, &r, NULL, 0);
+    CHECK_EQ(shmb_region_offer(q.c, c2), -EINVAL);
+    CHECK_EQ(shmb_region_offer(NULL, c2), -EINVAL);
+    r = release_reply(8, 12);
+    send_reply(q.peer, &r, NULL, 0);
+    CHECK_EQ(shmb_region_release(c2), 0);
+    /* Drain what the client sent (each offer carried an fd). */
+    while (recv_request_fd(q.peer, &req, &fd) == 0)
+        if (fd >= 0)
+            close(fd);
+    close(m);
+    close_pair(&q);
+}
+
 /* A responder thread answers releases, so callbacks can release. */
 typedef struct {
     int sock;
@@ -905,6 +1023,7 @@ int main(void)
     RUN(test_peer_closes);
     RUN(test_timeout);
     RUN(test_close_with_live_region);
+    RUN(test_offer_after_reconnect);
     RUN(test_callback_releases);
     RUN(test_reentrant_process_events);
     RUN(test_random_replies);
