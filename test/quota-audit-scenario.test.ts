@@ -141,3 +141,35 @@ describe('configuration file', () => {
     }
   });
 });
+
+describe('metrics (memfd)', () => {
+  it('--metrics-addr serves quota usage, regions, acquires and denials over HTTP', async () => {
+    const broker = await BrokerProcess.start({ backend: 'memfd', extraArgs: ['--metrics-addr', '127.0.0.1:0'] });
+    try {
+      const address = /"address":"([^"]+)","msg":"metrics served/.exec(broker.log)?.[1];
+      expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
+      await broker.json(['quota', 'set', '--uid', '1001', '--bytes', '1MiB', '--regions', '2']);
+      expect((await broker.cli(['region', 'create', 'm-a', '--size', '512KiB'], U1)).code).toBe(0);
+      expect((await broker.cli(['region', 'create', 'm-b', '--size', '768KiB'], U1)).stderr).toMatch(/QUOTA_BYTES/);
+      expect((await broker.cli(['region', 'read', 'm-a', '--length', '1'], { uid: 1002, gid: 1002 })).code).not.toBe(0);
+      const res = await fetch(`http://${address}/metrics`);
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      const value = (series: string) => {
+        const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+        return line === undefined ? undefined : Number(line.slice(series.length + 1));
+      };
+      expect(value('shmbroker_quota_usage_bytes{subject="uid:1001"}')).toBe(524288);
+      expect(value('shmbroker_quota_limit_bytes{subject="uid:1001"}')).toBe(1048576);
+      expect(value('shmbroker_regions{backend="memfd"}')).toBe(1);
+      expect(value('shmbroker_region_bytes{backend="memfd"}')).toBe(524288);
+      expect(value('shmbroker_denials_total{action="CreateRegion",reason="QUOTA_BYTES"}')).toBe(1);
+      expect(text).toMatch(/shmbroker_acquires_total\{result="DENIED",reason="[A-Z_]+"\} 1/);
+      expect(text).toMatch(/shmbroker_rpc_duration_seconds_count\{method="BrokerService\/CreateRegion",code="OK"\} 1/);
+      expect(value('shmbroker_open_fds')).toBeGreaterThan(5);
+      expect((await fetch(`http://${address}/`)).status).toBe(404);
+    } finally {
+      await broker.cleanup();
+    }
+  });
+});
