@@ -1,0 +1,108 @@
+'use strict';
+// 1. Acquire: SDK acquire + map + first touch + release of an already-granted
+// region, against the raw floor in C (memfd + SCM_RIGHTS over a socketpair +
+// mmap + touch + munmap), both in this run, interleaved in rounds so that
+// load drifts hit both sides.
+const { Broker, Worker, buildC, runJson, latency, granteeUid, sdk } = require('../lib/common');
+
+const SIZES = [
+  { label: '4 KiB', bytes: 4096, id: '4k' },
+  { label: '64 MiB', bytes: 64 << 20, id: '64m' },
+];
+
+module.exports = async function acquire(ctx) {
+  const trials = ctx.quick ? 200 : 1500;
+  const warmup = ctx.quick ? 30 : 200;
+  const rounds = ctx.quick ? 1 : 3;
+  const floorBin = buildC('acquire_floor');
+  const broker = await Broker.start();
+  const admin = new (sdk().ControlClient)({ runtimeDir: broker.runtimeDir });
+  const uid = granteeUid();
+  const G = '1. Acquire';
+  try {
+    for (const s of SIZES) {
+      const name = `bench-acquire-${s.id}`;
+      await admin.call('BrokerService', 'CreateRegion', { regionId: name, sizeBytes: s.bytes });
+      if (uid !== undefined) {
+        await admin.call('BrokerService', 'CreateGrant', { parent: `regions/${name}`, grant: { uid, mode: 'ACCESS_MODE_READ_WRITE' } });
+      }
+      const sdkNs = [];
+      const sabNs = [];
+      const floorNs = [];
+      const floorRelNs = [];
+      let brokerCpuMs = 0;
+      let clientCpuUs = 0;
+      for (let r = 0; r < rounds; r++) {
+        floorNs.push(...runJson(floorBin, [String(s.bytes), String(trials), String(warmup)]).ns);
+        const c0 = broker.cpuMs();
+        const w = new Worker('acquire', [broker.runtimeDir, name, String(trials), String(warmup)], { uid });
+        const res = await w.done();
+        brokerCpuMs += broker.cpuMs() - c0;
+        clientCpuUs += res.cpuUs;
+        sdkNs.push(...res.ns);
+        const w2 = new Worker('acquire', [broker.runtimeDir, name, String(trials), String(warmup), 'shared'], { uid });
+        sabNs.push(...(await w2.done()).ns);
+        floorRelNs.push(...runJson(floorBin, [String(s.bytes), String(trials), String(warmup), '--release']).ns);
+      }
+      const sdkL = latency(sdkNs);
+      const sabL = latency(sabNs);
+      const floorL = latency(floorNs);
+      const relL = latency(floorRelNs);
+      const base = 'C floor: request, fd by SCM_RIGHTS, mmap, touch, munmap, close';
+      for (const [q, key] of [['p50', 'p50_us'], ['p99', 'p99_us']]) {
+        ctx.figure({
+          id: `acquire.${s.id}.${q}`,
+          group: G,
+          label: `SDK acquire+map+touch+release, ${s.label}, ${q} (ArrayBuffer, the default)`,
+          value: sdkL[key],
+          unit: 'µs',
+          baseline: { label: `${base}, ${q}`, value: floorL[key] },
+          better: 'lower',
+          goal: q === 'p50' ? { ratioMax: 1.5, text: 'p50 ≤ 1.5× floor' } : undefined,
+        });
+      }
+      ctx.figure({
+        id: `acquire.${s.id}.sab.p50`,
+        group: G,
+        label: `SDK acquire as SharedArrayBuffer (shared: true), ${s.label}, p50`,
+        value: sabL.p50_us,
+        unit: 'µs',
+        baseline: { label: `${base}, p50`, value: floorL.p50_us },
+        better: 'lower',
+        extra: { p99_us: sabL.p99_us },
+      });
+      ctx.figure({
+        id: `acquire.${s.id}.vs_floor_with_release.p50`,
+        group: G,
+        label: `SDK acquire+…+release, ${s.label}, p50, against a C floor that also sends a release and waits for its reply (2 round trips, as the SDK does)`,
+        value: sdkL.p50_us,
+        unit: 'µs',
+        baseline: { label: 'C floor with release round trip, p50', value: relL.p50_us },
+        better: 'lower',
+      });
+      const cycles = rounds * (trials + warmup);
+      ctx.figure({
+        id: `acquire.${s.id}.broker_cpu`,
+        group: G,
+        label: `broker CPU per acquire+release, ${s.label} (from /proc, 10 ms ticks)`,
+        value: (brokerCpuMs * 1000) / cycles,
+        unit: 'µs',
+        baseline: { label: 'C floor p50 (whole cycle, both processes)', value: floorL.p50_us },
+        better: 'lower',
+      });
+      ctx.figure({
+        id: `acquire.${s.id}.client_cpu`,
+        group: G,
+        label: `client CPU per acquire+release, ${s.label} (includes Node start)`,
+        value: clientCpuUs / cycles,
+        unit: 'µs',
+        baseline: { label: 'C floor p50 (whole cycle, both processes)', value: floorL.p50_us },
+        better: 'lower',
+      });
+      ctx.note(`acquire ${s.label}: ${rounds} round(s) × ${trials} trials per side (after ${warmup} warm-up), SDK client as uid ${uid ?? process.getuid()} through a rw grant`);
+    }
+  } finally {
+    admin.close();
+    await broker.cleanup();
+  }
+};

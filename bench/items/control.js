@@ -1,0 +1,131 @@
+'use strict';
+// 2. Control plane: CreateRegion + CreateGrant + DeleteRegion over gRPC on the
+// Unix socket; one client, and 8 clients (8 processes) at once. ops/s and
+// p50/p99 per call. Goal: at least 5,000 creates/s from one client.
+const { Broker, Worker, latency, granteeUid, buildC, runJson } = require('../lib/common');
+
+async function runClients(broker, n, count, inflight, tag) {
+  const workers = Array.from(
+    { length: n },
+    (_, k) => new Worker('control', [broker.runtimeDir, `bench-${tag}-${k}`, String(count), String(inflight), String(granteeUid() ?? 1000)]),
+  );
+  try {
+    await Promise.all(workers.map((w) => w.next((o) => o.ready)));
+    const c0 = broker.cpuMs();
+    const t0 = process.hrtime.bigint();
+    for (const w of workers) w.send('go');
+    const results = await Promise.all(workers.map((w) => w.done()));
+    const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+    const brokerCpuMs = broker.cpuMs() - c0;
+    const merged = {};
+    for (const op of ['create', 'grant', 'delete']) {
+      const ns = results.flatMap((r) => r[op].ns);
+      // Aggregate rate: all clients' calls over the longest client's phase.
+      const wall = Math.max(...results.map((r) => r[op].wallNs)) / 1e9;
+      merged[op] = { ...latency(ns), opsPerS: ns.length / wall };
+    }
+    return { merged, wallS, brokerCpuUsPerCall: (brokerCpuMs * 1000) / (3 * n * count) };
+  } finally {
+    workers.forEach((w) => w.kill());
+  }
+}
+
+
+const OPS = { create: 'CreateRegion', grant: 'CreateGrant', delete: 'DeleteRegion' };
+
+module.exports = async function control(ctx) {
+  const G = '2. Control plane';
+  const GOAL = 5000;
+  const os = require('node:os');
+  const fsyncBin = buildC('fsync_floor');
+  const variants = [
+    { id: 'disk', what: `state on disk (${os.tmpdir()}), durable as shipped`, base: os.tmpdir(), count: ctx.quick ? 60 : 600 },
+    { id: 'tmpfs', what: 'state on tmpfs (/dev/shm): fsync is free, so this is the CPU path', base: '/dev/shm', count: ctx.quick ? 200 : 3000 },
+  ];
+  // The durability floor of this disk, in the same run.
+  const fsyncNs = runJson(fsyncBin, [os.tmpdir(), String(ctx.quick ? 100 : 500)]).ns;
+  const fsyncL = latency(fsyncNs);
+  ctx.figure({
+    id: 'control.fsync_floor',
+    group: G,
+    label: `floor: 4 KiB write + fdatasync on ${os.tmpdir()}'s disk, p50 (max durable commits/s = 1e6 / this)`,
+    value: fsyncL.p50_us,
+    unit: 'µs',
+    baseline: { label: 'budget per create at 5,000 creates/s', value: 200 },
+    better: 'lower',
+    extra: { p99_us: fsyncL.p99_us, maxCommitsPerS: 1e6 / fsyncL.p50_us },
+  });
+  for (const v of variants) {
+    const broker = await Broker.start({ base: v.base });
+    try {
+      const one = await runClients(broker, 1, v.count, 1, 'one');
+      const pipe = await runClients(broker, 1, v.count, 16, 'pipe');
+      const eight = await runClients(broker, 8, Math.ceil(v.count / 4), 1, 'eight');
+      ctx.figure({
+        id: `control.${v.id}.create.one.ops`,
+        group: G,
+        label: `CreateRegion, 1 client, one call at a time, ${v.what}`,
+        value: one.merged.create.opsPerS,
+        unit: 'ops/s',
+        baseline: { label: 'goal 5,000 creates/s (Ray plasma publishes ~5,200 puts/s/client; not measured here)', value: GOAL },
+        better: 'higher',
+        goal: v.id === 'disk' ? { ratioMin: 1, text: '≥ 5,000 creates/s from one client' } : undefined,
+        extra: { p50_us: one.merged.create.p50_us, p99_us: one.merged.create.p99_us },
+      });
+      ctx.figure({
+        id: `control.${v.id}.create.pipelined.ops`,
+        group: G,
+        label: `CreateRegion, 1 client, 16 calls in flight on one channel, ${v.id}`,
+        value: pipe.merged.create.opsPerS,
+        unit: 'ops/s',
+        baseline: { label: 'goal 5,000 creates/s', value: GOAL },
+        better: 'higher',
+        extra: { p50_us: pipe.merged.create.p50_us, p99_us: pipe.merged.create.p99_us },
+      });
+      for (const [tag, r, who] of [
+        ['one', one, '1 client'],
+        ['eight', eight, '8 clients'],
+      ]) {
+        for (const op of ['create', 'grant', 'delete']) {
+          if (!(tag === 'one' && op === 'create')) {
+            ctx.figure({
+              id: `control.${v.id}.${op}.${tag}.ops`,
+              group: G,
+              label: `${OPS[op]}, ${who}, ${v.id}: throughput`,
+              value: r.merged[op].opsPerS,
+              unit: 'ops/s',
+              baseline: tag === 'eight' ? { label: `${OPS[op]}, 1 client, ops/s`, value: one.merged[op].opsPerS } : { label: 'goal rate 5,000 ops/s', value: GOAL },
+              better: 'higher',
+            });
+          }
+          for (const q of ['p50', 'p99']) {
+            ctx.figure({
+              id: `control.${v.id}.${op}.${tag}.${q}`,
+              group: G,
+              label: `${OPS[op]}, ${who}, ${v.id}: latency ${q}`,
+              value: r.merged[op][`${q}_us`],
+              unit: 'µs',
+              baseline:
+                v.id === 'disk'
+                  ? { label: `fsync floor ${q}`, value: fsyncL[`${q}_us`] }
+                  : { label: 'budget at 5,000 ops/s (200 µs)', value: 200 },
+              better: 'lower',
+            });
+          }
+        }
+      }
+      ctx.figure({
+        id: `control.${v.id}.broker_cpu_per_call`,
+        group: G,
+        label: `broker CPU per call (create/grant/delete mix, 1 client), ${v.id}`,
+        value: one.brokerCpuUsPerCall,
+        unit: 'µs',
+        baseline: { label: 'budget at 5,000 ops/s (200 µs)', value: 200 },
+        better: 'lower',
+      });
+      ctx.note(`control plane (${v.what}): ${v.count} calls per phase for 1 client; ${Math.ceil(v.count / 4)} per client for 8 clients (8 node processes); 4 KiB memfd regions`);
+    } finally {
+      await broker.cleanup();
+    }
+  }
+};

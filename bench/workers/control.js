@@ -1,0 +1,57 @@
+'use strict';
+// One control-plane client: CreateRegion, then CreateGrant on each, then
+// DeleteRegion on each, over gRPC on broker.sock; times every call.
+//   node control.js RUNTIME_DIR PREFIX COUNT INFLIGHT GRANT_UID
+// INFLIGHT 1 = one call at a time; more = that many outstanding calls on the
+// one channel. Reports {ready}, waits for "go" on stdin, then reports the result.
+const readline = require('node:readline');
+const { sdk } = require('../lib/common');
+
+async function phase(count, inflight, call) {
+  const ns = new Array(count);
+  let next = 0;
+  const t0 = process.hrtime.bigint();
+  async function lane() {
+    for (;;) {
+      const i = next++;
+      if (i >= count) return;
+      const s = process.hrtime.bigint();
+      await call(i);
+      ns[i] = Number(process.hrtime.bigint() - s);
+    }
+  }
+  await Promise.all(Array.from({ length: inflight }, lane));
+  return { ns, wallNs: Number(process.hrtime.bigint() - t0) };
+}
+
+async function main() {
+  const [runtimeDir, prefix, countArg, inflightArg, uidArg] = process.argv.slice(2);
+  const count = Number(countArg);
+  const inflight = Number(inflightArg);
+  const uid = Number(uidArg);
+  const c = new (sdk().ControlClient)({ runtimeDir });
+  // Warm the channel and the JIT on a few throwaway regions.
+  for (let i = 0; i < 50; i++) {
+    const name = `${prefix}-warm-${i}`;
+    await c.call('BrokerService', 'CreateRegion', { regionId: name, sizeBytes: 4096 });
+    await c.call('BrokerService', 'CreateGrant', { parent: `regions/${name}`, grant: { uid, mode: 'ACCESS_MODE_READ_ONLY' } });
+    await c.call('BrokerService', 'DeleteRegion', { name: `regions/${name}` });
+  }
+  process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+  const rl = readline.createInterface({ input: process.stdin });
+  await new Promise((r) => rl.once('line', r));
+  rl.close();
+  const cpu0 = process.cpuUsage();
+  const create = await phase(count, inflight, (i) => c.call('BrokerService', 'CreateRegion', { regionId: `${prefix}-${i}`, sizeBytes: 4096 }));
+  const grant = await phase(count, inflight, (i) =>
+    c.call('BrokerService', 'CreateGrant', { parent: `regions/${prefix}-${i}`, grant: { uid, mode: 'ACCESS_MODE_READ_ONLY' } }),
+  );
+  const del = await phase(count, inflight, (i) => c.call('BrokerService', 'DeleteRegion', { name: `regions/${prefix}-${i}` }));
+  const cpu = process.cpuUsage(cpu0);
+  c.close();
+  process.stdout.write(JSON.stringify({ result: { create, grant, delete: del, cpuUs: cpu.user + cpu.system } }) + '\n');
+}
+main().catch((e) => {
+  process.stderr.write(`${e.stack}\n`);
+  process.exit(1);
+});
