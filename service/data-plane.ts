@@ -48,6 +48,9 @@ function toMode(mode: AccessMode__Output | string | undefined): GrantMode | unde
 
 const MODE_NAME = { ro: 'ACCESS_MODE_READ_ONLY', rw: 'ACCESS_MODE_READ_WRITE' } as const;
 
+/** Replies the broker queues for one connection (beyond the kernel's socket buffer) before it drops the peer. */
+const MAX_QUEUED_REPLIES = 64;
+
 export class DataPlane implements LeaseNotifier {
   private server: native.SeqpacketServer | undefined;
   private readonly connections = new Map<number, Connection>();
@@ -175,6 +178,12 @@ export class DataPlane implements LeaseNotifier {
 
   private onPacket(conn: Connection, data: Buffer, fds: number[]): void {
     if (conn.closed) return closeAll(fds);
+    // A peer that sends requests but does not read the replies would make the
+    // broker queue them without bound, each acquire reply holding a duplicate
+    // of a region fd: cut it off before taking on another request.
+    if (conn.sock.queuedPackets >= MAX_QUEUED_REPLIES) {
+      return this.protocolError(conn, 'SLOW_READER', `${conn.sock.queuedPackets} replies queued for a peer that does not read them`, fds);
+    }
     if (data.length > MAX_DATA_PACKET_BYTES) {
       return this.protocolError(conn, 'PACKET_TOO_LARGE', `packet of ${data.length} bytes exceeds ${MAX_DATA_PACKET_BYTES}`, fds);
     }
