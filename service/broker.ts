@@ -192,9 +192,11 @@ export class Broker {
     control.addService(pkg.QuotaService.service, quotaServiceHandlers({ quotas, audit, db }) as never);
     control.addService(pkg.AuditService.service, auditServiceHandlers({ audit, db }) as never);
 
+    // Both socket paths are checked before either is bound: a refusal (a
+    // planted file or symlink) must not leave a listener keeping the process alive.
     removeStaleSocket(dataPath);
-    dataPlane.listen(dataPath);
     removeStaleSocket(controlPath);
+    dataPlane.listen(dataPath);
     await control.listen(controlPath);
     revoker.scheduleExpiry(grants.nextExpiry());
     if (config.metricsAddr) {
