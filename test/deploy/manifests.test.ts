@@ -241,6 +241,10 @@ describe('kustomization', () => {
     for (const i of k['images'] as Obj[]) expect(i['newTag'] ?? i['digest'], i['name']).toBeTruthy();
     const ds = find('DaemonSet', 'shmbroker');
     for (const c of containersOf(ds['spec']['template']['spec'])) expect(names, c['name']).toContain(c['image']);
+    const comp = loadDocs(path.join(K8S, 'components/kmod-device/kustomization.yaml'))[0]!.obj;
+    const loader = find('DaemonSet', 'shmbroker-kmod-loader');
+    const compNames = new Set((comp['images'] as Obj[]).map((i) => i['name']));
+    for (const c of containersOf(loader['spec']['template']['spec'])) expect(compNames, c['name']).toContain(c['image']);
   });
 
   for (const comp of ['kmod-build', 'kmod-device']) {
@@ -502,6 +506,9 @@ describe.skipIf(!KUBECTL)('kubectl kustomize renders what `kubectl apply -k` wou
       expect(hostPathsOf(broker['spec']['template']['spec'])).toContain('/usr/src');
       const loader = objs.find((o) => o['kind'] === 'DaemonSet' && o['metadata']['name'] === 'shmbroker-kmod-loader');
       expect(loader?.['metadata']['namespace']).toBe(NAMESPACE);
+      for (const o of objs.filter((x) => x['kind'] === 'DaemonSet')) {
+        for (const c of containersOf(o['spec']['template']['spec'])) expect(c['image'], `${o['metadata']['name']}/${c['name']}`).toMatch(/:0\.1\.0$/);
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
