@@ -409,8 +409,9 @@ export class AuditTrail extends EventEmitter {
     const params: unknown[] = [];
     if (filter.resource) {
       const prefix = filter.resource.replace(/\/+$/, '');
-      where.push('(resource = ? OR substr(resource, 1, ?) = ?)');
-      params.push(prefix, prefix.length + 1, `${prefix}/`);
+      // "prefix" itself or anything under "prefix/": a range ('0' follows '/'), so the index serves it.
+      where.push('(resource = ? OR (resource >= ? AND resource < ?))');
+      params.push(prefix, `${prefix}/`, `${prefix}0`);
     }
     if (filter.since) {
       where.push('time >= ?');

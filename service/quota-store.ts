@@ -64,7 +64,8 @@ export function ensureQuotaSchema(db: Database): void {
       bytes INTEGER NOT NULL,
       PRIMARY KEY (region, kind, id)
     ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS quota_charges_subject ON quota_charges (kind, id);
+    DROP INDEX IF EXISTS quota_charges_subject;
+    CREATE INDEX IF NOT EXISTS quota_charges_usage ON quota_charges (kind, id, bytes); -- covers the usage sums
   `);
 }
 
