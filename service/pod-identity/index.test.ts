@@ -32,6 +32,19 @@ describe('startPodIdentity', () => {
     await pi.stop();
   });
 
+  it('SHMBROKER_POD_IDENTITY=off turns it off in a pod; =on without a node name warns', async () => {
+    const logs: string[] = [];
+    const inPod = { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443', NODE_NAME: 'n' };
+    let pi = await startPodIdentity(undefined, (l, m) => logs.push(`${l} ${m}`), { ...inPod, SHMBROKER_POD_IDENTITY: 'off' });
+    expect(pi.enabled).toBe(false);
+    expect(logs.pop()).toMatch(/disabled: switched off/);
+    pi = await startPodIdentity(undefined, (l, m) => logs.push(`${l} ${m}`), { SHMBROKER_POD_IDENTITY: 'on' });
+    expect(pi.enabled).toBe(false);
+    expect(logs.some((l) => l.startsWith('warn') && /requested but no node name/.test(l))).toBe(true);
+    pi = await startPodIdentity(undefined, (l, m) => logs.push(`${l} ${m}`), { SHMBROKER_POD_IDENTITY: 'maybe' });
+    expect(logs.some((l) => /SHMBROKER_POD_IDENTITY=maybe is not on, off or auto/.test(l))).toBe(true);
+  });
+
   it('with an explicit API server: syncs this node, stops cleanly', async () => {
     const server = new FakeApiServer();
     server.upsert(makePod('p', 'ns', '11111111-1111-4111-8111-111111111111', 'node-x', 'sa'));

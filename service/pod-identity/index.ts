@@ -62,8 +62,13 @@ export async function startPodIdentity(
     return { enabled: false, resolvePeer: resolveNothing, resolvePeerSync: resolveNothingSync, stop: async () => {} };
   };
   const c: PodIdentityConfig = cfg ?? {};
-  const mode = c.enabled ?? 'auto';
-  if (mode === false) return disabled('podIdentity.enabled is false');
+  // Until the configuration file has a podIdentity block, SHMBROKER_POD_IDENTITY
+  // (on | off | auto) is the switch; a configured `enabled` wins.
+  const fromEnv = env['SHMBROKER_POD_IDENTITY'];
+  const envMode = fromEnv === 'on' ? true : fromEnv === 'off' ? false : fromEnv === 'auto' ? 'auto' : undefined;
+  if (fromEnv !== undefined && envMode === undefined) log('warn', `SHMBROKER_POD_IDENTITY=${fromEnv} is not on, off or auto; using auto`);
+  const mode = c.enabled ?? envMode ?? 'auto';
+  if (mode === false) return disabled('switched off (podIdentity.enabled or SHMBROKER_POD_IDENTITY=off)');
   if (mode === 'auto' && !c.apiServer && !env['KUBERNETES_SERVICE_HOST']) return disabled('not running in a Kubernetes pod', 'debug');
   const nodeName = c.nodeName ?? env['NODE_NAME'];
   if (!nodeName) {
