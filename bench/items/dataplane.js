@@ -39,7 +39,7 @@ module.exports = async function dataplane(ctx) {
   const broker = await Broker.start();
   const admin = new (sdk().ControlClient)({ runtimeDir: broker.runtimeDir });
   const sockDir = makeTempDir('shmbroker-bench-sock-');
-  const rates = { ring: [], grpc: [], sock: [], memcpyNode: [], memcpyC: [] };
+  const rates = { ringAb: [], ring: [], grpc: [], sock: [], memcpyNode: [], memcpyC: [] };
   try {
     await admin.call('BrokerService', 'CreateRegion', { regionId: 'bench-ring', sizeBytes: 4096 + slots * chunk });
     for (let t = 0; t < trials; t++) {
@@ -48,16 +48,18 @@ module.exports = async function dataplane(ctx) {
       rates.memcpyC.push(total / (rc.ns[0] / 1e9));
       const m = await pair(['memcpy', String(total), String(chunk)]);
       rates.memcpyNode.push(m.a.bytes / m.seconds);
-      // A fresh ring each trial: zero the two counters through the region itself.
-      const c = await sdk().connect({ runtimeDir: broker.runtimeDir, reconnect: false });
-      const r = await c.acquire('bench-ring', { mode: 'rw', shared: true });
-      new Int32Array(r.buffer, 0, 2).fill(0);
-      await r.release();
-      c.close();
-      const args = [broker.runtimeDir, 'bench-ring', String(total), String(chunk), String(slots)];
-      const ring = await pair(['ring-producer', ...args], ['ring-consumer', ...args]);
-      rates.ring.push(total / ring.seconds);
-      if (t === 0) ctx.note(`ring waits/sleeps: producer ${ring.a.waits}/${ring.a.sleeps}, consumer ${ring.b.waits}/${ring.b.sleeps} (a wait is a chunk that was not ready; a sleep is 50 µs off the CPU after 2,000 spins)`);
+      for (const view of ['sab', 'ab']) {
+        // A fresh ring: zero the two counters through the region itself.
+        const c = await sdk().connect({ runtimeDir: broker.runtimeDir, reconnect: false });
+        const r = await c.acquire('bench-ring', { mode: 'rw', shared: true });
+        new Int32Array(r.buffer, 0, 2).fill(0);
+        await r.release();
+        c.close();
+        const args = [broker.runtimeDir, 'bench-ring', String(total), String(chunk), String(slots), view];
+        const ring = await pair(['ring-producer', ...args], ['ring-consumer', ...args]);
+        (view === 'sab' ? rates.ring : rates.ringAb).push(total / ring.seconds);
+        if (t === 0) ctx.note(`ring (${view}) waits/sleeps: producer ${ring.a.waits}/${ring.a.sleeps}, consumer ${ring.b.waits}/${ring.b.sleeps} (a wait is a chunk that was not ready; a sleep is 50 µs off the CPU after 2,000 spins)`);
+      }
       const gs = path.join(sockDir, `grpc-${t}.sock`);
       const g = await pair(['grpc-client', gs, String(total), String(chunk)], ['grpc-server', gs, String(total)]);
       if (g.b.bytes !== total) throw new Error(`gRPC moved ${g.b.bytes} of ${total} bytes`);
@@ -86,6 +88,16 @@ module.exports = async function dataplane(ctx) {
     better: 'higher',
     goal: { ratioMin: 0.8, text: 'region ≥ 0.8× memcpy' },
     extra: { trials: rates.ring.length, min: Math.min(...rates.ring) / MB, max: Math.max(...rates.ring) / MB },
+  });
+  ctx.figure({
+    id: 'dataplane.ring_ab',
+    group: G,
+    label: `${size} through the same ring mapped as a plain ArrayBuffer (shared: false; Atomics.load/store on the counters)`,
+    value: med.ringAb,
+    unit: 'MB/s',
+    baseline: { label: memcpyLabel, value: med.memcpyC },
+    better: 'higher',
+    extra: { trials: rates.ringAb.length, min: Math.min(...rates.ringAb) / MB, max: Math.max(...rates.ringAb) / MB },
   });
   ctx.figure({ id: 'dataplane.ring_vs_node_memcpy', group: G, label: 'region ring, against memcpy in one Node process (TypedArray.set)', value: med.ring, unit: 'MB/s', baseline: { label: 'Node TypedArray.set in one process', value: med.memcpyNode }, better: 'higher' });
   ctx.figure({ id: 'dataplane.grpc', group: G, label: `${size} over a gRPC client stream (grpc-js, Unix socket, ${chunk >> 10} KiB messages)`, value: med.grpc, unit: 'MB/s', baseline: { label: memcpyLabel, value: med.memcpyC }, better: 'higher' });

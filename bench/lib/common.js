@@ -103,6 +103,7 @@ class Broker {
     fs.mkdirSync(this.dir, { recursive: true });
     const logFd = fs.openSync(path.join(this.dir, 'broker.log'), 'a');
     const t0 = process.hrtime.bigint();
+    this.spawnedAt = t0;
     const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', logFd, logFd], env: process.env });
     fs.closeSync(logFd);
     this.proc = proc;

@@ -3,8 +3,8 @@
 // reports {ready}, waits for "go" on stdin, then reports {result} with
 // CLOCK_MONOTONIC times (process.hrtime) comparable across processes.
 //
-//   ring-producer RUNTIME_DIR REGION TOTAL CHUNK SLOTS   writes TOTAL bytes into the region's ring
-//   ring-consumer RUNTIME_DIR REGION TOTAL CHUNK SLOTS   copies them out into its own buffer
+//   ring-producer RUNTIME_DIR REGION TOTAL CHUNK SLOTS [sab|ab]  writes TOTAL bytes into the region's ring
+//   ring-consumer RUNTIME_DIR REGION TOTAL CHUNK SLOTS [sab|ab]  copies them out into its own buffer
 //   grpc-server SOCKET TOTAL  /  grpc-client SOCKET TOTAL CHUNK   a client-streaming gRPC call
 //   sock-server SOCKET TOTAL  /  sock-client SOCKET TOTAL CHUNK   a Unix stream socket
 //   memcpy TOTAL CHUNK                                    TypedArray.set inside one process
@@ -48,10 +48,15 @@ function waitUntil(pred, stats) {
   if (spins) stats.waits++;
 }
 
-async function ring(role, runtimeDir, name, total, chunk, slots) {
+async function ring(role, runtimeDir, name, total, chunk, slots, view) {
   const { sdk } = require('../lib/common');
   const client = await sdk().connect({ runtimeDir, reconnect: false });
-  const region = await client.acquire(name, { mode: 'rw', shared: true });
+  // view 'sab' (default): a SharedArrayBuffer, as Atomics across processes
+  // call for. 'ab': a plain ArrayBuffer over the same MAP_SHARED pages, with
+  // Atomics.load/store on its counters (allowed on non-shared buffers too):
+  // V8 copies into a SharedArrayBuffer with relaxed-atomic word copies, into
+  // an ArrayBuffer with memcpy.
+  const region = await client.acquire(name, { mode: 'rw', shared: view !== 'ab' });
   const sab = region.buffer;
   const ctr = new Int32Array(sab, 0, 2);
   const bytes = new Uint8Array(sab);
@@ -216,7 +221,7 @@ async function memcpy(total, chunk) {
 
 async function main() {
   const [role, ...a] = process.argv.slice(2);
-  if (role === 'ring-producer' || role === 'ring-consumer') return ring(role, a[0], a[1], Number(a[2]), Number(a[3]), Number(a[4]));
+  if (role === 'ring-producer' || role === 'ring-consumer') return ring(role, a[0], a[1], Number(a[2]), Number(a[3]), Number(a[4]), a[5] ?? 'sab');
   if (role === 'grpc-server') return grpcServer(a[0], Number(a[1]));
   if (role === 'grpc-client') return grpcClient(a[0], Number(a[1]), Number(a[2]));
   if (role === 'sock-server') return sockServer(a[0], Number(a[1]));
