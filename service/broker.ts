@@ -172,6 +172,8 @@ export class Broker {
       observe: (type, seconds) => metrics.observeDataPlane(type, seconds),
     });
     revoker.setNotifier(dataPlane);
+    const endedLeases = inTransaction(db, () => dataPlane.endLeasesOfExitedProcesses());
+    if (endedLeases > 0) log.info({ leases: endedLeases }, 'ended the leases of processes that exited while the broker was down');
     revoker.setExpiryHandler(async () => {
       await manager.expireGrants();
       revoker.scheduleExpiry(grants.nextExpiry());

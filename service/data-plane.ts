@@ -21,6 +21,7 @@ import type { Policy } from './policy';
 import type { RegionStore } from './region-store';
 import type { LeaseNotifier, RevocationReason, Revoker } from './revoker';
 import type { Db } from './state-db';
+import { processGone, processIdentity, type ProcessIdentity } from './process-liveness';
 
 export interface DataPlaneLimits {
   maxConnectionsPerUid: number;
@@ -31,6 +32,7 @@ interface Connection {
   id: number;
   sock: native.SeqpacketSocket;
   caller: Caller;
+  process: ProcessIdentity;
   leases: Set<number>;
   closed: boolean;
 }
@@ -103,6 +105,8 @@ export class DataPlane implements LeaseNotifier {
   }
 
   close(): void {
+    for (const t of this.pendingChecks) clearTimeout(t);
+    this.pendingChecks.clear();
     this.server?.close();
     this.server = undefined;
     for (const c of [...this.connections.values()]) this.drop(c);
@@ -124,7 +128,7 @@ export class DataPlane implements LeaseNotifier {
       return;
     }
     this.perUid.set(caller.uid, count + 1);
-    const conn: Connection = { id: this.nextConnId++, sock, caller, leases: new Set(), closed: false };
+    const conn: Connection = { id: this.nextConnId++, sock, caller, process: processIdentity(caller.pid), leases: new Set(), closed: false };
     this.connections.set(conn.id, conn);
     sock.on('message', (data: Buffer, fds: number[]) => this.onPacket(conn, data, fds));
     sock.on('error', (err: native.NativeError) => {
@@ -142,8 +146,54 @@ export class DataPlane implements LeaseNotifier {
     const n = (this.perUid.get(conn.caller.uid) ?? 1) - 1;
     if (n <= 0) this.perUid.delete(conn.caller.uid);
     else this.perUid.set(conn.caller.uid, n);
-    // The leases stay: the process may still map the region (and reconnect).
+    // The leases stay while the process lives: it may still map the region
+    // (and reconnect). Once it is gone they end: the broker vouches only for
+    // the process it handed the fd to, so on kmod whatever that fd still
+    // maps (a forked child, an fd passed on) is revoked with it.
     for (const id of conn.leases) this.leaseOwner.delete(id);
+    if (conn.leases.size > 0) {
+      const leaseIds = [...conn.leases];
+      // The socket closes during the process's exit, before it is reaped.
+      const timer: NodeJS.Timeout = setTimeout(() => {
+        this.pendingChecks.delete(timer);
+        this.endLeasesIfGone(conn.caller, conn.process, leaseIds);
+      }, 1000);
+      timer.unref();
+      this.pendingChecks.add(timer);
+    }
+  }
+
+  private readonly pendingChecks = new Set<NodeJS.Timeout>();
+
+  private endLeasesIfGone(caller: Caller, proc: ProcessIdentity, leaseIds: number[]): void {
+    if (!processGone(proc)) return;
+    for (const id of leaseIds) {
+      if (this.leaseOwner.has(id)) continue; // re-attached by a reconnect meanwhile
+      const lease = this.deps.leases.get(id);
+      if (!lease) continue;
+      try {
+        if (lease.kernelGrantId !== null) this.deps.backend.revoke(lease.kernelGrantId);
+        this.fastTxn(() => {
+          this.deps.leases.remove(id);
+          this.deps.audit.append({ actor: caller, action: 'LeaseEnded', resource: regionName(lease.region), result: 'ALLOWED', reason: 'HOLDER_EXITED', details: { lease: id } });
+        });
+        this.deps.revoker.released(id);
+      } catch (err) {
+        this.deps.log.warn({ lease: id, err: (err as Error).message }, 'could not end the lease of an exited process');
+      }
+    }
+  }
+
+  /** At start: ends the leases of processes that exited while the broker was down. */
+  endLeasesOfExitedProcesses(): number {
+    let ended = 0;
+    for (const lease of this.deps.leases.all()) {
+      if (!processGone({ pid: lease.pid, startTime: undefined })) continue;
+      if (lease.kernelGrantId !== null) this.deps.backend.revoke(lease.kernelGrantId);
+      this.deps.leases.remove(lease.id);
+      ended++;
+    }
+    return ended;
   }
 
   private protocolError(conn: Connection, reason: string, message: string, fds: number[] = []): void {

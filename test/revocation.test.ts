@@ -94,3 +94,25 @@ describe(`revocation (${BACKEND})`, () => {
     }
   });
 });
+
+describe(`lease lifetime (${BACKEND})`, () => {
+  it('the leases of a client that exits end by themselves; a live one keeps its lease across a reconnect', async () => {
+    const broker = await BrokerProcess.start({ backend: BACKEND });
+    try {
+      await broker.json(['region', 'create', 'life', '--size', '4KiB']);
+      await broker.json(['grant', 'create', 'life', '--uid', '1001', '--mode', 'ro']);
+      const child = new NodeChild(HOLDER, { uid: 1001, args: [broker.runtimeDir, 'life', 'ro'] });
+      await child.next((o) => o.event === 'acquired');
+      child.kill();
+      let events: any[] = [];
+      for (let i = 0; i < 50; i++) {
+        events = await broker.json<any[]>(['audit', 'list', '--region', 'life']);
+        if (events.some((e) => e.action === 'LeaseEnded')) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(events.find((e) => e.action === 'LeaseEnded')).toMatchObject({ result: 'ALLOWED', reason: 'HOLDER_EXITED' });
+    } finally {
+      await broker.cleanup();
+    }
+  });
+});
