@@ -144,7 +144,7 @@ for (const backend of backends) {
     afterAll(async () => {
       if (broker && backend === 'kmod') {
         // The module must be idle before rmmod: delete what we created.
-        for (const name of ['frames', 'mailbox', 'revoke-c', 'revoke-py', 'deleted', 'vg', 'bench']) {
+        for (const name of ['frames', 'mailbox', 'revoke-c', 'revoke-py', 'deleted', 'restart', 'vg', 'bench']) {
           await broker.cli(['region', 'delete', name]);
         }
       }
@@ -267,6 +267,24 @@ c.close()
       ok(await broker.cli(['region', 'delete', 'deleted']), 'region delete');
       expect(ok(await waiter.done, 'wait-revoke')).toMatch(/revoked \d+ REGION_DELETED/);
     }, 60_000);
+
+    it('after a broker restart the C client offers its region back (OfferRequest) and the memory is kept', async () => {
+      await broker.json(['region', 'create', 'restart', '--size', '64KiB']);
+      await grant('restart', U1, 'rw');
+      const text = `held across a restart on ${backend}`;
+      const holder = spawnWaiter(E2E, ['hold-offer', 'restart', text, '60000'], as(U1));
+      const lease = await holder.line(/^acquired (\d+)$/m);
+      await broker.kill9();
+      await holder.line(/^disconnected rc=-104$/m);
+      await broker.start();
+      const out = ok(await holder.done, 'hold-offer');
+      expect(out, out).toContain(`offered rc=0 lease=${lease[1]}`);
+      expect(out).toContain('released rc=0');
+      const shown = await broker.json<{ state: string }>(['region', 'show', 'restart']);
+      expect(shown.state).toBe('REGION_STATE_ACTIVE');
+      const r = await broker.cli(['region', 'read', 'restart', '--length', String(text.length)]);
+      expect(r.stdout.toString()).toBe(text);
+    }, 120_000);
 
     it.skipIf(!HAVE_VALGRIND || IN_VM)('the C client is valgrind-clean against the real broker (write, read, revocation)', async () => {
       await broker.json(['region', 'create', 'vg', '--size', '256KiB']);

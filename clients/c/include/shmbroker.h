@@ -227,6 +227,11 @@ SHMB_API int shmb_region_release(shmb_region *region);
  * keeps its mapping. The broker accepts only a lease it still has on record
  * for this very process, region and mode.
  *
+ * Reconnecting right after the old connection dropped can still reach the
+ * dying broker's listening socket (a killed process closes its fds one by
+ * one): treat -ECONNRESET from the offer like a failed connect, and retry
+ * with a new client after a short wait.
+ *
  * @return 0; -ESTALE if the broker refused (the lease was revoked or the
  *         region deleted meanwhile: the region is marked revoked with reason
  *         "LEASE_LOST" and stays where it was; release it); or the errors of

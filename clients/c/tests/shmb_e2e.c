@@ -8,6 +8,10 @@
  *   ro-check NAME                 acquire ro and try every way to write; prints
  *                                 one "key=value" line per attempt
  *   acquire NAME ro|rw            print "rc=N reason=R" (errors are not fatal)
+ *   hold-offer NAME TEXT MS       acquire rw, write TEXT at 0, print "acquired LEASE",
+ *                                 wait for the broker to go away, reconnect (for
+ *                                 up to MS ms), offer the region back, print
+ *                                 "offered rc=N", release ("released rc=N")
  *   wait-revoke NAME ro|rw MS     acquire, print "acquired LEASE", then poll
  *                                 for a revocation notice for up to MS ms; on
  *                                 it print "revoked LEASE REASON GRACE" and
@@ -124,6 +128,46 @@ int main(int argc, char **argv)
         if (rc == 0)
             printf("size=%zu mode=%d backend=%s grant=%s\n", shmb_region_size(r), (int)shmb_region_mode(r),
                    shmb_region_backend(r), shmb_region_grant(r));
+    } else if (strcmp(argv[1], "hold-offer") == 0 && argc == 5) {
+        long long deadline = now_ms() + atoll(argv[4]);
+        rc = shmb_acquire(c, argv[2], SHMB_MODE_READ_WRITE, &r);
+        if (rc < 0)
+            return die("acquire", rc, c);
+        memcpy(shmb_region_data(r), argv[3], strlen(argv[3]));
+        printf("acquired %llu\n", (unsigned long long)shmb_region_lease_id(r));
+        fflush(stdout);
+        for (;;) {
+            struct pollfd p = {shmb_client_fd(c), POLLIN, 0};
+            if (now_ms() > deadline)
+                return die("waiting for the broker to go away", -ETIMEDOUT, c);
+            if (poll(&p, 1, 100) > 0 && (rc = shmb_process_events(c)) < 0)
+                break;
+        }
+        printf("disconnected rc=%d\n", rc);
+        fflush(stdout);
+        shmb_client_close(c); /* r stays mapped, detached */
+        /* Reconnect and offer. A connect right after the drop may still reach
+         * the dying broker's listener (its fds close one by one), so a reset
+         * during the offer just means: not connected yet, try again. */
+        for (;;) {
+            c = NULL;
+            rc = shmb_connect(sock, &c);
+            if (rc == 0) {
+                rc = shmb_region_offer(c, r);
+                if (rc != -ECONNRESET && rc != -ENOTCONN)
+                    break;
+                shmb_client_close(c);
+                c = NULL;
+            }
+            if (now_ms() > deadline)
+                return die("reconnect", rc, NULL);
+            usleep(50 * 1000);
+        }
+        printf("offered rc=%d lease=%llu reason=%s\n", rc, (unsigned long long)shmb_region_lease_id(r),
+               shmb_last_error_reason(c));
+        rc = shmb_region_release(r);
+        printf("released rc=%d\n", rc);
+        r = NULL;
     } else if (strcmp(argv[1], "wait-revoke") == 0 && argc == 5) {
         long long deadline = now_ms() + atoll(argv[4]);
         rc = shmb_acquire(c, argv[2], parse_mode(argv[3]), &r);

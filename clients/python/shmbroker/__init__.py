@@ -116,6 +116,7 @@ def _declare(lib):
         "shmb_last_error_message": (S, [P]),
         "shmb_acquire": (I, [P, S, I, ctypes.POINTER(P)]),
         "shmb_region_release": (I, [P]),
+        "shmb_region_offer": (I, [P, P]),
         "shmb_region_data": (P, [P]),
         "shmb_region_size": (ctypes.c_size_t, [P]),
         "shmb_region_mode": (I, [P]),
@@ -371,6 +372,21 @@ class Client:
             raise
         self._regions[out.value] = region
         return region
+
+    def offer(self, region: Region) -> None:
+        """Offer a region still held from an earlier connection (after a
+        broker restart) over this one. On success the region belongs to this
+        client; raises ShmbrokerError (errno ESTALE) if the broker refused,
+        and the region is then marked revoked: release it."""
+        lib = _load()
+        rc = lib.shmb_region_offer(self._handle(), region._handle())
+        if rc < 0:
+            raise ShmbrokerError(rc, "offer %s" % region.name, *self._last_error())
+        old = region._client
+        if old is not None and old is not self:
+            old._regions.pop(region._h, None)
+        region._client = self
+        self._regions[region._h] = region
 
     def process_events(self, callback: Optional[Callable[[Revocation], None]] = None) -> List[Revocation]:
         """Read pending notices without blocking, mark the leases revoked and

@@ -304,6 +304,36 @@ class FakePeerTest(unittest.TestCase):
             region.release()  # released locally, broker not told
         self.assertTrue(region.released)
 
+    def test_offer_moves_region_to_new_client(self):
+        fd = self.memfd(4096, b"keep")
+        self.send(acquire_reply(1, 10, "aaa", 4096, 2), [fd])
+        region = self.client.acquire("aaa", "rw")
+        self.client.close()  # the broker went away
+        a, peer2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        client2 = shmbroker.Client.from_fd(a, timeout_ms=2000)
+        try:
+            peer2.send(reply(1, 6, field_varint(1, 1) + field_varint(2, 10)))
+            client2.offer(region)
+            msg, fds, _, _ = socket.recv_fds(peer2, 4096, 4)
+            self.assertEqual(parse(msg), {1: 1, 4: {1: b"aaa", 2: 10, 3: 2}})
+            self.assertEqual(len(fds), 1)
+            os.close(fds[0])
+            peer2.send(notice(10, "GRANT_REVOKED"))
+            self.assertEqual([r.region for r in client2.process_events()], [region])
+            # refused offer: ESTALE, marked revoked
+            peer2.send(reply(2, 6, b""))
+            with self.assertRaises(shmbroker.ShmbrokerError) as cm:
+                client2.offer(region)
+            self.assertEqual(cm.exception.errno, errno.ESTALE)
+            _, fds, _, _ = socket.recv_fds(peer2, 4096, 4)
+            for f in fds:
+                os.close(f)
+            peer2.send(release_reply(3, 10))
+            region.release()
+        finally:
+            client2.close()
+            peer2.close()
+
     def test_client_close_detaches(self):
         fd = self.memfd(4096, b"keep")
         self.send(acquire_reply(1, 10, "aaa", 4096, 1), [self.ro(fd)])
