@@ -39,8 +39,8 @@ module.exports = async function control(ctx) {
   const os = require('node:os');
   const fsyncBin = buildC('fsync_floor');
   const variants = [
-    { id: 'disk', what: `state on disk (${os.tmpdir()}), durable as shipped`, base: os.tmpdir(), count: ctx.quick ? 60 : 600 },
-    { id: 'tmpfs', what: 'state on tmpfs (/dev/shm): fsync is free, so this is the CPU path', base: '/dev/shm', count: ctx.quick ? 200 : 3000 },
+    { id: 'disk', what: `state on disk (${os.tmpdir()}), durable as shipped`, base: os.tmpdir(), count: ctx.quick ? 30 : 600 },
+    { id: 'tmpfs', what: 'state on tmpfs (/dev/shm): fsync is free, so this is the CPU path', base: '/dev/shm', count: ctx.quick ? 100 : 3000 },
   ];
   // The durability floor of this disk, in the same run.
   const fsyncNs = runJson(fsyncBin, [os.tmpdir(), String(ctx.quick ? 100 : 500)]).ns;

@@ -1,0 +1,51 @@
+// `npm run bench -- --quick` end to end, so the benchmarks never rot: it must
+// run every host section and write the three result files with every figure,
+// its unit, its baseline and the ratio. No timing is asserted: a missed goal
+// is a finding for the report, not a test failure.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const REPO = path.resolve(__dirname, '..', '..');
+const out = fs.mkdtempSync(path.join(os.tmpdir(), 'shmbroker-bench-quick-'));
+
+afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
+
+describe('bench --quick', () => {
+  it('writes latest.json, latest.md and latest.svg with every section', { timeout: 600_000 }, () => {
+    const r = spawnSync(process.execPath, [path.join(REPO, 'bench', 'run.js'), '--quick', '--out', out], { encoding: 'utf8', timeout: 590_000, maxBuffer: 64 << 20 });
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+
+    const j = JSON.parse(fs.readFileSync(path.join(out, 'latest.json'), 'utf8'));
+    expect(j.quick).toBe(true);
+    expect(j.errors).toEqual([]);
+    expect(j.machine.cpus).toBeGreaterThan(0);
+    expect(j.load.length).toBeGreaterThan(1);
+    const groups = new Set(j.figures.map((f: { group: string }) => f.group));
+    for (const g of ['1. Acquire', '2. Control plane', '3. Data plane', '4. Scale']) expect(groups).toContain(g);
+    expect(j.skipped.map((s: { group: string }) => s.group)).toContain('5. Inside the VM (kmod)');
+    for (const f of j.figures) {
+      expect(typeof f.value, f.id).toBe('number');
+      expect(Number.isFinite(f.value), f.id).toBe(true);
+      expect(f.unit, f.id).toBeTruthy();
+      expect(f.baseline, f.id).toBeTruthy();
+      expect(typeof f.ratio, f.id).toBe('number');
+    }
+    const ids = j.figures.map((f: { id: string }) => f.id);
+    for (const id of ['acquire.4k.p50', 'acquire.64m.p50', 'acquire.4k.p99', 'control.disk.create.one.ops', 'control.tmpfs.create.eight.p99', 'dataplane.ring', 'dataplane.grpc', 'dataplane.sock', 'scale.rss', 'scale.list_regions.p50', 'scale.create.p50', 'scale.restart', 'scale.readopt']) {
+      expect(ids).toContain(id);
+    }
+    // Each goal is reported as met or not, whatever the machine.
+    expect(j.goals.length).toBe(4);
+    for (const g of j.goals) expect(typeof g.met).toBe('boolean');
+
+    const md = fs.readFileSync(path.join(out, 'latest.md'), 'utf8');
+    expect(md).toContain('## Goals');
+    expect(md).toContain(j.machine.cpuModel);
+    const svg = fs.readFileSync(path.join(out, 'latest.svg'), 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.trim().endsWith('</svg>')).toBe(true);
+  });
+});
