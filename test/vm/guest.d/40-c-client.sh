@@ -33,25 +33,30 @@ chmod 0755 "$DIR"
 RUN=$DIR/run
 export SHMBROKER_RUNTIME_DIR=$RUN
 printf 'dataPlane:\n  maxRequestsPerSecondPerUid: 1000000\n' > "$DIR/config.yaml"
-node bin/shmbroker serve --backend "$BACKEND" --runtime-dir "$RUN" --state-dir "$DIR/state" \
-  --config "$DIR/config.yaml" > "$DIR/broker.log" 2>&1 &
-BROKER=$!
-i=0
-while ! grep -q '"broker serving"' "$DIR/broker.log" 2>/dev/null; do
-  i=$((i + 1))
-  if [ $i -gt 600 ] || ! kill -0 $BROKER 2>/dev/null; then
-    notok "broker ($BACKEND) starts" "$(cat "$DIR/broker.log")"
-    echo "$pass passed, $fail failed"
-    exit 1
-  fi
-  sleep 0.1
-done
+start_broker() {
+  node bin/shmbroker serve --backend "$BACKEND" --runtime-dir "$RUN" --state-dir "$DIR/state" \
+    --config "$DIR/config.yaml" > "$DIR/broker.log" 2>&1 &
+  BROKER=$!
+  i=0
+  while ! grep -q '"broker serving"' "$DIR/broker.log" 2>/dev/null; do
+    i=$((i + 1))
+    if [ $i -gt 600 ] || ! kill -0 $BROKER 2>/dev/null; then
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+if ! start_broker; then
+  notok "broker ($BACKEND) starts" "$(cat "$DIR/broker.log")"
+  echo "$pass passed, $fail failed"
+  exit 1
+fi
 ok "broker ($BACKEND) starts"
 
 cli() { node bin/shmbroker --runtime-dir "$RUN" "$@" 2>> "$DIR/cli.err"; }
 as() { u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups -- "$@"; }
 grant_id() { cli grant create "$1" --uid "$2" --mode "$3" -o json | sed -n 's|.*"name": *"regions/[^/]*/grants/\([0-9]*\)".*|\1|p'; }
-REGIONS="frames mailbox revoke-c revoke-py bench"
+REGIONS="frames mailbox revoke-c revoke-py restart bench"
 cleanup() {
   for r in $REGIONS; do cli region delete "$r" > /dev/null 2>&1; done
   kill $BROKER 2>/dev/null
@@ -137,7 +142,31 @@ else
   notok "Python client revocation" "$(cat "$DIR/pywait.out")"
 fi
 
-# 5. Latency (informational).
+# 5. Broker killed and restarted: the C client reconnects and offers its
+#    region back (OfferRequest); the bytes it wrote are still there.
+cli region create restart --size 64KiB > /dev/null
+grant_id restart 1001 rw > /dev/null
+as 1001 "$BUILD/shmb_e2e" hold-offer restart "kept across restart" 240000 > "$DIR/hold.out" 2>&1 &
+H=$!
+i=0
+while ! grep -q '^acquired' "$DIR/hold.out" && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+kill -9 $BROKER
+wait $BROKER 2>/dev/null
+if start_broker; then
+  wait $H
+  hrc=$?
+  GOT=$(cli region read restart --length 19)
+  if [ $hrc -eq 0 ] && grep -q '^offered rc=0' "$DIR/hold.out" && [ "$GOT" = "kept across restart" ]; then
+    ok "after kill -9 and restart the C client offers its region back"
+  else
+    notok "offer after restart" "rc=$hrc read=$GOT $(cat "$DIR/hold.out")"
+  fi
+else
+  notok "broker restarts after kill -9" "$(cat "$DIR/broker.log")"
+  kill $H 2>/dev/null
+fi
+
+# 6. Latency (informational).
 cli region create bench --size 1MiB > /dev/null
 grant_id bench 1001 ro > /dev/null
 OUT=$(as 1001 "$BUILD/bench_acquire" bench "${SHMBROKER_C_BENCH_ITER:-200}" ro 2>&1)
