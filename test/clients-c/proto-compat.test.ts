@@ -11,14 +11,17 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 const root = path.resolve(__dirname, '..', '..');
 const cdir = path.join(root, 'clients', 'c');
-const tool = path.join(cdir, 'build', 'proto_tool');
+// A build directory of its own: c-client.test.ts may run make in build/ at
+// the same time (vitest runs files in parallel).
+const buildDir = path.join('build', 'proto-compat');
+const tool = path.join(cdir, buildDir, 'proto_tool');
 const U64_MAX = (1n << 64n) - 1n;
 
 let DataReply: protobuf.Type;
 let DataRequest: protobuf.Type;
 
 beforeAll(() => {
-  execFileSync('make', ['-s', '-C', cdir, 'build/proto_tool'], { stdio: 'inherit' });
+  execFileSync('make', ['-s', '-C', cdir, `B=${buildDir}`, `${buildDir}/proto_tool`], { stdio: ['ignore', 'ignore', 'inherit'] });
   const rootNs = protobuf.loadSync(path.join(root, 'proto', 'shmbroker', 'v1', 'dataplane.proto'));
   DataReply = rootNs.lookupType('shmbroker.v1.DataReply');
   DataRequest = rootNs.lookupType('shmbroker.v1.DataRequest');
