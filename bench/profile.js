@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+'use strict';
+// Profiles the broker (node --cpu-prof) under one benchmark loop and prints
+// where its time goes, to explain a missed goal.
+//   node bench/profile.js acquire [SIZE] [TRIALS]   SDK acquire+touch+release loop (client as uid 65534 when root)
+//   node bench/profile.js create [COUNT]            sequential CreateRegion (state on /dev/shm)
+// Profiles land in a temp dir, printed at the end (open them in Chrome DevTools).
+const fs = require('node:fs');
+const path = require('node:path');
+const { Broker, Worker, sdk, granteeUid, makeTempDir } = require('./lib/common');
+const { summarise } = require('./lib/cpuprofile');
+
+async function main() {
+  const [what = 'acquire', a1, a2] = process.argv.slice(2);
+  const dir = makeTempDir('shmbroker-profile-');
+  fs.chmodSync(dir, 0o777);
+  const b = await Broker.start({ base: '/dev/shm', nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'broker')}`] });
+  const c = new (sdk().ControlClient)({ runtimeDir: b.runtimeDir });
+  let n;
+  const c0 = b.cpuMs();
+  const t0 = Date.now();
+  if (what === 'acquire') {
+    const size = Number(a1 ?? 4096);
+    n = Number(a2 ?? 2000);
+    const uid = granteeUid();
+    await c.call('BrokerService', 'CreateRegion', { regionId: 'p', sizeBytes: size });
+    if (uid !== undefined) await c.call('BrokerService', 'CreateGrant', { parent: 'regions/p', grant: { uid, mode: 'ACCESS_MODE_READ_WRITE' } });
+    const w = new Worker('acquire', [b.runtimeDir, 'p', String(n), '0'], { uid, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'client')}`] });
+    await w.done();
+  } else if (what === 'create') {
+    n = Number(a1 ?? 2000);
+    for (let i = 0; i < n; i++) await c.call('BrokerService', 'CreateRegion', { regionId: `x${i}`, sizeBytes: 4096 });
+  } else throw new Error(`unknown: ${what}`);
+  const cpu = b.cpuMs() - c0;
+  console.log(`${n} ${what} in ${Date.now() - t0} ms; broker CPU ${((cpu * 1000) / n).toFixed(0)} µs per ${what}`);
+  c.close();
+  await b.stop();
+  for (const side of ['broker', 'client']) {
+    const d = path.join(dir, side);
+    if (!fs.existsSync(d)) continue;
+    for (const f of fs.readdirSync(d)) {
+      const s = summarise(path.join(d, f), 20);
+      console.log(`\n== ${side}: ${path.join(d, f)}\nbusy ${s.busyMs.toFixed(0)} ms (idle ${s.idleMs.toFixed(0)} ms)\n-- self`);
+      for (const r of s.self) console.log(`${String(r.pctBusy).padStart(5)}%  ${r.fn}`);
+      console.log('-- inclusive');
+      for (const r of s.inclusive) console.log(`${String(r.pctBusy).padStart(5)}%  ${r.fn}`);
+    }
+  }
+  await b.cleanup();
+}
+main().catch((e) => {
+  console.error(e.stack ?? e);
+  process.exit(1);
+});
