@@ -74,7 +74,10 @@ export function toAuditEventJson(ev: AuditEvent): AuditEventJson {
 function timeOf(ts: TimestampJson | null | undefined): string | undefined {
   if (!ts) return undefined;
   const ms = Number(ts.seconds) * 1000 + Math.floor((ts.nanos ?? 0) / 1e6);
-  if (!Number.isFinite(ms)) throw new InvalidArgumentError('INVALID_TIME', 'invalid timestamp');
+  // A Date holds +-8.64e15 ms; beyond that toISOString throws a RangeError (an INTERNAL to the caller).
+  if (!Number.isFinite(ms) || Number.isNaN(new Date(ms).getTime())) {
+    throw new InvalidArgumentError('INVALID_TIME', `invalid timestamp (seconds ${String(ts.seconds)}, nanos ${String(ts.nanos)}): out of range`);
+  }
   return new Date(ms).toISOString();
 }
 
@@ -88,7 +91,8 @@ export function filterFor(caller: RpcCaller, admin: boolean, f: FilterJson | nul
   if (until) out.until = until;
   if (f?.action) out.action = f.action;
   if (f?.result && f.result !== 'AUDIT_RESULT_UNSPECIFIED') {
-    const r = f.result.replace(/^AUDIT_RESULT_/, '');
+    // An enum number this broker does not know arrives as a number, not a name.
+    const r = String(f.result).replace(/^AUDIT_RESULT_/, '');
     if (!['ALLOWED', 'DENIED', 'ERROR'].includes(r)) throw new InvalidArgumentError('INVALID_RESULT', `invalid result ${f.result}`);
     out.result = r;
   }
