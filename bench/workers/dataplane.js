@@ -53,9 +53,8 @@ async function ring(role, runtimeDir, name, total, chunk, slots, view) {
   const client = await sdk().connect({ runtimeDir, reconnect: false });
   // view 'sab' (default): a SharedArrayBuffer, as Atomics across processes
   // call for. 'ab': a plain ArrayBuffer over the same MAP_SHARED pages, with
-  // Atomics.load/store on its counters (allowed on non-shared buffers too):
-  // V8 copies into a SharedArrayBuffer with relaxed-atomic word copies, into
-  // an ArrayBuffer with memcpy.
+  // Atomics.load/store on its counters (allowed on non-shared buffers too),
+  // to see whether the SharedArrayBuffer view costs anything on the copies.
   const region = await client.acquire(name, { mode: 'rw', shared: view !== 'ab' });
   const sab = region.buffer;
   const ctr = new Int32Array(sab, 0, 2);
