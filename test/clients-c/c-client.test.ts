@@ -63,6 +63,12 @@ describe('libshmbroker own suites', () => {
     expect(r.stdout).toMatch(/test_fakepeer: \d+ checks, 0 failures/);
   }, 300_000);
 
+  it.skipIf(IN_VM)('make sanitize: the same tests under AddressSanitizer and UBSan', () => {
+    const r = spawnSync('make', ['-s', '-C', CDIR, 'sanitize'], { encoding: 'utf8' });
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/test_fakepeer: \d+ checks, 0 failures/);
+  }, 300_000);
+
   it('the library builds warning-free with -Wall -Wextra -Werror and exports only shmb_*', () => {
     // A fresh build directory, so that every file really compiles here.
     const dir = fs.mkdtempSync('/tmp/shmb-build-');

@@ -793,7 +793,7 @@ static void test_callback_releases(void)
     enum { N = 5 };
     int m = make_memfd(4096);
     shmb_region *regs[N];
-    char name[8];
+    char name[16];
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof name, "r%d", i);
         shmb_pb_reply r = acquire_reply((uint64_t)i + 1, 100 + (uint64_t)i, name, 4096, 2);
