@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type * as native from '../native';
 import { loadShmbrokerGrpc } from '../proto/load';
 import type { GetStatusResponse } from '../proto/generated/shmbroker/v1/GetStatusResponse';
-import { AuditTrail, loadOrCreateAuditKey } from './audit-trail';
+import { AuditTrail, loadOrCreateAuditKey, startAuditRetention } from './audit-trail';
 import { auditServiceHandlers } from './audit-rpc';
 import { quotaServiceHandlers } from './quota-rpc';
 import type { Backend, BackendKind } from './backend';
@@ -99,6 +99,7 @@ export class Broker {
   ) {}
 
   private metricsServer: { close(): Promise<void>; address: string } | undefined;
+  private stopRetention: (() => void) | undefined;
 
   static async start(options: BrokerOptions): Promise<Broker> {
     const { log, config } = options;
@@ -116,7 +117,12 @@ export class Broker {
     const grants = new GrantStore(db);
     const leases = new LeaseStore(db);
     const quotas = new QuotaStore(db, config.defaultQuota, { maxGrantsPerRegion: config.maxGrantsPerRegion });
-    const audit = new AuditTrail(db, { key: loadOrCreateAuditKey(path.join(stateDir, 'audit.key')) });
+    const audit = new AuditTrail(db, {
+      key: loadOrCreateAuditKey(path.join(stateDir, 'audit.key')),
+      // Outside the database: catches a database wiped or rolled back to an older copy.
+      anchorFile: path.join(stateDir, 'audit.anchor'),
+    });
+    if (audit.anchorProblem) log.error({ problem: audit.anchorProblem }, 'AUDIT TRAIL DOES NOT MATCH ITS ANCHOR: the state database was replaced or rolled back');
     const policy = new Policy(config);
     const identify = (cred: native.PeerCred): Caller => {
       const caller: Caller = { ...cred, isAdmin: policy.isAdmin(cred) };
@@ -201,6 +207,12 @@ export class Broker {
     dataPlane.listen(dataPath);
     await control.listen(controlPath);
     revoker.scheduleExpiry(grants.nextExpiry());
+    if (config.auditRetentionDays) {
+      broker.stopRetention = startAuditRetention(audit, config.auditRetentionDays, {
+        onPruned: (count) => log.info({ count }, 'audit events past retention pruned (a signed checkpoint keeps the chain verifiable)'),
+        onError: (err) => log.error({ err }, 'audit retention failed'),
+      });
+    }
     if (config.metricsAddr) {
       broker.metricsServer = await metrics.startServer(config.metricsAddr);
       log.info({ address: broker.metricsServer.address }, 'metrics served at /metrics');
@@ -241,7 +253,9 @@ export class Broker {
         // not ours any more
       }
     }
+    this.stopRetention?.();
     this.backend.close();
+    this.audit.close();
     this.db.close();
     this.options.log.info('broker stopped');
   }

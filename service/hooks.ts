@@ -22,7 +22,8 @@ export interface AuditSink {
 }
 
 export interface QuotaCharger {
-  chargeRegion(region: string, owner: { uid: number; gids: number[] }, bytes: number): void;
+  precheckRegion(owner: { uid: number; gids: number[]; admin?: boolean }, bytes: number): void;
+  chargeRegion(region: string, owner: { uid: number; gids: number[]; admin?: boolean }, bytes: number): void;
   refundRegion(region: string): void;
   checkGrant(region: string, currentGrantCount: number, owner: { uid: number }): void;
 }

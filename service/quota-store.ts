@@ -40,6 +40,14 @@ export interface QuotaInfo {
   explicit: boolean;
 }
 
+/** Who a region is charged to: its owner's uid and gids (primary and supplementary). */
+export interface QuotaOwner {
+  uid: number;
+  gids: number[];
+  /** Admins are exempt from the default quotas (not from explicit ones). */
+  admin?: boolean;
+}
+
 export interface QuotaStoreOptions {
   /** Broker-wide cap on grants per region (config maxGrantsPerRegion), applied on top of any quota. */
   maxGrantsPerRegion?: number;
@@ -127,7 +135,7 @@ export class QuotaStore {
    * checked before 'QUOTA_REGIONS') without writing anything. Call inside the
    * transaction that inserts the region.
    */
-  chargeRegion(region: string, owner: { uid: number; gids: number[] }, bytes: number): void {
+  chargeRegion(region: string, owner: QuotaOwner, bytes: number): void {
     // A savepoint inside the caller's transaction; on its own, check and
     // charge still happen in one transaction (SQLite refuses a write on a
     // stale snapshot, so even then nothing can overshoot).
@@ -140,23 +148,26 @@ export class QuotaStore {
    * charged. Advisory only (usage may change before the real charge), so
    * chargeRegion in the creating transaction stays the authority.
    */
-  precheckRegion(owner: { uid: number; gids: number[] }, bytes: number): void {
-    this.check(ownerSubjects(owner), bytes);
+  precheckRegion(owner: QuotaOwner, bytes: number): void {
+    this.check(ownerSubjects(owner), bytes, owner.admin === true);
   }
 
-  private chargeInTx(region: string, owner: { uid: number; gids: number[] }, bytes: number): void {
+  private chargeInTx(region: string, owner: QuotaOwner, bytes: number): void {
     if (this.stmt.charged.get(region)!.n > 0) {
       throw new InvalidArgumentError('QUOTA_ALREADY_CHARGED', `region ${region} is already charged against a quota`);
     }
     const subjects = ownerSubjects(owner);
-    this.check(subjects, bytes);
+    this.check(subjects, bytes, owner.admin === true);
     for (const s of subjects) this.stmt.charge.run(region, s.kind, s.id, bytes);
   }
 
-  private check(subjects: Subject[], bytes: number): void {
+  private check(subjects: Subject[], bytes: number, admin: boolean): void {
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw new InvalidArgumentError('INVALID_SIZE', `invalid region size ${bytes}`);
     for (const s of subjects) {
-      const { limits } = this.effective(s);
+      const { limits, explicit } = this.effective(s);
+      // Default quotas keep ordinary users in bounds; an admin is bound only
+      // by a quota set for it explicitly (its usage is still charged).
+      if (admin && !explicit) continue;
       if (limits.bytes === undefined && limits.regions === undefined) continue;
       const usage = this.stmt.usage.get(s.kind, s.id)!;
       if (limits.bytes !== undefined && usage.bytes + bytes > limits.bytes) {

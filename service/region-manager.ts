@@ -123,6 +123,9 @@ export class RegionManager {
       if (this.deps.regions.get(input.id)) {
         throw new AlreadyExistsError('REGION_EXISTS', `region ${resource} already exists`);
       }
+      // Refuse before allocating what could never be charged; the charge in
+      // the transaction below stays the authority.
+      this.deps.quotas.precheckRegion({ uid: caller.uid, gids: callerGids(caller), admin: caller.isAdmin }, input.sizeBytes);
       // Memory first, row second: if the row's transaction fails, the memory
       // is released again, so nothing is left behind either way.
       const ref = this.deps.backend.create(input.id, input.sizeBytes, { hugepages: input.hugepages, numaNode: input.numaNode });
@@ -143,7 +146,7 @@ export class RegionManager {
           if (this.deps.regions.get(input.id)) {
             throw new AlreadyExistsError('REGION_EXISTS', `region ${resource} already exists`);
           }
-          this.deps.quotas.chargeRegion(input.id, { uid: caller.uid, gids: callerGids(caller) }, input.sizeBytes);
+          this.deps.quotas.chargeRegion(input.id, { uid: caller.uid, gids: callerGids(caller), admin: caller.isAdmin }, input.sizeBytes);
           this.deps.regions.insert(record);
           this.deps.audit.append({
             actor: caller,
