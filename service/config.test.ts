@@ -215,7 +215,7 @@ dataPlane:
     expect(err.message).toBe(
       'invalid configuration: multi.yaml:2: maxGrantsPerRegion: 0 is out of range 1..1000000; ' +
         'multi.yaml:3: bogus: unknown key (allowed here: adminUids, adminGids, allowNonAdminCreate, regionSize, defaultQuota, ' +
-        'maxGrantsPerRegion, revocationGraceMs, metricsAddr, auditRetentionDays, dataPlane); ' +
+        'maxGrantsPerRegion, revocationGraceMs, metricsAddr, auditRetentionDays, dataPlane, podIdentity); ' +
         'multi.yaml:4: revocationGraceMs: invalid duration "soon": expected milliseconds or e.g. 250ms, 90s, 5m, 1h, 2d',
     );
   });
@@ -225,5 +225,20 @@ dataPlane:
     const err = errorOf(() => loadConfig(missing));
     expect(err.message).toContain(missing);
     expect(err.message).toMatch(/cannot read/);
+  });
+});
+
+describe('podIdentity block', () => {
+  it('accepts the documented keys', () => {
+    const cfg = parseConfig('podIdentity:\n  enabled: auto\n  nodeName: node-1\n  missWaitMs: 500\n', 'pi.yaml');
+    expect(cfg.podIdentity).toEqual({ enabled: 'auto', nodeName: 'node-1', missWaitMs: 500 });
+  });
+  it.each([
+    ['podIdentity:\n  enabled: maybe\n', 'podIdentity.enabled', 2],
+    ['podIdentity:\n  nodeName: 5\n', 'podIdentity.nodeName', 2],
+    ['podIdentity:\n  bogus: 1\n', 'podIdentity.bogus', 2],
+    ['podIdentity:\n  syncTimeoutMs: -1\n', 'podIdentity.syncTimeoutMs', 2],
+  ])('rejects %j naming %s on line %i', (text, field, line) => {
+    expect(() => parseConfig(text, 'pi.yaml')).toThrow(new RegExp(`pi\\.yaml:${line}.*${field.replace('.', '\\.')}`));
   });
 });

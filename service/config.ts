@@ -28,6 +28,7 @@
 import * as fs from 'node:fs';
 import * as YAML from 'yaml';
 import type { QuotaLimits } from './quota-store';
+import type { PodIdentityConfig } from './pod-identity';
 
 export interface BrokerConfig {
   adminUids: number[];
@@ -40,6 +41,8 @@ export interface BrokerConfig {
   metricsAddr?: string;
   auditRetentionDays?: number;
   dataPlane: { maxConnectionsPerUid: number; maxRequestsPerSecondPerUid: number };
+  /** Kubernetes pod identity (service/pod-identity): on in a pod ('auto'), or forced on/off. */
+  podIdentity?: PodIdentityConfig;
 }
 
 const KiB = 1024;
@@ -277,7 +280,10 @@ const TOP_KEYS = [
   'metricsAddr',
   'auditRetentionDays',
   'dataPlane',
+  'podIdentity',
 ] as const;
+
+const POD_IDENTITY_KEYS = ['enabled', 'nodeName', 'apiServer', 'tokenFile', 'caFile', 'missWaitMs', 'syncTimeoutMs'] as const;
 
 function validate(doc: YAML.Document.Parsed, c: Checker): BrokerConfig {
   // Start from a mutable deep copy of the defaults; fields override it one by one.
@@ -369,6 +375,32 @@ function validate(doc: YAML.Document.Parsed, c: Checker): BrokerConfig {
         const v = c.int('dataPlane.maxRequestsPerSecondPerUid', dp.get('maxRequestsPerSecondPerUid')!.value, 1, 1_000_000_000);
         if (v !== undefined) cfg.dataPlane.maxRequestsPerSecondPerUid = v;
       }
+    }
+  }
+  if (has('podIdentity')) {
+    const pi = c.mapping('podIdentity', get('podIdentity'), POD_IDENTITY_KEYS);
+    if (pi) {
+      const out: PodIdentityConfig = {};
+      const en = pi.get('enabled')?.value;
+      if (en !== undefined) {
+        const v = scalarValue(en);
+        if (v === true || v === false || v === 'auto') out.enabled = v;
+        else c.fail('podIdentity.enabled', en, `expected true, false or auto, got ${describe(en)}`);
+      }
+      for (const key of ['nodeName', 'apiServer', 'tokenFile', 'caFile'] as const) {
+        const node = pi.get(key)?.value;
+        if (node === undefined) continue;
+        const v = scalarValue(node);
+        if (typeof v === 'string' && v.length > 0) out[key] = v;
+        else c.fail(`podIdentity.${key}`, node, `expected a non-empty string, got ${describe(node)}`);
+      }
+      for (const key of ['missWaitMs', 'syncTimeoutMs'] as const) {
+        const node = pi.get(key)?.value;
+        if (node === undefined) continue;
+        const v = c.int(`podIdentity.${key}`, node, 0, 600_000);
+        if (v !== undefined) out[key] = v;
+      }
+      cfg.podIdentity = out;
     }
   }
   return cfg;

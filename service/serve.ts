@@ -31,7 +31,7 @@ export async function serve(options: ServeOptions, runtimeDir: string): Promise<
   const config = loadConfig(options.config);
   const log = createLogger();
   // Pod identity: on in a Kubernetes pod, off elsewhere (service/pod-identity).
-  const podIdentity = await startPodIdentity(undefined, (level, msg, fields) => log[level](fields ?? {}, msg));
+  const podIdentity = await startPodIdentity(config.podIdentity, (level, msg, fields) => log[level](fields ?? {}, msg));
   const broker = await Broker.start({
     runtimeDir,
     stateDir: options.stateDir ?? defaultStateDir(),
