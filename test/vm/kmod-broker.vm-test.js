@@ -240,8 +240,19 @@ async function main() {
   const stats = await writer.next((o) => o.event === 'stats');
   ok(stats && stats.mismatches === 0 && peek2 > peek1, 'the mapped client kept writing through the restart', JSON.stringify({ stats, peek1, peek2 }));
 
+  // --- hugepages and NUMA placement through the broker
+  r = await cli(['region', 'create', 'huge', '--size', '2MiB', '--hugepages', '-o', 'json']);
+  const hugeOk = r.code === 0 && JSON.parse(r.stdout.toString()).hugepages === true;
+  ok(hugeOk || (r.code === 1 && /\((BACKEND_EXHAUSTED|HUGEPAGES_UNAVAILABLE)\)/.test(r.stderr)), 'region create --hugepages succeeds or is refused cleanly', r.stderr);
+  r = await cli(['region', 'create', 'huge-bad', '--size', '4KiB', '--hugepages']);
+  ok(r.code === 1 && r.stderr.includes('SIZE_NOT_ALIGNED'), 'a hugepage region must be a 2 MiB multiple', r.stderr);
+  r = await cli(['region', 'create', 'numa0', '--size', '64KiB', '--numa', '0', '-o', 'json']);
+  ok(r.code === 0 && JSON.parse(r.stdout.toString()).numaNode === 0, 'region create --numa 0 on kmod', r.stderr);
+  r = await cli(['region', 'create', 'numa9', '--size', '64KiB', '--numa', '9']);
+  ok(r.code === 1 && /BACKEND_REFUSED|INVALID/.test(r.stderr), 'a NUMA node that does not exist is refused', r.stderr);
+
   // --- clean up: the runner checks the module is idle afterwards
-  for (const name of ['demo', 'live']) {
+  for (const name of ['demo', 'live', 'numa0', ...(hugeOk ? ['huge'] : [])]) {
     r = await cli(['region', 'delete', name]);
     ok(r.code === 0, `delete ${name}`, r.stderr);
   }
