@@ -120,7 +120,8 @@ static DEFINE_XARRAY(shmbroker_regions);
 static DEFINE_XARRAY(shmbroker_grants);
 static u64 shmbroker_next_region_id;	/* under shmbroker_lock */
 static u64 shmbroker_next_grant_id;	/* under shmbroker_lock */
-static struct vfsmount *shmbroker_mnt;
+static struct vfsmount *shmbroker_mnt;	/* pinned while grant files exist */
+static int shmbroker_mnt_count;
 
 /* Statistics exported in sysfs; atomics so that readers never take the lock. */
 static atomic_t shmbroker_nr_regions;
@@ -287,6 +288,46 @@ err_count:
 	return err;
 }
 
+/* ------------------------------------------------------------- pseudo fs */
+
+/* What /proc/PID/fd/N and /proc/PID/maps show for a grant. */
+static char *shmbroker_dname(struct dentry *dentry, char *buffer, int buflen)
+{
+	static const char name[] = "shmbroker:[grant]";
+
+	if (buflen < (int)sizeof(name))
+		return ERR_PTR(-ENAMETOOLONG);
+	return memcpy(buffer + buflen - sizeof(name), name, sizeof(name));
+}
+
+static const struct dentry_operations shmbroker_dops = {
+	.d_dname = shmbroker_dname,
+};
+
+static int shmbroker_init_fs_context(struct fs_context *fc)
+{
+	struct pseudo_fs_context *ctx = init_pseudo(fc, SHMBROKER_FS_MAGIC);
+
+	if (!ctx)
+		return -ENOMEM;
+	ctx->dops = &shmbroker_dops;
+	return 0;
+}
+
+/*
+ * The mount is pinned (simple_pin_fs) only while grant files exist, and the
+ * superblock holds a reference on .owner until its last dentry is gone: a
+ * grant file drops its f_op module reference in __fput() before its dentry
+ * and mount, so f_op alone would let rmmod free this struct and the dentry
+ * ops under a final dput().
+ */
+static struct file_system_type shmbroker_fs_type = {
+	.owner = THIS_MODULE,
+	.name = "shmbroker",
+	.init_fs_context = shmbroker_init_fs_context,
+	.kill_sb = kill_anon_super,
+};
+
 /* ----------------------------------------------------------------- grants */
 
 /* Caller holds shmbroker_lock; @g is not yet revoked. */
@@ -426,6 +467,8 @@ static int shmbroker_grant_release(struct inode *inode, struct file *file)
 
 	kref_put(&r->kref, shmbroker_region_release);
 	kfree(g);
+	/* The file still holds its own reference on the mount. */
+	simple_release_fs(&shmbroker_mnt, &shmbroker_mnt_count);
 	return 0;
 }
 
@@ -452,10 +495,16 @@ static struct file *shmbroker_grant_file(struct shmbroker_grant *g)
 {
 	struct inode *inode;
 	struct file *file;
+	int err;
 
+	err = simple_pin_fs(&shmbroker_fs_type, &shmbroker_mnt, &shmbroker_mnt_count);
+	if (err)
+		return ERR_PTR(err);
 	inode = alloc_anon_inode(shmbroker_mnt->mnt_sb);
-	if (IS_ERR(inode))
-		return ERR_CAST(inode);
+	if (IS_ERR(inode)) {
+		file = ERR_CAST(inode);
+		goto err_pin;
+	}
 	/*
 	 * i_fop stays the VFS's no_open_fops, so an open() of this inode (a
 	 * re-open through /proc/PID/fd) fails with ENXIO. S_IFREG makes fstat
@@ -483,6 +532,8 @@ err_module:
 	module_put(THIS_MODULE);
 err_inode:
 	iput(inode);
+err_pin:
+	simple_release_fs(&shmbroker_mnt, &shmbroker_mnt_count);
 	return file;
 }
 
@@ -767,58 +818,9 @@ static struct miscdevice shmbroker_miscdev = {
 	.groups = shmbroker_groups,
 };
 
-/* ------------------------------------------------------------- pseudo fs */
-
-/* What /proc/PID/fd/N and /proc/PID/maps show for a grant. */
-static char *shmbroker_dname(struct dentry *dentry, char *buffer, int buflen)
-{
-	static const char name[] = "shmbroker:[grant]";
-
-	if (buflen < (int)sizeof(name))
-		return ERR_PTR(-ENAMETOOLONG);
-	return memcpy(buffer + buflen - sizeof(name), name, sizeof(name));
-}
-
-static const struct dentry_operations shmbroker_dops = {
-	.d_dname = shmbroker_dname,
-};
-
-static int shmbroker_init_fs_context(struct fs_context *fc)
-{
-	struct pseudo_fs_context *ctx = init_pseudo(fc, SHMBROKER_FS_MAGIC);
-
-	if (!ctx)
-		return -ENOMEM;
-	ctx->dops = &shmbroker_dops;
-	return 0;
-}
-
-/*
- * No .owner: the internal mount would then pin the module for good. Open
- * grant files pin it through their f_op instead.
- */
-static struct file_system_type shmbroker_fs_type = {
-	.name = "shmbroker",
-	.init_fs_context = shmbroker_init_fs_context,
-	.kill_sb = kill_anon_super,
-};
-
 static int __init shmbroker_init(void)
 {
-	int err;
-
-	shmbroker_mnt = kern_mount(&shmbroker_fs_type);
-	if (IS_ERR(shmbroker_mnt))
-		return PTR_ERR(shmbroker_mnt);
-
-	err = misc_register(&shmbroker_miscdev);
-	if (err)
-		goto err_mount;
-	return 0;
-
-err_mount:
-	kern_unmount(shmbroker_mnt);
-	return err;
+	return misc_register(&shmbroker_miscdev);
 }
 
 static void __exit shmbroker_exit(void)
@@ -826,7 +828,7 @@ static void __exit shmbroker_exit(void)
 	/* Regions and grant files pin the module, so both registries are empty. */
 	misc_deregister(&shmbroker_miscdev);
 	WARN_ON(!xa_empty(&shmbroker_regions) || !xa_empty(&shmbroker_grants));
-	kern_unmount(shmbroker_mnt);
+	WARN_ON(shmbroker_mnt_count);
 }
 
 module_init(shmbroker_init);

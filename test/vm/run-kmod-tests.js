@@ -14,8 +14,10 @@
 // the kernel is missing (with the apt-get line that fixes it).
 //
 // Options / environment:
-//   --timeout SEC | SHMBROKER_VM_TIMEOUT         whole guest run (default 1200)
+//   --timeout SEC | SHMBROKER_VM_TIMEOUT         whole guest run (default 2400)
 //   --stress-seconds N | SHMBROKER_STRESS_SECONDS stress duration (default 20)
+//   --step-timeout SEC | SHMBROKER_VM_STEP_TIMEOUT each guest step, so one hung
+//                                                 script cannot sink the rest (default 900)
 //   --only PATTERN                                run only matching C cases (no stress, no guest.d)
 //   --verbose                                     echo the whole console, kernel log included
 //   SHMBROKER_KVER                                kernel version to use (default: newest installed)
@@ -27,8 +29,9 @@ const { runInVm, findKernel, checkTools, VmSetupError, REPO } = require('./vm');
 
 function parseArgs(argv) {
   const o = {
-    timeoutSec: Number(process.env.SHMBROKER_VM_TIMEOUT || 1200),
+    timeoutSec: Number(process.env.SHMBROKER_VM_TIMEOUT || 2400),
     stressSeconds: Number(process.env.SHMBROKER_STRESS_SECONDS || 20),
+    stepTimeoutSec: Number(process.env.SHMBROKER_VM_STEP_TIMEOUT || 900),
     only: null,
     verbose: false,
   };
@@ -36,11 +39,12 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === '--timeout') o.timeoutSec = Number(argv[++i]);
     else if (a === '--stress-seconds') o.stressSeconds = Number(argv[++i]);
+    else if (a === '--step-timeout') o.stepTimeoutSec = Number(argv[++i]);
     else if (a === '--only') o.only = argv[++i];
     else if (a === '--verbose') o.verbose = true;
     else throw new Error(`unknown argument: ${a}`);
   }
-  if (!(o.timeoutSec > 0) || !(o.stressSeconds > 0)) throw new Error('timeouts must be positive numbers');
+  if (!(o.timeoutSec > 0) || !(o.stressSeconds > 0) || !(o.stepTimeoutSec > 0)) throw new Error('timeouts must be positive numbers');
   return o;
 }
 
@@ -88,15 +92,21 @@ function guestScript(o) {
   const lines = [
     'set -u',
     'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    `step kmod-selftests kmod/tests/shmbroker_test${only}`,
+    // exit 124 when a step runs out of time; the rest of the boot goes on.
+    `limit() { timeout -k 10 ${Math.round(o.stepTimeoutSec)} "$@"; __lrc=$?; [ $__lrc = 124 ] && stuck; return $__lrc; }`,
+    // On a timeout, show what is stuck in the kernel (console only, not dmesg).
+    'stuck() { echo "# step timed out; tasks in D state:"; for p in /proc/[0-9]*; do ' +
+      '[ "$(cut -d" " -f3 $p/stat 2>/dev/null)" = D ] || continue; echo "# ${p#/proc/} $(cat $p/comm)"; ' +
+      'sed "s/^/#   /" $p/stack 2>/dev/null; done; }',
+    `step kmod-selftests limit kmod/tests/shmbroker_test${only}`,
   ];
   if (!o.only) {
     lines.push(
-      `step kmod-stress env SHMBROKER_STRESS_SECONDS=${Math.round(o.stressSeconds)} kmod/tests/shmbroker_stress`,
+      `step kmod-stress limit env SHMBROKER_STRESS_SECONDS=${Math.round(o.stressSeconds)} kmod/tests/shmbroker_stress`,
       // Other suites drop scripts here to run against the real module in this same boot.
       'for f in test/vm/guest.d/*.sh; do',
       '  [ -f "$f" ] && [ -x "$f" ] || continue',
-      '  step "guest.d/${f##*/}" "$f"',
+      '  step "guest.d/${f##*/}" limit "$f"',
       'done',
     );
   }
@@ -134,7 +144,8 @@ async function main() {
     }
     throw e;
   }
-  console.log(`kmod suite: kernel ${kernel.kver}, timeout ${o.timeoutSec}s, stress ${o.stressSeconds}s`);
+  console.log(`kmod suite: kernel ${kernel.kver}, timeout ${o.timeoutSec}s (each step ${o.stepTimeoutSec}s), ` +
+    `stress ${o.stressSeconds}s`);
   if (!hostBuild(kernel.kdir, tools)) return finish();
 
   let echoing = true;
@@ -159,7 +170,8 @@ async function main() {
   for (const step of r.steps) {
     const tap = tapCases(step);
     for (const c of tap) record(c.skip ? `${c.name} (skipped)` : c.name, c.ok, 'see output above');
-    record(`step ${step.name}`, step.rc === 0, step.rc === null ? 'did not finish' : `exit ${step.rc}`);
+    record(`step ${step.name}`, step.rc === 0,
+      step.rc === null ? 'did not finish' : step.rc === 124 ? `timed out after ${o.stepTimeoutSec}s` : `exit ${step.rc}`);
   }
   record('dmesg: no WARNING, BUG, Oops, KASAN, general protection', r.dmesg !== null && r.dmesgBad.length === 0,
     r.dmesg === null ? 'no kernel log captured' : r.dmesgBad.slice(0, 20).join('\n'));
