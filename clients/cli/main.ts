@@ -16,7 +16,6 @@ export async function main(argv: string[]): Promise<number> {
     .description('shared-memory regions for local processes: a broker and its admin commands')
     .option('--runtime-dir <dir>', 'broker runtime directory (default: $SHMBROKER_RUNTIME_DIR, /run/shmbroker for root, $XDG_RUNTIME_DIR/shmbroker otherwise)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
-    .showHelpAfterError()
     .exitOverride();
   const ctx = createContext(program);
 
@@ -45,7 +44,13 @@ export async function main(argv: string[]): Promise<number> {
     mod?.register?.(program, ctx);
   }
   // Every subcommand accepts -o/--runtime-dir after its own name too.
-  for (const cmd of allCommands(program)) cmd.exitOverride().showHelpAfterError();
+  // Usage errors too are one line on stderr (the contract), pointing at --help.
+  const oneLine = {
+    outputError: (str: string, write: (s: string) => void) =>
+      write(`shmbroker: ${str.replace(/^error: /, '').split('\n')[0]!.trim()} (USAGE; see --help)\n`),
+  };
+  program.configureOutput(oneLine);
+  for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput(oneLine);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

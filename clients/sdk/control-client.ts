@@ -62,7 +62,9 @@ export class ControlClient {
 export function toError(err: grpc.ServiceError, socketPath: string): ShmbrokerError {
   const reason = String(err.metadata?.get(REASON_KEY)[0] ?? '');
   if (err.code === grpc.status.UNAVAILABLE && !reason) {
-    return errorFromStatus(err.code, 'BROKER_UNREACHABLE', `cannot reach the broker at ${socketPath}: ${err.details}`);
+    const cause = /\b(ENOENT|ECONNREFUSED|EACCES|ECONNRESET|EPIPE)\b/.exec(err.details)?.[1];
+    const why = cause === 'ENOENT' || cause === 'ECONNREFUSED' ? 'is it running?' : cause ?? err.details;
+    return errorFromStatus(err.code, 'BROKER_UNREACHABLE', `cannot reach the broker at ${socketPath} (${why})`);
   }
   return errorFromStatus(err.code, reason || grpc.status[err.code] || 'UNKNOWN', err.details);
 }
