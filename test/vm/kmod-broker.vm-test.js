@@ -224,11 +224,34 @@ async function main() {
   await json(['grant', 'create', 'live', '--uid', '1001', '--mode', 'rw']);
   const writer = child(WRITER, [runtimeDir, 'live'], U1);
   ok(Boolean(await writer.next((o) => o.event === 'acquired')), 'writer maps the region rw', writer.stderrText);
+  await json(['region', 'create', 'doomed', '--size', '4KiB']);
   const before = await json(['region', 'list']);
   await kill9();
+  // While the broker is down: a kernel region nobody recorded appears, and a
+  // recorded one vanishes. Reconciliation must destroy the first and mark the
+  // second LOST.
+  const native = require(path.join(REPO, 'dist', 'native', 'index.js'));
+  const dev = native.KmodDevice.open('/dev/shmbroker');
+  const orphan = dev.create(4096);
+  const Database = require(path.join(REPO, 'node_modules', 'better-sqlite3'));
+  const db = new Database(path.join(stateDir, 'shmbroker.db'), { readonly: true });
+  const doomedRef = db.prepare("SELECT backend_ref FROM regions WHERE name = 'doomed'").get().backend_ref;
+  db.close();
+  dev.destroy(BigInt(doomedRef));
+  dev.close();
   const restartMs = await startBroker();
   const after = await json(['region', 'list']);
-  ok(JSON.stringify(after) === JSON.stringify(before) && after.every((x) => x.state === 'REGION_STATE_ACTIVE'), 'regions are re-adopted ACTIVE after kill -9', JSON.stringify(after));
+  const states = Object.fromEntries(after.map((x) => [x.name, x.state]));
+  ok(
+    after.length === before.length && states['regions/demo'] === 'REGION_STATE_ACTIVE' && states['regions/live'] === 'REGION_STATE_ACTIVE',
+    'regions are re-adopted ACTIVE after kill -9',
+    JSON.stringify(after),
+  );
+  ok(states['regions/doomed'] === 'REGION_STATE_LOST', 'a recorded region missing from the kernel is marked LOST', JSON.stringify(states));
+  const dev2 = native.KmodDevice.open('/dev/shmbroker');
+  const live = dev2.list().map(String);
+  dev2.close();
+  ok(!live.includes(String(orphan)), 'a kernel region the database does not know is destroyed', JSON.stringify({ orphan: String(orphan), live }));
   r = await cli(['region', 'read', 'demo']);
   ok(r.code === 0 && r.stdout.equals(data), 'region content survives kill -9 of the broker', r.stderr);
   const rec = await writer.next((o) => o.event === 'reconnected', 30000);
@@ -252,7 +275,7 @@ async function main() {
   ok(r.code === 1 && /BACKEND_REFUSED|INVALID/.test(r.stderr), 'a NUMA node that does not exist is refused', r.stderr);
 
   // --- clean up: the runner checks the module is idle afterwards
-  for (const name of ['demo', 'live', 'numa0', ...(hugeOk ? ['huge'] : [])]) {
+  for (const name of ['demo', 'live', 'doomed', 'numa0', ...(hugeOk ? ['huge'] : [])]) {
     r = await cli(['region', 'delete', name]);
     ok(r.code === 0, `delete ${name}`, r.stderr);
   }
