@@ -723,9 +723,11 @@ static int shmbroker_list(struct shmbroker_list __user *uarg)
 	if (arg.flags || arg.reserved[0] || arg.reserved[1])
 		return -EINVAL;
 
-	/* Never more ids exist than max_regions allows; don't allocate for more. */
-	cap = min_t(u32, arg.count, max_t(u32, READ_ONCE(max_regions),
-					  atomic_read(&shmbroker_nr_regions)));
+	/*
+	 * shmbroker_nr_regions is raised before a region is inserted and
+	 * lowered after it is erased, so it bounds what the walk can find.
+	 */
+	cap = min_t(u32, arg.count, atomic_read(&shmbroker_nr_regions));
 	ids = cap ? kvmalloc_array(cap, sizeof(*ids), GFP_KERNEL) : NULL;
 	if (cap && !ids)
 		return -ENOMEM;

@@ -439,6 +439,26 @@ TEST(hugepage_region_backed_by_2mib_pages)
 	ASSERT_OK(sb_destroy(id));
 }
 
+TEST(hugepage_region_mapped_at_unaligned_offsets)
+{
+	const size_t size = 2 * HUGE_SZ;
+	long ps = page_size();
+	uint64_t id = sb_create(size, SHMBROKER_CREATE_HUGEPAGE, SHMBROKER_NUMA_NO_NODE);
+	int fd = sb_open(id, 0, NULL);
+	char *whole = map_grant(fd, size, PROT_READ | PROT_WRITE, 0);
+	char *part = map_grant(fd, 3 * ps, PROT_READ, HUGE_SZ - ps);
+
+	ASSERT_TRUE(whole != MAP_FAILED && part != MAP_FAILED);
+	/* A window straddling the boundary between the two 2 MiB pages. */
+	whole[HUGE_SZ - ps] = 'a';
+	whole[HUGE_SZ] = 'b';
+	whole[HUGE_SZ + ps] = 'c';
+	ASSERT_EQ(part[0], 'a');
+	ASSERT_EQ(part[ps], 'b');
+	ASSERT_EQ(part[2 * ps], 'c');
+	ASSERT_OK(sb_destroy(id));
+}
+
 /* ------------------------------------------------------------- OPEN */
 
 TEST(open_grant_fd_and_fstat_size)
@@ -1014,6 +1034,18 @@ TEST(list_regions_ascending_and_paged)
 	ASSERT_EQ(ids[0], a);
 	ASSERT_EQ(sb_list(c + 1, ids, 8), 0);
 	ASSERT_EQ(sb_list(0, NULL, 0), 0);
+	/* Paging with start_id = last + 1 visits each region once. */
+	{
+		uint64_t next = 0, seen[3];
+		int n = 0;
+
+		while (sb_list(next, ids, 1) == 1 && n < 3) {
+			seen[n++] = ids[0];
+			next = ids[0] + 1;
+		}
+		ASSERT_EQ(n, 3);
+		ASSERT_TRUE(seen[0] == a && seen[1] == b && seen[2] == c);
+	}
 	ASSERT_OK(sb_destroy(b));
 	ASSERT_EQ(sb_list(0, ids, 8), 2);
 	ASSERT_EQ(ids[1], c);
