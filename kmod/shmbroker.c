@@ -267,10 +267,12 @@ static int shmbroker_create(struct shmbroker_create __user *uarg)
 	mutex_lock(&shmbroker_lock);
 	r->id = ++shmbroker_next_region_id;
 	err = xa_insert(&shmbroker_regions, r->id, r, GFP_KERNEL);
+	/* Before unlocking: a DESTROY may follow at once and subtract it. */
+	if (!err)
+		atomic64_add(r->size, &shmbroker_nr_bytes);
 	mutex_unlock(&shmbroker_lock);
 	if (err)
 		goto err_region;
-	atomic64_add(r->size, &shmbroker_nr_bytes);
 
 	/* Nobody learnt the id: take the region down again rather than leak it. */
 	if (put_user(r->id, &uarg->region_id)) {
