@@ -44,8 +44,8 @@ module.exports = async function dataplane(ctx) {
     await admin.call('BrokerService', 'CreateRegion', { regionId: 'bench-ring', sizeBytes: 4096 + slots * chunk });
     for (let t = 0; t < trials; t++) {
       // Interleaved, so a change in machine load hits every method alike.
-      const rc = runJson(memcpyBin, [String(total), String(chunk), '1']);
-      rates.memcpyC.push(total / (rc.ns[0] / 1e9));
+      const rc = runJson(memcpyBin, [String(total), String(chunk), '3']);
+      rates.memcpyC.push(...rc.ns.map((ns) => total / (ns / 1e9)));
       const m = await pair(['memcpy', String(total), String(chunk)]);
       rates.memcpyNode.push(m.a.bytes / m.seconds);
       for (const view of ['sab', 'ab']) {
@@ -77,6 +77,11 @@ module.exports = async function dataplane(ctx) {
   const MB = 1e6;
   const med = Object.fromEntries(Object.entries(rates).map(([k, v]) => [k, median(v) / MB]));
   const size = `${total / GiB >= 1 ? `${total / GiB} GiB` : `${total >> 20} MiB`}`;
+  // The goal's baseline is the faster of the two memcpys measured (C memcpy,
+  // and TypedArray.set in one Node process: the very copy the ring uses).
+  const fasterNode = med.memcpyNode > med.memcpyC;
+  const goalBase = Math.max(med.memcpyC, med.memcpyNode);
+  const goalLabel = `memcpy in one process, the faster of C memcpy (${Math.round(med.memcpyC)} MB/s) and Node TypedArray.set (${Math.round(med.memcpyNode)} MB/s): ${fasterNode ? 'Node' : 'C'}`;
   const memcpyLabel = 'memcpy in one process (C, same chunk and buffer sizes)';
   ctx.figure({
     id: 'dataplane.ring',
@@ -84,10 +89,10 @@ module.exports = async function dataplane(ctx) {
     label: `${size} process → process through a region ring (${slots} × ${chunk >> 10} KiB slots; copy in, copy out)`,
     value: med.ring,
     unit: 'MB/s',
-    baseline: { label: memcpyLabel, value: med.memcpyC },
+    baseline: { label: goalLabel, value: goalBase },
     better: 'higher',
     goal: { ratioMin: 0.8, text: 'region ≥ 0.8× memcpy' },
-    extra: { trials: rates.ring.length, min: Math.min(...rates.ring) / MB, max: Math.max(...rates.ring) / MB },
+    extra: { trials: rates.ring.length, min: Math.min(...rates.ring) / MB, max: Math.max(...rates.ring) / MB, vsCmemcpy: med.ring / med.memcpyC },
   });
   ctx.figure({
     id: 'dataplane.ring_ab',
@@ -104,6 +109,6 @@ module.exports = async function dataplane(ctx) {
   ctx.figure({ id: 'dataplane.sock', group: G, label: `${size} over a Unix stream socket (Node net, ${chunk >> 10} KiB writes)`, value: med.sock, unit: 'MB/s', baseline: { label: memcpyLabel, value: med.memcpyC }, better: 'higher' });
   ctx.figure({ id: 'dataplane.ring_vs_grpc', group: G, label: 'region ring against the gRPC stream', value: med.ring, unit: 'MB/s', baseline: { label: 'gRPC stream', value: med.grpc }, better: 'higher' });
   ctx.figure({ id: 'dataplane.ring_vs_sock', group: G, label: 'region ring against the Unix socket', value: med.ring, unit: 'MB/s', baseline: { label: 'Unix socket', value: med.sock }, better: 'higher' });
-  ctx.figure({ id: 'dataplane.memcpy_node', group: G, label: 'memcpy in one Node process (TypedArray.set)', value: med.memcpyNode, unit: 'MB/s', baseline: { label: memcpyLabel, value: med.memcpyC }, better: 'higher' });
+  ctx.figure({ id: 'dataplane.memcpy_node', group: G, label: 'memcpy in one Node process (TypedArray.set)', value: med.memcpyNode, unit: 'MB/s', baseline: { label: memcpyLabel, value: med.memcpyC }, better: 'higher', extra: { nodeMin: Math.min(...rates.memcpyNode) / MB, nodeMax: Math.max(...rates.memcpyNode) / MB, cMin: Math.min(...rates.memcpyC) / MB, cMax: Math.max(...rates.memcpyC) / MB } });
   ctx.note(`data plane: ${trials} trial(s) of ${size} per method, interleaved; medians. Producer and consumer are separate node processes; source and destination buffers are 64 MiB each, reused; every method copies into a destination buffer in the receiving process`);
 };
