@@ -82,14 +82,6 @@ module.exports = async function scale(ctx) {
     const rssEmpty = broker.rss();
     await broker.stop();
     restartEmptyMs.push(await broker.start());
-    // Warm the broker's JIT and the channel first, as the full broker will be.
-    for (let i = 0; i < 200; i++) {
-      await c.call('BrokerService', 'CreateRegion', { regionId: `warm-${i}`, sizeBytes: 4096 });
-      await c.call('BrokerService', 'DeleteRegion', { name: `regions/warm-${i}` });
-    }
-    const emptyNs = await sequentialNs(probe, (i) => c.call('BrokerService', 'CreateRegion', { regionId: `probe-empty-${i}`, sizeBytes: 4096 }));
-    for (let i = 0; i < probe; i++) await c.call('BrokerService', 'DeleteRegion', { name: `regions/probe-empty-${i}` });
-
     // Fill: N regions, then one grant on each.
     const log = (what) => (n) => process.stdout.write(`    ${what} ${n}/${N} (load ${require('node:os').loadavg()[0].toFixed(1)})\n`);
     let wall = null;
@@ -135,15 +127,35 @@ module.exports = async function scale(ctx) {
 
     const listR = await listPages(c, pages, 'ListRegions', {});
     const listG = await listPages(c, pages, 'ListGrants', { parent: 'regions/-' });
-    const fullNs = await sequentialNs(probe, (i) => c.call('BrokerService', 'CreateRegion', { regionId: `probe-full-${i}`, sizeBytes: 4096 }));
-    for (let i = 0; i < probe; i++) await c.call('BrokerService', 'DeleteRegion', { name: `regions/probe-full-${i}` });
-
-    // A small broker for the List baseline: a page of 1,000 when 1,000 exist.
+    // A second, empty broker for the baselines, measured at the same time:
+    // CreateRegion probes alternate between the two, so load drifts hit both.
     const small = new Broker({ base: '/dev/shm' });
     await small.start();
     const cs = new (sdk().ControlClient)({ runtimeDir: small.runtimeDir });
     let listSmall;
+    const emptyNs = [];
+    const fullNs = [];
     try {
+      for (let i = 0; i < 200; i++) {
+        // Warm its JIT and channel as much as the full one's.
+        await cs.call('BrokerService', 'CreateRegion', { regionId: `warm-${i}`, sizeBytes: 4096 });
+        await cs.call('BrokerService', 'DeleteRegion', { name: `regions/warm-${i}` });
+      }
+      for (let i = 0; i < probe; i++) {
+        for (const [client, out, tag] of [
+          [cs, emptyNs, 'empty'],
+          [c, fullNs, 'full'],
+        ]) {
+          const t = process.hrtime.bigint();
+          await client.call('BrokerService', 'CreateRegion', { regionId: `probe-${tag}-${i}`, sizeBytes: 4096 });
+          out.push(Number(process.hrtime.bigint() - t));
+        }
+      }
+      for (let i = 0; i < probe; i++) {
+        await c.call('BrokerService', 'DeleteRegion', { name: `regions/probe-full-${i}` });
+        await cs.call('BrokerService', 'DeleteRegion', { name: `regions/probe-empty-${i}` });
+      }
+      // The List baseline: a page of 1,000 when 1,000 regions exist.
       await pipelined(1000, 32, (i) => cs.call('BrokerService', 'CreateRegion', { regionId: `r-${String(i).padStart(6, '0')}`, sizeBytes: 4096 }));
       listSmall = await listPages(cs, pages, 'ListRegions', {});
     } finally {
@@ -174,7 +186,7 @@ module.exports = async function scale(ctx) {
     ctx.figure({ id: 'scale.list_regions.p50', group: G, label: `ListRegions, page of 1,000, at ${R} regions, p50 (first ${pages} pages)`, value: latency(listR.ns).p50_us / 1000, unit: 'ms', baseline: { label: 'same page at 1,000 regions', value: latency(listSmall.ns).p50_us / 1000 }, better: 'lower', extra: { p99_ms: latency(listR.ns).p99_us / 1000 } });
     ctx.figure({ id: 'scale.list_grants.p50', group: G, label: `ListGrants regions/-, page of 1,000, at ${N} grants, p50`, value: latency(listG.ns).p50_us / 1000, unit: 'ms', baseline: { label: 'ListRegions page at 1,000 regions', value: latency(listSmall.ns).p50_us / 1000 }, better: 'lower', extra: { p99_ms: latency(listG.ns).p99_us / 1000 } });
     for (const q of ['p50', 'p99']) {
-      ctx.figure({ id: `scale.create.${q}`, group: G, label: `CreateRegion at ${R} regions + ${N} grants, ${q}`, value: f[`${q}_us`], unit: 'µs', baseline: { label: `CreateRegion on an empty broker, ${q}`, value: e[`${q}_us`] }, better: 'lower' });
+      ctx.figure({ id: `scale.create.${q}`, group: G, label: `CreateRegion at ${R} regions + ${N} grants, ${q}`, value: f[`${q}_us`], unit: 'µs', baseline: { label: `CreateRegion on an empty broker (alternating calls), ${q}`, value: e[`${q}_us`] }, better: 'lower' });
     }
     ctx.figure({ id: 'scale.restart', group: G, label: `restart (spawn → answering GetStatus) with ${R} regions + ${N} grants on record`, value: restartFullMs, unit: 'ms', baseline: { label: 'restart of an empty broker', value: restartEmptyMs[1] }, better: 'lower', extra: { regionsAfter: Number(status.regionCount) } });
     ctx.figure({ id: 'scale.readopt', group: G, label: `re-adoption: broker spawn → a client holding ${Math.min(hold, R)} regions has offered them all back`, value: readoptMs, unit: 'ms', baseline: { label: 'the same restart, spawn → answering GetStatus', value: restartFullMs }, better: 'lower', extra: { lostInHolder: re.lost } });
