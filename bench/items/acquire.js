@@ -79,7 +79,7 @@ module.exports = async function acquire(ctx) {
         });
       }
       ctx.figure({
-        id: `acquire.${s.id}.sab.p50`,
+        id: `acquire.${s.id}.sab.p50`, chart: true,
         group: G,
         label: `SDK acquire as SharedArrayBuffer (shared: true), ${s.label}, p50`,
         value: sabL.p50_us,

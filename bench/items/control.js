@@ -76,7 +76,7 @@ module.exports = async function control(ctx) {
       const pipe = await runClients(broker, 1, v.count, 16, 'pipe');
       const eight = await runClients(broker, 8, Math.ceil(v.count / 4), 1, 'eight');
       ctx.figure({
-        id: `control.${v.id}.create.one.ops`,
+        id: `control.${v.id}.create.one.ops`, chart: true,
         group: G,
         label: `CreateRegion, 1 client, one call at a time, ${v.what}`,
         value: one.merged.create.opsPerS,

@@ -49,7 +49,7 @@ module.exports = async function vm(ctx) {
     .map((l) => JSON.parse(l))
     .find((o) => o.kind === 'memfd');
 
-  ctx.figure({ id: 'vm.fault.kmod_vs_memfd', group: G, label: 'first touch per 4 KiB page, kmod region (pages allocated at CREATE)', value: fault.kmod.touch_ns_per_page, unit: 'ns (TCG)', baseline: { label: 'memfd (page allocated and zeroed at the fault)', value: fault.memfd.touch_ns_per_page }, better: 'lower' });
+  ctx.figure({ id: 'vm.fault.kmod_vs_memfd', chart: true, group: G, label: 'first touch per 4 KiB page, kmod region (pages allocated at CREATE)', value: fault.kmod.touch_ns_per_page, unit: 'ns (TCG)', baseline: { label: 'memfd (page allocated and zeroed at the fault)', value: fault.memfd.touch_ns_per_page }, better: 'lower' });
   ctx.figure({
     id: 'vm.create_touch.kmod_vs_memfd',
     group: G,
@@ -75,7 +75,7 @@ module.exports = async function vm(ctx) {
     ctx.figure({ id: 'vm.fault.memfd_hugetlb_vs_4k', group: G, label: 'first touch per 4 KiB, memfd MFD_HUGETLB', value: fault['memfd-hugetlb'].touch_ns_per_page, unit: 'ns (TCG)', baseline: { label: 'memfd 4 KiB pages', value: fault.memfd.touch_ns_per_page }, better: 'lower' });
   }
   if (rv1 && rv16 && !rv1.error && !rv16.error) {
-    ctx.figure({ id: 'vm.revoke.ioctl', group: G, label: `REVOKE ioctl, 16 processes mapping one ${rsize >> 20} MiB region (all pages touched)`, value: rv16.revoke_ioctl_ns / 1000, unit: 'µs (TCG)', baseline: { label: 'same with 1 process', value: rv1.revoke_ioctl_ns / 1000 }, better: 'lower' });
+    ctx.figure({ id: 'vm.revoke.ioctl', chart: true, group: G, label: `REVOKE ioctl, 16 processes mapping one ${rsize >> 20} MiB region (all pages touched)`, value: rv16.revoke_ioctl_ns / 1000, unit: 'µs (TCG)', baseline: { label: 'same with 1 process', value: rv1.revoke_ioctl_ns / 1000 }, better: 'lower' });
     ctx.figure({ id: 'vm.revoke.notice', group: G, label: 'REVOKE start → the last of 16 processes sees POLLHUP on its grant fd', value: rv16.all_saw_pollhup_ns / 1000, unit: 'µs (TCG)', baseline: { label: 'same with 1 process', value: rv1.all_saw_pollhup_ns / 1000 }, better: 'lower' });
   } else ctx.note(`revocation in the VM: ${JSON.stringify(rv16 ?? rv1 ?? null)}`);
   if (host) {

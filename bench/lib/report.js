@@ -54,6 +54,7 @@ class Report {
       const met = f.goal.ratioMax !== undefined ? ratio !== null && ratio <= f.goal.ratioMax : ratio !== null && ratio >= f.goal.ratioMin;
       out.goal = { text: f.goal.text, ratioMax: f.goal.ratioMax, ratioMin: f.goal.ratioMin, met };
     }
+    if (f.chart) out.chart = true;
     if (f.extra) out.extra = Object.fromEntries(Object.entries(f.extra).map(([k, v]) => [k, typeof v === 'number' ? round(v) : v]));
     this.figures.push(out);
     return out;
@@ -186,7 +187,7 @@ function svg(j) {
   o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   o.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
   o.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">shmbroker: measured ratio against each goal (log scale)${j.quick ? ' — quick run' : ''}</text>`);
-  o.push(`<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">bar = value / baseline; black tick = goal; green = met, red = not met. ${j.startedAt.slice(0, 16)}Z, load ${j.load[0]?.loadavg.join('/') ?? '?'}</text>`);
+  o.push(`<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">bar = value / baseline; black tick = goal; green = met, red = not met, grey = context. ${j.startedAt.slice(0, 16)}Z, load ${j.load[0]?.loadavg.join('/') ?? '?'}</text>`);
   for (let e = lo; e <= hi; e++) {
     const gx = x(10 ** e);
     o.push(`<line x1="${gx}" y1="${top - 6}" x2="${gx}" y2="${top + rows.length * rowH}" stroke="#ddd"/>`);
@@ -195,10 +196,10 @@ function svg(j) {
   rows.forEach((f, i) => {
     const y = top + i * rowH;
     const r = f.ratio ?? 0;
-    const met = f.goal ? f.goal.met : true;
+    const colour = f.goal ? (f.goal.met ? '#3a3' : '#d33') : '#889';
     const x0 = x(10 ** lo);
     o.push(`<text x="${left - 8}" y="${y + 20}" text-anchor="end">${xml(shorten(f.id + ': ' + (f.goal ? f.goal.text : f.label), 52))}</text>`);
-    o.push(`<rect x="${x0}" y="${y + 8}" width="${Math.max(1, x(r) - x0)}" height="16" fill="${met ? '#3a3' : '#d33'}"/>`);
+    o.push(`<rect x="${x0}" y="${y + 8}" width="${Math.max(1, x(r) - x0)}" height="16" fill="${colour}"/>`);
     o.push(`<text x="${Math.min(x(r) + 4, W - right - 30)}" y="${y + 21}" fill="#000">${fmt(r)}×</text>`);
     if (f.goal) {
       const g = f.goal.ratioMax ?? f.goal.ratioMin;
