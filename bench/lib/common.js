@@ -10,6 +10,19 @@ const REPO = path.resolve(__dirname, '..', '..');
 const BIN = path.join(REPO, 'bin', 'shmbroker');
 const BUILD = path.join(REPO, 'bench', '.build');
 
+// Every child this process starts, killed if it exits early (an exception,
+// Ctrl-C), so that no broker or worker outlives a benchmark run.
+const live = new Set();
+function track(proc) {
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  return proc;
+}
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
+
 function sorted(xs) {
   return Float64Array.from(xs).sort();
 }
@@ -106,7 +119,7 @@ class Broker {
     this.spawnedAt = t0;
     const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', logFd, logFd], env: process.env });
     fs.closeSync(logFd);
-    this.proc = proc;
+    this.proc = track(proc);
     const deadline = Date.now() + 900_000;
     for (;;) {
       if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`broker exited during start:\n${this.readLog()}`);
@@ -196,7 +209,7 @@ class Worker {
   constructor(name, args = [], o = {}) {
     let argv = [process.execPath, ...(o.nodeArgs ?? []), path.join(REPO, 'bench', 'workers', `${name}.js`), ...args];
     if (o.uid !== undefined) argv = ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid ?? o.uid}`, '--clear-groups', '--', ...argv];
-    this.proc = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+    this.proc = track(spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...o.env } }));
     this.lines = [];
     this.stderr = '';
     this.waiters = [];
