@@ -11,6 +11,13 @@ export function toServiceError(err: unknown, log: Logger, method: string): Parti
     metadata.set(REASON_METADATA_KEY, err.reason);
     return { code: err.code as number as grpc.status, details: err.message, metadata };
   }
+  const sqliteCode = (err as { code?: unknown } | null)?.code;
+  if (sqliteCode === 'SQLITE_FULL') {
+    // The transaction rolled back: nothing was written. Say so, instead of a bare INTERNAL.
+    log.error({ err, method }, 'state database cannot be written');
+    metadata.set(REASON_METADATA_KEY, 'STATE_STORAGE_FULL');
+    return { code: grpc.status.RESOURCE_EXHAUSTED, details: `the broker's state database cannot be written (${String((err as Error).message)}); nothing was changed`, metadata };
+  }
   log.error({ err, method }, 'unexpected error in rpc handler');
   metadata.set(REASON_METADATA_KEY, 'INTERNAL');
   return { code: grpc.status.INTERNAL, details: `internal error in ${method}; see the broker log`, metadata };

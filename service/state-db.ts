@@ -66,7 +66,8 @@ export function openStateDb(stateDir: string): Db {
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
     const check = db.pragma('quick_check', { simple: true });
-    if (check !== 'ok') throw new Error(`integrity check failed: ${String(check)}`);
+    // SQLite's report spans lines; errors are one line (the CLI contract).
+    if (check !== 'ok') throw new Error(`integrity check failed: ${String(check).replace(/\s*\n\s*/g, ' ')}`);
     migrate(db);
   } catch (err) {
     throw new FailedPreconditionError(
