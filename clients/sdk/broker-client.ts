@@ -122,15 +122,19 @@ export class BrokerClient extends EventEmitter {
   async #reoffer(): Promise<void> {
     for (const region of [...this.#regions.values()]) {
       if (region.released) continue;
-      let accepted = false;
+      let accepted: boolean;
       try {
         const { reply } = await this.#request(
           { offer: { region: region.name, leaseId: region.leaseId, mode: region.mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' } },
           [region.fd],
         );
-        accepted = reply.offer?.accepted === true;
+        // An error reply (rate limited, say) is not a refusal: keep the region.
+        if (!reply.offer) continue;
+        accepted = reply.offer.accepted === true;
       } catch {
-        accepted = false;
+        // The connection went away again mid-offer (the broker died again):
+        // not a refusal either. The next reconnect offers the rest.
+        return;
       }
       if (!accepted) {
         // The broker no longer knows this lease: it was revoked or the
