@@ -1,11 +1,11 @@
 // Shared helpers for the reliability, attack, fault and load suites
 // (test/reliability, test/fuzz). Quick mode by default; SHMBROKER_SOAK=1
 // (npm run soak) runs the long versions.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { BrokerProcess, makeTempDir, REPO } from '../support/broker-process';
+import { BIN, BrokerProcess, makeTempDir, REPO } from '../support/broker-process';
 
 export const SOAK = process.env.SHMBROKER_SOAK === '1' || process.env.SHMBROKER_SOAK === 'true';
 
@@ -36,17 +36,25 @@ export class QuietBroker extends BrokerProcess {
     return b;
   }
 
+  /** Like BrokerProcess.start, with a longer deadline (a loaded 2-core machine) and a bounded log. */
   override async start(): Promise<void> {
-    await super.start();
-    const p = this.proc!;
-    p.stdout!.removeAllListeners('data');
-    p.stderr!.removeAllListeners('data');
+    const args = ['serve', '--runtime-dir', this.runtimeDir, '--state-dir', this.stateDir, '--backend', this.options.backend ?? 'memfd'];
+    if (this.options.config) args.push('--config', this.options.config);
+    this.log = '';
+    const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SHMBROKER_LOG_LEVEL: 'info' } });
+    this.proc = proc;
     const keep = (d: Buffer): void => {
       this.log += d.toString();
       if (this.log.length > 256 * 1024) this.log = this.log.slice(-128 * 1024);
     };
-    p.stdout!.on('data', keep);
-    p.stderr!.on('data', keep);
+    proc.stdout!.on('data', keep);
+    proc.stderr!.on('data', keep);
+    const deadline = Date.now() + 90_000;
+    while (!this.log.includes('"broker serving"')) {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`broker exited during start:\n${this.log}`);
+      if (Date.now() > deadline) throw new Error(`broker did not start:\n${this.log}`);
+      await sleep(25);
+    }
   }
 
   get alive(): boolean {
