@@ -27,6 +27,8 @@ const IN_VM = process.env.SHMBROKER_IN_VM === '1';
 // Python for other uids must be readable by them: Debian's, not a per-user pyenv.
 const PYTHON = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p)) ?? 'python3';
 const HAVE_VALGRIND = spawnSync('valgrind', ['--version']).status === 0;
+// NumPy is optional: this test runs when the python3 on root's PATH has it.
+const HAVE_ROOT_NUMPY = spawnSync('python3', ['-c', 'import numpy']).status === 0;
 
 const backends = (process.env.SHMBROKER_C_TEST_BACKENDS ?? (fs.existsSync('/dev/shmbroker') ? 'memfd,kmod' : 'memfd'))
   .split(',')
@@ -190,6 +192,19 @@ with shmbroker.Client() as c, c.acquire('mailbox', 'rw') as r:
     v.release()
 `, [reply]), 'python write');
       expect(ok(await c(U1, ['read', 'mailbox', '100', String(reply.length)]), 'C read')).toBe(reply);
+    }, 60_000);
+
+    it.skipIf(!HAVE_ROOT_NUMPY)('a NumPy array over a region (root, rw) is seen by C (uid 1002)', async () => {
+      const r = await run('python3', ['-c', `import sys; sys.path.insert(0, ${JSON.stringify(PYDIR)}); import shmbroker, numpy as np
+with shmbroker.Client() as c, c.acquire('frames', 'rw') as r:
+    a = r.numpy('uint32', shape=(16,), offset=8192)
+    a[:] = np.arange(16, dtype=np.uint32) * 3
+    del a
+`], { env, timeoutMs: 60_000 });
+      ok(r, 'numpy write');
+      const out = await c(U2, ['read', 'frames', '8192', '64']);
+      const words = new Uint32Array(new Uint8Array(out.stdout).buffer.slice(0, 64));
+      expect([...words]).toEqual([...Array(16).keys()].map((i) => i * 3));
     }, 60_000);
 
     it('read-only: no way to write from C or Python, and rw acquire is refused', async () => {
