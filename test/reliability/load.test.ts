@@ -6,6 +6,7 @@
 // Two equal phases: the broker's open fds must come back to the baseline
 // after each, and its RSS must not keep growing from one phase to the next.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlClient } from '../../clients/sdk/control-client';
 import { NodeChild } from '../support/broker-process';
 import { figure, QuietBroker, scale, sleep } from './support';
 
@@ -81,10 +82,12 @@ describe('load', () => {
 
   beforeAll(async () => {
     broker = await QuietBroker.launch({ backend: 'memfd' });
+    const ctl = new ControlClient({ runtimeDir: broker.runtimeDir });
     for (const r of regions) {
-      await broker.json(['region', 'create', r, '--size', '256KiB']);
-      await broker.json(['grant', 'create', r, '--gid', '3000', '--mode', 'rw']);
+      await ctl.call('BrokerService', 'CreateRegion', { regionId: r, sizeBytes: 256 * 1024 });
+      await ctl.call('BrokerService', 'CreateGrant', { parent: `regions/${r}`, grant: { gid: 3000, mode: 'ACCESS_MODE_READ_WRITE' } });
     }
+    ctl.close();
   });
   afterAll(async () => {
     loaders.forEach((l) => l.kill());
