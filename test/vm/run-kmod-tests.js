@@ -153,6 +153,12 @@ async function main() {
     script: guestScript(o),
     insmod: true,
     timeoutSec: o.timeoutSec,
+    // The Debian kernel has no KASAN; these catch what they can without it:
+    // slab objects poisoned and red-zoned (a use-after-free write to a freed
+    // region or grant struct is reported at the next check), freed pages
+    // poisoned and verified on reuse (a stale mapping writing into pages
+    // DESTROY freed shows up as "memory corruption").
+    cmdline: ['slub_debug=FZPU', 'page_poison=1'],
     onOutput: (chunk) => {
       if (o.verbose) return process.stdout.write(chunk);
       // The console without the kernel log dump at the end (judged below instead).

@@ -213,7 +213,7 @@ step() {
 }
 `;
 
-const BAD_DMESG = /(WARNING:|BUG:|BUG |Oops|KASAN|general protection|Kernel panic|kernel BUG|UBSAN|Call Trace|refcount_t:|list_add corruption|list_del corruption|INFO: task .* blocked|soft lockup|hard LOCKUP|RCU stall)/;
+const BAD_DMESG = /(WARNING:|BUG:|BUG |Oops|KASAN|general protection|Kernel panic|kernel BUG|UBSAN|Call Trace|refcount_t:|list_add corruption|list_del corruption|memory corruption|Poison overwritten|INFO: task .* blocked|soft lockup|hard LOCKUP|RCU stall)/;
 
 function parseSteps(output) {
   const steps = [];
@@ -245,6 +245,7 @@ function parseSteps(output) {
  * @param {number} [o.timeoutSec]    whole-boot timeout (default 1200)
  * @param {boolean|string} [o.insmod] true: load kmod/shmbroker.ko; a string: that .ko
  * @param {string[]} [o.insmodArgs]  module parameters, e.g. ['max_regions=64']
+ * @param {string[]} [o.cmdline]    extra kernel parameters, e.g. ['slub_debug=FZPU']
  * @param {number} [o.memMB], [o.smp]
  * @param {(chunk:string)=>void} [o.onOutput] console output as it arrives
  */
@@ -278,6 +279,7 @@ async function runInVm(o) {
   ];
   if (ko) append.push(`shmbroker.insmod=${ko}`);
   if (o.insmodArgs?.length) append.push(`shmbroker.insmod_args=${o.insmodArgs.join(',')}`);
+  if (o.cmdline?.length) append.push(...o.cmdline);
 
   const args = [
     '-accel', 'tcg,thread=multi',
