@@ -19,6 +19,7 @@
 //   --step-timeout SEC | SHMBROKER_VM_STEP_TIMEOUT each guest step, so one hung
 //                                                 script cannot sink the rest (default 900)
 //   --only PATTERN                                run only matching C cases (no stress, no guest.d)
+//   --skip-guest-d                                the module's own suite only
 //   --verbose                                     echo the whole console, kernel log included
 //   SHMBROKER_KVER                                kernel version to use (default: newest installed)
 
@@ -33,6 +34,7 @@ function parseArgs(argv) {
     stressSeconds: Number(process.env.SHMBROKER_STRESS_SECONDS || 20),
     stepTimeoutSec: Number(process.env.SHMBROKER_VM_STEP_TIMEOUT || 900),
     only: null,
+    skipGuestD: false,
     verbose: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -42,6 +44,7 @@ function parseArgs(argv) {
     else if (a === '--step-timeout') o.stepTimeoutSec = Number(argv[++i]);
     else if (a === '--only') o.only = argv[++i];
     else if (a === '--verbose') o.verbose = true;
+    else if (a === '--skip-guest-d') o.skipGuestD = true;
     else throw new Error(`unknown argument: ${a}`);
   }
   if (!(o.timeoutSec > 0) || !(o.stressSeconds > 0) || !(o.stepTimeoutSec > 0)) throw new Error('timeouts must be positive numbers');
@@ -103,6 +106,10 @@ function guestScript(o) {
   if (!o.only) {
     lines.push(
       `step kmod-stress limit env SHMBROKER_STRESS_SECONDS=${Math.round(o.stressSeconds)} kmod/tests/shmbroker_stress`,
+    );
+  }
+  if (!o.only && !o.skipGuestD) {
+    lines.push(
       // Other suites drop scripts here to run against the real module in this same boot.
       'for f in test/vm/guest.d/*.sh; do',
       '  [ -f "$f" ] && [ -x "$f" ] || continue',
