@@ -152,6 +152,7 @@ int main(int argc, char **argv)
 	if (g == MAP_FAILED) {
 		out("mremapGrow", en(errno));
 		out("touchBeyondEnd", "NO_MAPPING");
+		out("mprotectWriteAfterMremap", "NO_MAPPING");
 	} else {
 		out("mremapGrow", "ALLOWED");
 		out("touchBeyondEnd", touch(g + size, 0) ? "ALLOWED" : "SIGBUS");

@@ -12,13 +12,14 @@ const path = require('node:path');
 const REPO = path.resolve(__dirname, '..', '..');
 const BIN = path.join(REPO, 'bin', 'shmbroker');
 const native = require(path.join(REPO, 'dist', 'native', 'index.js'));
+const { ControlClient } = require(path.join(REPO, 'dist', 'clients', 'sdk', 'control-client.js'));
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmod-reliability-'));
 fs.chmodSync(work, 0o755);
 const runtimeDir = path.join(work, 'run');
 const stateDir = path.join(work, 'state');
 const FUZZ_CALLS = Number(process.env.SHMBROKER_KMOD_FUZZ_CALLS || 100000);
-const DP_CASES = Number(process.env.SHMBROKER_VM_DP_FUZZ_CASES || 5000);
-const KILLS = Number(process.env.SHMBROKER_VM_KILLS || 5);
+const DP_CASES = Number(process.env.SHMBROKER_VM_DP_FUZZ_CASES || 2000);
+const KILLS = Number(process.env.SHMBROKER_VM_KILLS || 3);
 
 let passed = 0;
 let failed = 0;
@@ -45,11 +46,6 @@ function run(argv, o = {}) {
   });
 }
 const cli = (args, o) => run([process.execPath, BIN, '--runtime-dir', runtimeDir, ...args], o);
-async function json(args, o) {
-  const r = await cli([...args, '-o', 'json'], o);
-  if (r.code !== 0) throw new Error(`shmbroker ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout.toString());
-}
 function cc(src, extra = []) {
   const out = path.join(work, path.basename(src, '.c'));
   const r = spawnSync('cc', ['-O1', '-g', '-Wall', '-o', out, path.join(REPO, src), ...extra], { encoding: 'utf8' });
@@ -137,9 +133,13 @@ function child(script, args, who) {
     // 2. A grantee of another uid attacks its grant fd (through the broker and the SDK).
     await startBroker();
     const fdattack = cc('test/reliability/fdattack.c');
+    // Set-up through the control client in this process: every CLI call is a Node start, slow under emulation.
+    const ctl = new ControlClient({ runtimeDir });
+    const grant = (region, uid, mode) =>
+      ctl.call('BrokerService', 'CreateGrant', { parent: `regions/${region}`, grant: { uid, mode: mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' } });
     for (const mode of ['ro', 'rw']) {
-      await json(['region', 'create', `fd-${mode}`, '--size', '16KiB']);
-      await json(['grant', 'create', `fd-${mode}`, '--uid', '1001', '--mode', mode]);
+      await ctl.call('BrokerService', 'CreateRegion', { regionId: `fd-${mode}`, sizeBytes: 16384 });
+      await grant(`fd-${mode}`, 1001, mode);
     }
     await cli(['region', 'write', 'fd-ro'], { input: Buffer.from('intact') });
     for (const mode of ['ro', 'rw']) {
@@ -165,8 +165,9 @@ function child(script, args, who) {
     ok(still.stdout.toString() === 'intact', 'kmod: the read-only region is unchanged', still.stdout.toString());
 
     // 3. The data-plane fuzzer against the kmod broker.
-    await json(['region', 'create', 'fuzz', '--size', '16KiB']);
-    await json(['grant', 'create', 'fuzz', '--uid', '1001', '--mode', 'rw']);
+    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'fuzz', sizeBytes: 16384 });
+    await grant('fuzz', 1001, 'rw');
+    ctl.close();
     const fds0 = fdCount();
     const fz = await run([process.execPath, path.join(REPO, 'test/fuzz/dataplane-fuzzer.js'), runtimeDir, String(DP_CASES), String(Date.now() % 100000), 'fuzz'], { uid: 1001 });
     let fds1 = fdCount();
@@ -204,7 +205,15 @@ function child(script, args, who) {
         if (o.done) break;
       }
     }
-    const list = await json(['region', 'list']);
+    const ctl2 = new ControlClient({ runtimeDir });
+    const list = [];
+    let token = '';
+    do {
+      const page = await ctl2.call('BrokerService', 'ListRegions', { pageSize: 500, pageToken: token });
+      list.push(...page.regions);
+      token = page.nextPageToken;
+    } while (token);
+    ctl2.close();
     const rows = new Map(list.map((r) => [r.name.replace(/^regions\//, ''), r]));
     const missing = acked.filter((a) => !rows.has(a));
     const lost = acked.filter((a) => rows.get(a) && rows.get(a).state !== 'REGION_STATE_ACTIVE' && rows.get(a).state !== 'ACTIVE');
