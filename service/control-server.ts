@@ -101,13 +101,21 @@ export class ControlServer {
   async listen(socketPath: string): Promise<void> {
     const server = net.createServer({ pauseOnConnect: false }, (socket) => this.accept(socket as SocketWithHandle));
     server.maxConnections = 4096;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ path: socketPath, backlog: 512 }, () => {
-        server.off('error', reject);
-        resolve();
+    // The bind happens inside listen(), synchronously for a Unix path: a
+    // temporary umask makes the socket 0666 from birth (see chmod below).
+    const oldMask = process.umask(0o111);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ path: socketPath, backlog: 512 }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+        process.umask(oldMask);
       });
-    });
+    } finally {
+      process.umask(oldMask);
+    }
     fs.chmodSync(socketPath, 0o666); // any local uid may connect; who it is decides what it may do
     server.on('error', (err) => this.deps.log.error({ err }, 'control socket error'));
     this.netServer = server;

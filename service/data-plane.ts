@@ -94,8 +94,15 @@ export class DataPlane implements LeaseNotifier {
   }
 
   listen(path: string): void {
-    this.server = native.SeqpacketServer.listen(path, { backlog: 512, maxPacket: MAX_DATA_PACKET_BYTES + 1, maxFds: 4 });
-    fs.chmodSync(path, 0o666); // any local uid may connect; who it is decides what it gets
+    // Any local uid may connect (who it is decides what it gets): the socket
+    // is born 0666 under a temporary umask, so no client ever sees it closed.
+    const oldMask = process.umask(0o111);
+    try {
+      this.server = native.SeqpacketServer.listen(path, { backlog: 512, maxPacket: MAX_DATA_PACKET_BYTES + 1, maxFds: 4 });
+    } finally {
+      process.umask(oldMask);
+    }
+    fs.chmodSync(path, 0o666);
     this.server.on('connection', (sock) => this.accept(sock));
     this.server.on('error', (err) => this.deps.log.warn({ err: err.message, code: err.code }, 'data plane accept failed'));
   }
@@ -255,7 +262,9 @@ export class DataPlane implements LeaseNotifier {
     let result = 'ok';
     let reason = '';
     try {
-      if (!this.allowRequest(conn.caller.uid)) {
+      // Releases are never rate-limited: refusing one would only keep a lease
+      // (and its memory) held longer.
+      if (req.request !== 'release' && !this.allowRequest(conn.caller.uid)) {
         throw new ResourceExhaustedError('RATE_LIMITED', `uid ${conn.caller.uid} exceeds ${this.deps.limits.maxRequestsPerSecondPerUid} data-plane requests per second`);
       }
       switch (req.request) {

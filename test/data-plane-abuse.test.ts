@@ -43,17 +43,24 @@ async function settle(b: BrokerProcess, expected: number): Promise<number> {
 describe('data-plane abuse', () => {
   let broker: BrokerProcess;
   let baselineFds: number;
+  const valid = dataRequestCodec().encode({ requestId: 7, acquire: { region: 'target', mode: 'ACCESS_MODE_READ_ONLY' } });
 
   beforeAll(async () => {
     broker = await BrokerProcess.start({ backend: 'memfd' });
     await broker.json(['region', 'create', 'target', '--size', '4096']);
+    // Warm up (first acquire, lazily opened files) so the baseline is steady.
+    const warm = connect(broker);
+    const first = nextReply(warm);
+    warm.send(valid);
+    (await first).fds.forEach((fd) => fs.closeSync(fd));
+    warm.close();
+    await new Promise((r) => setTimeout(r, 1500));
     baselineFds = broker.fdCount();
   });
   afterAll(async () => {
     await broker?.cleanup();
   });
 
-  const valid = dataRequestCodec().encode({ requestId: 7, acquire: { region: 'target', mode: 'ACCESS_MODE_READ_ONLY' } });
   const cases: Array<[string, () => { data: Buffer; fds?: number[] }]> = [
     ['a truncated packet', () => ({ data: valid.subarray(0, valid.length - 3) })],
     ['garbage bytes', () => ({ data: Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]) })],

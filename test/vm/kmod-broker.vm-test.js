@@ -212,10 +212,11 @@ async function main() {
   ok(r.code === 1 && r.stderr.includes('NO_GRANT'), 'after revoke uid 1001 can no longer read', r.stderr);
 
   // --- TTL
-  await json(['grant', 'create', 'demo', '--uid', '1001', '--mode', 'ro', '--ttl', '3s']);
+  // Long enough for a CLI start under emulation on a loaded host.
+  await json(['grant', 'create', 'demo', '--uid', '1001', '--mode', 'ro', '--ttl', '30s']);
   r = await cli(['region', 'read', 'demo', '--length', '1'], U1);
   ok(r.code === 0, 'a TTL grant works before it expires', r.stderr);
-  await new Promise((res) => setTimeout(res, 4500));
+  await new Promise((res) => setTimeout(res, 31_000));
   r = await cli(['region', 'read', 'demo', '--length', '1'], U1);
   ok(r.code === 1 && r.stderr.includes('NO_GRANT'), 'a TTL grant stops working when it expires', r.stderr);
 
