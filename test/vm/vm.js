@@ -157,7 +157,8 @@ if [ -n "$ko" ]; then
   fi
 fi
 echo "@@VM-READY $(cut -d' ' -f1 /proc/uptime)@@"
-chroot /host /bin/sh -c "cd '$(arg cwd)' && SHMBROKER_IN_VM=1 HOME=/tmp exec /bin/sh '$(arg script)'"
+# The guest keeps its own deadline, so it powers off even if the host runner died.
+timeout -s KILL "$(arg deadline)" chroot /host /bin/sh -c "cd '$(arg cwd)' && SHMBROKER_IN_VM=1 HOME=/tmp exec /bin/sh '$(arg script)'"
 echo "@@VM-SCRIPT-EXIT rc=$?@@"
 echo "@@VM-DMESG-BEGIN@@"
 dmesg
@@ -196,10 +197,29 @@ function buildInitramfs(kver, tools) {
     const tmp = `${out}.tmp-${process.pid}`;
     execFileSync('sh', ['-c', `cd "${root}" && find . | cpio -o -H newc --quiet | gzip -1 > "${tmp}"`]);
     fs.renameSync(tmp, out);
+    // Older builds of it are dead weight (a qemu still using one keeps its inode).
+    for (const name of fs.readdirSync(CACHE)) {
+      if (name.startsWith(`initrd-${kver}-`) && name.endsWith('.gz') && path.join(CACHE, name) !== out) {
+        fs.rmSync(path.join(CACHE, name), { force: true });
+      }
+    }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
   return out;
+}
+
+// Run dirs of runners that were killed; a day old is surely not in use.
+function removeStaleRuns() {
+  for (const name of fs.readdirSync(CACHE)) {
+    if (!name.startsWith('run-')) continue;
+    const p = path.join(CACHE, name);
+    try {
+      if (Date.now() - fs.statSync(p).mtimeMs > 86400e3) fs.rmSync(p, { recursive: true, force: true });
+    } catch {
+      /* raced with its owner */
+    }
+  }
 }
 
 const STEP_PRELUDE = `
@@ -258,6 +278,7 @@ async function runInVm(o) {
   // The guest reads the script through 9p, and the guest's /tmp is a fresh
   // tmpfs, so it lives in the repo's cache dir rather than the host's /tmp.
   fs.mkdirSync(CACHE, { recursive: true });
+  removeStaleRuns();
   const runDir = fs.mkdtempSync(path.join(CACHE, 'run-'));
   const scriptPath = path.join(runDir, 'script.sh');
   fs.writeFileSync(scriptPath, `${STEP_PRELUDE}\n${o.script}\n`);
@@ -276,6 +297,7 @@ async function runInVm(o) {
     'panic=-1',
     `shmbroker.script=${scriptPath}`,
     `shmbroker.cwd=${o.cwd ?? REPO}`,
+    `shmbroker.deadline=${Math.max(1, Math.ceil(timeoutSec))}`,
   ];
   if (ko) append.push(`shmbroker.insmod=${ko}`);
   if (o.insmodArgs?.length) append.push(`shmbroker.insmod_args=${o.insmodArgs.join(',')}`);
@@ -298,6 +320,17 @@ async function runInVm(o) {
   let readyAt = null;
   let timedOut = false;
   const qemu = spawn(tools['qemu-system-x86_64'], args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Never leave a guest running behind a runner that is going away.
+  const killQemu = () => qemu.exitCode === null && qemu.kill('SIGKILL');
+  const onSignal = (sig) => {
+    killQemu();
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    process.kill(process.pid, sig);
+  };
+  process.on('exit', killQemu);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const onData = (buf) => {
     const s = buf.toString('utf8');
     output += s;
@@ -312,6 +345,9 @@ async function runInVm(o) {
   }, timeoutSec * 1000);
   const exitCode = await new Promise((resolve) => qemu.on('close', (code) => resolve(code)));
   clearTimeout(timer);
+  process.removeListener('exit', killQemu);
+  process.removeListener('SIGINT', onSignal);
+  process.removeListener('SIGTERM', onSignal);
   fs.rmSync(runDir, { recursive: true, force: true });
 
   output = output.replace(/\r/g, '');
