@@ -62,35 +62,43 @@ function run(cmd, args, opts = {}) {
   return { status: r.status, out: `${r.stdout || ''}${r.stderr || ''}`, error: r.error };
 }
 
-function hostBuild(kdir, tools) {
-  // From clean, so that W=1 sees every compile and C=2 checks every file.
-  run('make', ['-C', 'kmod', `KDIR=${kdir}`, 'clean']);
+// Builds a private copy of kmod/ under .cache/: from clean, so W=1 sees every
+// compile and C=2 checks every file, and without touching the shared
+// checkout's kmod/ (others may be loading kmod/shmbroker.ko at the same time).
+const BUILD_OUTPUT = /^(\..*\.cmd|.*\.(o|ko|mod|mod\.c)|Module\.symvers|modules\.order|shmbroker_test|shmbroker_stress)$/;
+
+function hostBuild(kdir, tools, dir) {
+  fs.cpSync(path.join(REPO, 'kmod'), dir, {
+    recursive: true,
+    filter: (src) => !BUILD_OUTPUT.test(path.basename(src)),
+  });
+  const ko = path.join(dir, 'shmbroker.ko');
   const haveSparse = run('sh', ['-c', 'command -v sparse']).status === 0;
-  const b = run('make', ['-C', 'kmod', `KDIR=${kdir}`, 'W=1', ...(haveSparse ? ['C=2'] : []), 'modules']);
+  const b = run('make', ['-C', dir, `KDIR=${kdir}`, 'W=1', ...(haveSparse ? ['C=2'] : []), 'modules']);
   const diags = b.out.split('\n').filter((l) => /warning:|error:/.test(l));
-  const built = b.status === 0 && fs.existsSync(path.join(REPO, 'kmod', 'shmbroker.ko'));
+  const built = b.status === 0 && fs.existsSync(ko);
   record('build: make -C kmod (W=1), no warnings', built && diags.length === 0,
     built ? diags.join('\n') : b.out.split('\n').slice(-30).join('\n'));
   record('build: sparse-clean (C=2)', haveSparse && built && diags.length === 0,
     haveSparse ? diags.join('\n') : 'sparse not installed (apt-get install -y sparse)');
   if (!built) return false;
 
-  const t = run('make', ['-C', 'kmod/tests']);
+  const t = run('make', ['-C', path.join(dir, 'tests')]);
   record('build: kmod/tests', t.status === 0, t.out.split('\n').slice(-30).join('\n'));
   if (t.status !== 0) return false;
 
   // Limits are module parameters, each with a MODULE_PARM_DESC.
-  const parm = run(tools.modinfo, ['-F', 'parm', path.join(REPO, 'kmod', 'shmbroker.ko')]);
+  const parm = run(tools.modinfo, ['-F', 'parm', ko]);
   const lines = parm.out.trim().split('\n').filter(Boolean);
   const wanted = ['max_region_bytes', 'max_regions', 'max_grants_per_region'];
   const described = wanted.every((p) => lines.some((l) => new RegExp(`^${p}:\\S.*\\(\\w+\\)$`).test(l)));
   record('module parameters described (modinfo)', parm.status === 0 && described, lines.join('; '));
-  const lic = run(tools.modinfo, ['-F', 'license', path.join(REPO, 'kmod', 'shmbroker.ko')]);
+  const lic = run(tools.modinfo, ['-F', 'license', ko]);
   record('module license GPL', lic.out.trim() === 'GPL', lic.out.trim());
   return true;
 }
 
-function guestScript(o) {
+function guestScript(o, tests) {
   const only = o.only ? ` '${o.only.replace(/'/g, '')}'` : '';
   const lines = [
     'set -u',
@@ -101,11 +109,11 @@ function guestScript(o) {
     'stuck() { echo "# step timed out; tasks in D state:"; for p in /proc/[0-9]*; do ' +
       '[ "$(cut -d" " -f3 $p/stat 2>/dev/null)" = D ] || continue; echo "# ${p#/proc/} $(cat $p/comm)"; ' +
       'sed "s/^/#   /" $p/stack 2>/dev/null; done; }',
-    `step kmod-selftests limit kmod/tests/shmbroker_test${only}`,
+    `step kmod-selftests limit ${tests}/shmbroker_test${only}`,
   ];
   if (!o.only) {
     lines.push(
-      `step kmod-stress limit env SHMBROKER_STRESS_SECONDS=${Math.round(o.stressSeconds)} kmod/tests/shmbroker_stress`,
+      `step kmod-stress limit env SHMBROKER_STRESS_SECONDS=${Math.round(o.stressSeconds)} ${tests}/shmbroker_stress`,
     );
   }
   if (!o.only && !o.skipGuestD) {
@@ -153,12 +161,23 @@ async function main() {
   }
   console.log(`kmod suite: kernel ${kernel.kver}, timeout ${o.timeoutSec}s (each step ${o.stepTimeoutSec}s), ` +
     `stress ${o.stressSeconds}s`);
-  if (!hostBuild(kernel.kdir, tools)) return finish();
+  const cache = path.join(__dirname, '.cache');
+  fs.mkdirSync(cache, { recursive: true });
+  const buildDir = fs.mkdtempSync(path.join(cache, 'build-'));
+  try {
+    if (!hostBuild(kernel.kdir, tools, buildDir)) return finish();
+    await inGuest(o, buildDir);
+  } finally {
+    fs.rmSync(buildDir, { recursive: true, force: true });
+  }
+  return finish();
+}
 
+async function inGuest(o, buildDir) {
   let echoing = true;
   const r = await runInVm({
-    script: guestScript(o),
-    insmod: true,
+    script: guestScript(o, path.relative(REPO, path.join(buildDir, 'tests'))),
+    insmod: path.join(buildDir, 'shmbroker.ko'),
     timeoutSec: o.timeoutSec,
     // The Debian kernel has no KASAN; these catch what they can without it:
     // slab objects poisoned and red-zoned (a use-after-free write to a freed
@@ -196,7 +215,6 @@ async function main() {
   if (stress) for (const l of stress.output.split('\n')) if (l.startsWith('# stress:')) console.log(l);
   console.log(`guest boot ${r.bootMs === null ? '?' : (r.bootMs / 1000).toFixed(1)}s, ` +
     `whole run ${(r.durationMs / 1000).toFixed(1)}s`);
-  return finish();
 }
 
 function finish() {

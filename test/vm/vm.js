@@ -222,6 +222,22 @@ function removeStaleRuns() {
   }
 }
 
+// kmod/shmbroker.ko for insmod: true, (re)built when missing or older than its sources.
+function ensureModuleBuilt(kdir) {
+  const dir = path.join(REPO, 'kmod');
+  const ko = path.join(dir, 'shmbroker.ko');
+  const mtime = (p) => (fs.existsSync(p) ? fs.statSync(p).mtimeMs : 0);
+  const sources = [path.join(dir, 'shmbroker.c'), path.join(dir, 'Makefile'),
+    path.join(dir, 'include/uapi/linux/shmbroker.h')];
+  if (mtime(ko) && sources.every((s) => mtime(s) <= mtime(ko))) return ko;
+  try {
+    execFileSync('make', ['-C', dir, `KDIR=${kdir}`, 'modules'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    throw new VmSetupError(`make -C kmod failed:\n${e.stdout}${e.stderr}`);
+  }
+  return ko;
+}
+
 const STEP_PRELUDE = `
 step() {
   __name=$1; shift
@@ -271,7 +287,7 @@ function parseSteps(output) {
  */
 async function runInVm(o) {
   const tools = checkTools();
-  const { kver, vmlinuz } = findKernel();
+  const { kver, vmlinuz, kdir } = findKernel();
   const initrd = buildInitramfs(kver, tools);
   const timeoutSec = o.timeoutSec ?? Number(process.env.SHMBROKER_VM_TIMEOUT || 1200);
 
@@ -285,7 +301,7 @@ async function runInVm(o) {
 
   let ko = '';
   if (o.insmod) {
-    ko = typeof o.insmod === 'string' ? path.resolve(o.insmod) : path.join(REPO, 'kmod', 'shmbroker.ko');
+    ko = typeof o.insmod === 'string' ? path.resolve(o.insmod) : ensureModuleBuilt(kdir);
     if (!fs.existsSync(ko)) throw new VmSetupError(`module not built: ${ko}`);
   }
   for (const p of [scriptPath, ko, REPO]) {
