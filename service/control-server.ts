@@ -31,6 +31,7 @@ export class ControlServer {
   private netServer: net.Server | undefined;
   private readonly callers = new Map<string, Caller>();
   private readonly sockets = new Set<net.Socket>();
+  private readonly perUid = new Map<number, number>();
   private nextKey = 1;
 
   constructor(
@@ -38,6 +39,8 @@ export class ControlServer {
       log: Logger;
       identify: (cred: native.PeerCred) => Caller;
       observe?: (method: string, seconds: number, code: number) => void;
+      /** Open control connections one non-admin uid may hold (default 64); admins are not limited. */
+      maxConnectionsPerUid?: number;
     },
   ) {
     this.grpcServer = new grpc.Server({
@@ -134,6 +137,16 @@ export class ControlServer {
       socket.destroy();
       return;
     }
+    // Without a per-uid cap, one uid holding a few thousand idle connections
+    // fills maxConnections and locks every other uid (root included) out.
+    const limit = this.deps.maxConnectionsPerUid ?? 64;
+    const held = this.perUid.get(caller.uid) ?? 0;
+    if (!caller.isAdmin && held >= limit) {
+      this.deps.log.warn({ uid: caller.uid, pid: caller.pid, limit }, 'too many control connections from one uid; closing');
+      socket.destroy();
+      return;
+    }
+    this.perUid.set(caller.uid, held + 1);
     const key = `unix:peer-${this.nextKey++}`;
     Object.defineProperty(socket, 'remoteAddress', { value: key, configurable: true });
     this.callers.set(key, caller);
@@ -141,6 +154,9 @@ export class ControlServer {
     socket.once('close', () => {
       this.callers.delete(key);
       this.sockets.delete(socket);
+      const n = (this.perUid.get(caller.uid) ?? 1) - 1;
+      if (n <= 0) this.perUid.delete(caller.uid);
+      else this.perUid.set(caller.uid, n);
     });
     this.injector.injectConnection(socket);
   }
