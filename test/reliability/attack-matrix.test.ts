@@ -364,6 +364,54 @@ describe('attack matrix (memfd)', () => {
     }
   });
 
+  it('a control-plane connection flood from one uid is capped per uid; other uids and root are still served', async () => {
+    await ctl.call('BrokerService', 'GetStatus', {}); // this test's own connection is part of the baseline
+    const base = broker.fdCount();
+    const flood = new PyChild(
+      `import socket, sys, json, time
+socks = []
+for i in range(int(sys.argv[2])):
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sys.argv[1])
+        socks.append(s)
+    except OSError:
+        pass
+time.sleep(1)
+alive = 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        alive += 0 if s.recv(1, socket.MSG_PEEK) == b'' else 1
+    except BlockingIOError:
+        alive += 1
+    except OSError:
+        pass
+print(json.dumps({"opened": len(socks), "alive": alive}), flush=True)
+sys.stdin.readline()`,
+      [`${broker.runtimeDir}/broker.sock`, '4500'],
+      U1,
+    );
+    try {
+      const held = await flood.next(120_000);
+      const peak = broker.fdCount();
+      const other = await runNode(
+        `const { ControlClient } = require(REPO + '/dist/clients/sdk/control-client.js');
+         const c = new ControlClient({ runtimeDir: process.argv[2] });
+         c.call('BrokerService', 'GetStatus', {}).then((s) => { process.stdout.write(String(s.callerUid)); c.close(); }, (e) => { process.stdout.write(e.reason); c.close(); });`,
+        { ...U2, args: [broker.runtimeDir] },
+      );
+      const status = await ctl.call('BrokerService', 'GetStatus', {});
+      figure('control connection flood', { attempted: 4500, ...held, brokerFdsBase: base, brokerFdsPeak: peak });
+      expect(held.alive).toBeLessThanOrEqual(64);
+      expect(other.stdout.toString()).toBe('1002');
+      expect(status.callerUid).toBe(0);
+    } finally {
+      flood.kill();
+    }
+    expect(await broker.settleFds(base, 15_000)).toBe(base);
+  });
+
   it('a client that sends acquires and never reads the replies is cut off; the broker keeps no fds for it', async () => {
     await ctl.call('BrokerService', 'CreateRegion', { regionId: 'hoard', sizeBytes: 4096 });
     await grant('hoard', 1001, 'ro');
