@@ -171,8 +171,9 @@ function child(script, args, who) {
     const fds0 = fdCount();
     const fz = await run([process.execPath, path.join(REPO, 'test/fuzz/dataplane-fuzzer.js'), runtimeDir, String(DP_CASES), String(Date.now() % 100000), 'fuzz'], { uid: 1001 });
     let fds1 = fdCount();
-    for (let i = 0; i < 100 && fds1 !== fds0; i++) { await sleep(100); fds1 = fdCount(); }
-    ok(fz.code === 0 && broker.exitCode === null && fds1 === fds0, `kmod data-plane fuzzer: ${DP_CASES} cases, broker up, fds ${fds0} -> ${fds1}`, fz.stdout.toString().trim() + fz.stderr);
+    for (let i = 0; i < 100 && fds1 > fds0; i++) { await sleep(100); fds1 = fdCount(); }
+    // <= : the set-up client's connection may still have been counted in the baseline.
+    ok(fz.code === 0 && broker.exitCode === null && fds1 <= fds0, `kmod data-plane fuzzer: ${DP_CASES} cases, broker up, fds ${fds0} -> ${fds1}`, fz.stdout.toString().trim() + fz.stderr);
 
     // 4. kill -9 of the broker under load: acknowledged creates survive, regions re-adopted, audit verifies.
     const workers = [0, 1, 2, 3].map((i) => child(`
@@ -191,7 +192,7 @@ function child(script, args, who) {
       })();`, [runtimeDir, `k${i}`], { uid: 1001 + i }));
     for (const w of workers) await w.next((o) => o.ready);
     for (let k = 0; k < KILLS; k++) {
-      await sleep(1500 + Math.random() * 2000);
+      await sleep(4000 + Math.random() * 3000); // emulation: creates take a while to land
       await kill9();
       await startBroker();
     }
