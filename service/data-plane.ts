@@ -83,12 +83,14 @@ export class DataPlane implements LeaseNotifier {
     // (kill -9), only not a power cut, and it keeps an fsync off the acquire
     // path. The next control-plane commit (synchronous=FULL) syncs them too.
     const db = deps.db;
+    const normal = db.prepare('PRAGMA synchronous = NORMAL');
+    const full = db.prepare('PRAGMA synchronous = FULL');
     this.fastTxn = (fn) => {
-      db.pragma('synchronous = NORMAL');
+      normal.run();
       try {
         db.transaction(fn).immediate();
       } finally {
-        db.pragma('synchronous = FULL');
+        full.run();
       }
     };
   }

@@ -247,11 +247,19 @@ export class BrokerClient extends EventEmitter {
   async #release(region: MappedRegion): Promise<void> {
     this.#regions.delete(region.leaseId);
     this.#updateRef();
-    if (!this.#sock) return; // the broker forgets the lease when its process is gone
-    const { reply } = await this.#request({ release: { leaseId: region.leaseId } });
-    if (reply.error && reply.error.reason !== 'LEASE_NOT_FOUND') {
-      throw errorFromStatus(reply.error.code, reply.error.reason, reply.error.message);
-    }
+    if (!this.#sock) return; // the broker ends the lease when this process is gone
+    // The mapping is already gone here, which is all the caller waits for;
+    // the broker's acknowledgement is not worth a round trip on the hot
+    // path (requests on one connection are answered in order, so a later
+    // acquire still follows this release). A refusal is reported as 'warning'.
+    this.#request({ release: { leaseId: region.leaseId } }).then(
+      ({ reply }) => {
+        if (reply.error && reply.error.reason !== 'LEASE_NOT_FOUND') {
+          this.emit('warning', errorFromStatus(reply.error.code, reply.error.reason, reply.error.message));
+        }
+      },
+      () => undefined, // disconnected: the lease ends with the process or is re-offered
+    );
   }
 
   /** Regions currently held through this client. */
