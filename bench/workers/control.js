@@ -51,7 +51,7 @@ async function main() {
   c.close();
   process.stdout.write(JSON.stringify({ result: { create, grant, delete: del, cpuUs: cpu.user + cpu.system } }) + '\n');
 }
-main().catch((e) => {
+main().then(() => process.exit(0), (e) => {
   process.stderr.write(`${e.stack}\n`);
   process.exit(1);
 });

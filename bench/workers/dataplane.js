@@ -228,7 +228,7 @@ async function main() {
   if (role === 'memcpy') return memcpy(Number(a[0]), Number(a[1]));
   throw new Error(`unknown role ${role}`);
 }
-main().catch((e) => {
+main().then(() => process.exit(0), (e) => {
   process.stderr.write(`${e.stack}\n`);
   process.exit(1);
 });
