@@ -18,7 +18,7 @@ fs.chmodSync(work, 0o755);
 const runtimeDir = path.join(work, 'run');
 const stateDir = path.join(work, 'state');
 const FUZZ_CALLS = Number(process.env.SHMBROKER_KMOD_FUZZ_CALLS || 100000);
-const DP_CASES = Number(process.env.SHMBROKER_VM_DP_FUZZ_CASES || 2000);
+const DP_CASES = Number(process.env.SHMBROKER_VM_DP_FUZZ_CASES || 1000);
 const KILLS = Number(process.env.SHMBROKER_VM_KILLS || 3);
 
 let passed = 0;
