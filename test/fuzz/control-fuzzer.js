@@ -142,6 +142,13 @@ const RAW_METHODS = properties.map(([s, m]) => [s, m]);
     }),
     { numRuns: RUNS * 2, seed: seed++ },
   );
+  // Oversized: a 5 MiB request (the server takes at most 4 MiB) is refused by grpc-js, and the broker carries on.
+  summary.oversized = await new Promise((resolve) => {
+    raw.makeUnaryRequest('/shmbroker.v1.BrokerService/CreateRegion', (b) => b, (b) => b, Buffer.alloc(5 * 1024 * 1024, 0x0a), new grpc.Metadata(), { deadline: Date.now() + 60_000 }, (err) =>
+      resolve(err ? grpc.status[err.code] : 'OK'),
+    );
+  });
+  if (summary.oversized !== 'RESOURCE_EXHAUSTED') fail(`a 5 MiB request -> ${summary.oversized}`);
   // The broker's own state is still coherent: what it lists is what it says it has.
   const status = await client.call('BrokerService', 'GetStatus', {});
   let listed = 0;

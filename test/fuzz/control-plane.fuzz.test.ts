@@ -31,7 +31,7 @@ describe('control-plane fuzzing (fast-check)', () => {
         timeoutMs: 30 * 60_000,
       });
       const summary = JSON.parse(r.stdout.toString().trim().split('\n').pop() || '{}');
-      figure(`control-plane fuzz ${who.name}`, { seed: summary.seed, calls: summary.calls, ok: summary.ok, rawCalls: summary.rawCalls, rawOutcomes: summary.rawOutcomes, clientSideUnencodable: summary.clientSideUnencodable, seconds: summary.seconds, failures: summary.failures });
+      figure(`control-plane fuzz ${who.name}`, { seed: summary.seed, calls: summary.calls, ok: summary.ok, rawCalls: summary.rawCalls, rawOutcomes: summary.rawOutcomes, clientSideUnencodable: summary.clientSideUnencodable, oversized: summary.oversized, seconds: summary.seconds, failures: summary.failures });
       expect(r.stderr).toBe('');
       expect(summary.failures).toEqual([]);
       expect(r.code).toBe(0);
