@@ -53,13 +53,6 @@ void SabDeleter(void* /*data*/, size_t /*len*/, void* hint) {
   delete holder;
 }
 
-// Finalizer of an external ArrayBuffer (Node runs it on the JS thread).
-void AbFinalize(napi_env /*env*/, void* /*data*/, void* hint) {
-  StatePtr* holder = static_cast<StatePtr*>(hint);
-  UnmapOnce(holder->get());
-  delete holder;
-}
-
 // Node-API has no way to create a SharedArrayBuffer over external memory, so
 // this one function uses V8 directly.
 //
@@ -77,6 +70,27 @@ napi_value NewExternalSharedArrayBuffer(void* data, size_t len, StatePtr* holder
   std::unique_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(data, len, SabDeleter, holder);
   v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
   v8::Local<v8::Value> value = sab;
+  napi_value out;
+  std::memcpy(&out, &value, sizeof(out));
+  return out;
+}
+
+// A plain ArrayBuffer over the mapping, made the same way as the shared one.
+// napi_create_external_arraybuffer reports the whole length to V8 as
+// external memory, so mapping a large region (64 MiB) forced a full GC on
+// every acquire; a BackingStore with our deleter does not. The buffer stays
+// detachable, which release() relies on.
+void AbDeleter(void* /*data*/, size_t /*len*/, void* hint) {
+  StatePtr* holder = static_cast<StatePtr*>(hint);
+  UnmapOnce(holder->get());
+  delete holder;
+}
+
+napi_value NewExternalArrayBuffer(void* data, size_t len, StatePtr* holder) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::unique_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(data, len, AbDeleter, holder);
+  v8::Local<v8::ArrayBuffer> ab = v8::ArrayBuffer::New(isolate, std::move(store));
+  v8::Local<v8::Value> value = ab;
   napi_value out;
   std::memcpy(&out, &value, sizeof(out));
   return out;
@@ -134,15 +148,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     StatePtr state = std::make_shared<MapState>(addr, static_cast<size_t>(length));
     StatePtr* holder = new StatePtr(state);
     napi_value buf = nullptr;
-    if (shared) {
-      buf = NewExternalSharedArrayBuffer(addr, state->len, holder);
-    } else if (napi_create_external_arraybuffer(env, addr, state->len, AbFinalize, holder, &buf) != napi_ok) {
-      // The finalizer was not attached: clean up here.
-      delete holder;
-      UnmapOnce(state.get());
-      if (!env.IsExceptionPending()) Napi::Error::New(env, "cannot create an external ArrayBuffer").ThrowAsJavaScriptException();
-      return Napi::Value();
-    }
+    buf = shared ? NewExternalSharedArrayBuffer(addr, state->len, holder) : NewExternalArrayBuffer(addr, state->len, holder);
     // From here on the buffer's deleter owns the pages: an early return lets
     // the garbage collector unmap them.
     Napi::Object obj = GetData(env)->mappingCtor.New({});
