@@ -34,10 +34,23 @@ export function regionToProto(r: RegionRecord): Region {
   };
 }
 
+function granteeToProto(g: GrantRecord): Partial<Grant> {
+  switch (g.granteeKind) {
+    case 'uid':
+      return { uid: g.granteeId };
+    case 'gid':
+      return { gid: g.granteeId };
+    case 'namespace':
+      return { kubernetesNamespace: g.granteeName! };
+    case 'serviceaccount':
+      return { kubernetesServiceAccount: g.granteeName! };
+  }
+}
+
 export function grantToProto(g: GrantRecord): Grant {
   return {
     name: grantName(g.region, g.id),
-    ...(g.granteeKind === 'uid' ? { uid: g.granteeId } : { gid: g.granteeId }),
+    ...granteeToProto(g),
     mode: g.mode === 'ro' ? 'ACCESS_MODE_READ_ONLY' : 'ACCESS_MODE_READ_WRITE',
     createTime: timestamp(g.createTime),
     expireTime: g.expireTime === null ? null : timestamp(g.expireTime),
@@ -71,8 +84,8 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
     createGrant(caller, req: CreateGrantRequest__Output) {
       const region = parseRegionName(req.parent, 'parent');
       const g = req.grant;
-      if (!g || (g.grantee !== 'uid' && g.grantee !== 'gid')) {
-        throw new InvalidArgumentError('INVALID_GRANTEE', 'grant must name a uid or a gid');
+      if (!g || !g.grantee) {
+        throw new InvalidArgumentError('INVALID_GRANTEE', 'grant must name a uid, a gid, a kubernetes_namespace or a kubernetes_service_account');
       }
       const mode = g.mode === 'ACCESS_MODE_READ_ONLY' ? 'ro' : g.mode === 'ACCESS_MODE_READ_WRITE' ? 'rw' : undefined;
       if (!mode) throw new InvalidArgumentError('INVALID_MODE', 'grant.mode must be ACCESS_MODE_READ_ONLY or ACCESS_MODE_READ_WRITE');
@@ -83,7 +96,14 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       }
       const created = manager.createGrant(caller, {
         region,
-        grantee: { kind: g.grantee, id: g.grantee === 'uid' ? g.uid! : g.gid! },
+        grantee:
+          g.grantee === 'uid'
+            ? { kind: 'uid', id: g.uid! }
+            : g.grantee === 'gid'
+              ? { kind: 'gid', id: g.gid! }
+              : g.grantee === 'kubernetesNamespace'
+                ? { kind: 'namespace', id: 0, name: g.kubernetesNamespace! }
+                : { kind: 'serviceaccount', id: 0, name: g.kubernetesServiceAccount! },
         mode,
         ttlMs,
       });

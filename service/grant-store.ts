@@ -4,11 +4,16 @@ import type { Db } from './state-db';
 
 export type GrantMode = 'ro' | 'rw';
 
+export type GranteeKind = 'uid' | 'gid' | 'namespace' | 'serviceaccount';
+
 export interface GrantRecord {
   id: number;
   region: string;
-  granteeKind: 'uid' | 'gid';
+  granteeKind: GranteeKind;
+  /** uid or gid; 0 for the Kubernetes kinds. */
   granteeId: number;
+  /** Kubernetes namespace, or "namespace/serviceaccount"; null for uid and gid. */
+  granteeName: string | null;
   mode: GrantMode;
   createTime: number;
   expireTime: number | null;
@@ -18,8 +23,9 @@ export interface GrantRecord {
 interface Row {
   id: number;
   region: string;
-  grantee_kind: 'uid' | 'gid';
+  grantee_kind: GranteeKind;
   grantee_id: number;
+  grantee_name: string | null;
   mode: GrantMode;
   create_time: number;
   expire_time: number | null;
@@ -32,6 +38,7 @@ function fromRow(r: Row): GrantRecord {
     region: r.region,
     granteeKind: r.grantee_kind,
     granteeId: r.grantee_id,
+    granteeName: r.grantee_name,
     mode: r.mode,
     createTime: r.create_time,
     expireTime: r.expire_time,
@@ -45,8 +52,8 @@ export class GrantStore {
   constructor(db: Db) {
     this.stmts = {
       insert: db.prepare(
-        `INSERT INTO grants (region, grantee_kind, grantee_id, mode, create_time, expire_time, creator_uid)
-         VALUES (@region, @granteeKind, @granteeId, @mode, @createTime, @expireTime, @creatorUid)`,
+        `INSERT INTO grants (region, grantee_kind, grantee_id, grantee_name, mode, create_time, expire_time, creator_uid)
+         VALUES (@region, @granteeKind, @granteeId, @granteeName, @mode, @createTime, @expireTime, @creatorUid)`,
       ),
       get: db.prepare<[number], Row>('SELECT * FROM grants WHERE id = ?'),
       byRegion: db.prepare<[string], Row>('SELECT * FROM grants WHERE region = ? ORDER BY id'),

@@ -24,6 +24,7 @@ const grant = (kind: 'uid' | 'gid', id: number, mode: 'ro' | 'rw', expireTime: n
   region: 'r',
   granteeKind: kind,
   granteeId: id,
+  granteeName: null,
   mode,
   createTime: 0,
   expireTime,
@@ -52,6 +53,16 @@ describe('Policy', () => {
     ['unexpired grant', who(1001), [grant('uid', 1001, 'rw', 10_000)], 'ro', { allowed: true }],
     ['ro uid grant and rw gid grant: rw wins', who(1001, 500), [grant('uid', 1001, 'ro'), grant('gid', 500, 'rw')], 'rw', { allowed: true }],
   ];
+  const podGrant = (kind: 'namespace' | 'serviceaccount', name: string): GrantRecord => ({ ...grant('uid', 0, 'ro'), granteeKind: kind, granteeId: 0, granteeName: name });
+  const inPod = (ns: string, sa: string): Caller => ({ ...who(1001), pod: { namespace: ns, name: 'p-1', serviceAccount: sa } });
+  rows.push(
+    ['namespace grant, peer in that namespace', inPod('team-a', 'reader'), [podGrant('namespace', 'team-a')], 'ro', { allowed: true }],
+    ['namespace grant, peer in another namespace', inPod('team-b', 'reader'), [podGrant('namespace', 'team-a')], 'ro', { allowed: false, reason: 'NO_GRANT' }],
+    ['namespace grant, peer whose pod is unknown', who(1001), [podGrant('namespace', 'team-a')], 'ro', { allowed: false, reason: 'NO_GRANT' }],
+    ['service-account grant, matching', inPod('team-a', 'reader'), [podGrant('serviceaccount', 'team-a/reader')], 'ro', { allowed: true }],
+    ['service-account grant, same name in another namespace', inPod('team-b', 'reader'), [podGrant('serviceaccount', 'team-a/reader')], 'ro', { allowed: false, reason: 'NO_GRANT' }],
+    ['service-account grant, other account', inPod('team-a', 'writer'), [podGrant('serviceaccount', 'team-a/reader')], 'ro', { allowed: false, reason: 'NO_GRANT' }],
+  );
   for (const [name, caller, grants, mode, want] of rows) {
     it(`acquire: ${name}`, () => expect(policy.decideAcquire(caller, region, grants, mode, 1000)).toMatchObject(want as object));
   }

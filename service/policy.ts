@@ -13,6 +13,24 @@ export interface PolicyConfig {
   allowNonAdminCreate: boolean;
 }
 
+/**
+ * Whether a grant names this caller. Kubernetes grants match only a peer
+ * whose pod was resolved (from its cgroup and the API server); anybody else
+ * keeps only what its uid and gids give it.
+ */
+export function granteeMatches(g: GrantRecord, caller: Caller, gids: number[] = callerGids(caller)): boolean {
+  switch (g.granteeKind) {
+    case 'uid':
+      return g.granteeId === caller.uid;
+    case 'gid':
+      return gids.includes(g.granteeId);
+    case 'namespace':
+      return caller.pod !== undefined && caller.pod.namespace === g.granteeName;
+    case 'serviceaccount':
+      return caller.pod !== undefined && `${caller.pod.namespace}/${caller.pod.serviceAccount}` === g.granteeName;
+  }
+}
+
 export class Policy {
   constructor(private readonly config: PolicyConfig) {}
 
@@ -35,7 +53,7 @@ export class Policy {
     const gids = callerGids(caller);
     return grants
       .filter((g) => g.expireTime === null || g.expireTime > now)
-      .filter((g) => (g.granteeKind === 'uid' ? g.granteeId === caller.uid : gids.includes(g.granteeId)))
+      .filter((g) => granteeMatches(g, caller, gids))
       .sort((a, b) => (a.mode === b.mode ? a.id - b.id : a.mode === 'rw' ? -1 : 1));
   }
 

@@ -13,12 +13,12 @@ import {
   NotFoundError,
   PermissionDeniedError,
 } from './errors';
-import type { GrantMode, GrantRecord, GrantStore } from './grant-store';
+import type { GranteeKind, GrantMode, GrantRecord, GrantStore } from './grant-store';
 import type { AuditSink, QuotaCharger } from './hooks';
 import type { LeaseStore } from './lease-store';
 import { grantName, regionName } from './names';
 import { decodePageToken, encodePageToken, pageSize } from './page-token';
-import type { Policy } from './policy';
+import { granteeMatches, type Policy } from './policy';
 import type { RegionRecord, RegionStore } from './region-store';
 import type { Revoker } from './revoker';
 import { inTransaction, type Db } from './state-db';
@@ -42,9 +42,30 @@ export interface CreateRegionInput {
 
 export interface CreateGrantInput {
   region: string;
-  grantee: { kind: 'uid' | 'gid'; id: number };
+  /** uid/gid by number; namespace ("team-a") and serviceaccount ("team-a/reader") by name. */
+  grantee: { kind: GranteeKind; id: number; name?: string };
   mode: GrantMode;
   ttlMs: number;
+}
+
+// Kubernetes names: a namespace or service account is a DNS-1123 label /
+// subdomain; keep to the label form (what namespaces must be).
+const K8S_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const K8S_SA_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+function validateKubernetesGrantee(kind: 'namespace' | 'serviceaccount', name: string | undefined): string {
+  const text = name ?? '';
+  if (kind === 'namespace') {
+    if (!K8S_NAME.test(text)) {
+      throw new InvalidArgumentError('INVALID_GRANTEE', `kubernetes_namespace must be a DNS-1123 label, got ${JSON.stringify(text.slice(0, 80))}`);
+    }
+    return text;
+  }
+  const [ns, sa, extra] = text.split('/');
+  if (extra !== undefined || !ns || !sa || !K8S_NAME.test(ns) || !K8S_SA_NAME.test(sa)) {
+    throw new InvalidArgumentError('INVALID_GRANTEE', `kubernetes_service_account must look like "namespace/name", got ${JSON.stringify(text.slice(0, 80))}`);
+  }
+  return text;
 }
 
 export class RegionManager {
@@ -226,7 +247,8 @@ export class RegionManager {
         throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${resource} and is not an admin`);
       }
       const { kind, id } = input.grantee;
-      if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) {
+      const name = kind === 'uid' || kind === 'gid' ? null : validateKubernetesGrantee(kind, input.grantee.name);
+      if (name === null && (!Number.isInteger(id) || id < 0 || id > 0xfffffffe)) {
         throw new InvalidArgumentError('INVALID_GRANTEE', `grantee ${kind} must be a number 0..4294967294, got ${id}`);
       }
       if (input.mode !== 'ro' && input.mode !== 'rw') {
@@ -245,7 +267,8 @@ export class RegionManager {
         const g = this.deps.grants.insert({
           region: input.region,
           granteeKind: kind,
-          granteeId: id,
+          granteeId: name === null ? id : 0,
+          granteeName: name,
           mode: input.mode,
           createTime: now,
           expireTime: input.ttlMs > 0 ? now + input.ttlMs : null,
@@ -256,7 +279,7 @@ export class RegionManager {
           action: 'CreateGrant',
           resource: grantName(input.region, g.id),
           result: 'ALLOWED',
-          details: { grantee: `${kind}:${id}`, mode: input.mode, ttlMs: input.ttlMs },
+          details: { grantee: `${kind}:${name ?? id}`, mode: input.mode, ttlMs: input.ttlMs },
         });
         this.deps.revoker.scheduleExpiry(g.expireTime);
         return g;
@@ -278,7 +301,7 @@ export class RegionManager {
     const owners = new Map<string, boolean>();
     const visible = (g: GrantRecord): boolean => {
       if (caller.isAdmin) return true;
-      if (g.granteeKind === 'uid' ? g.granteeId === caller.uid : callerGids(caller).includes(g.granteeId)) return true;
+      if (granteeMatches(g, caller)) return true;
       let own = owners.get(g.region);
       if (own === undefined) {
         own = this.deps.regions.get(g.region)?.ownerUid === caller.uid;

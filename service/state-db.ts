@@ -53,6 +53,27 @@ const MIGRATIONS: string[] = [
   CREATE INDEX leases_by_region ON leases(region);
   CREATE INDEX leases_by_grant ON leases(grant_id);
   `,
+  // Grants to Kubernetes namespaces and service accounts (pod identity).
+  // SQLite cannot change a CHECK constraint in place: rebuild the table.
+  `
+  CREATE TABLE grants_v2 (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    region       TEXT NOT NULL REFERENCES regions(name) ON DELETE CASCADE,
+    grantee_kind TEXT NOT NULL CHECK (grantee_kind IN ('uid', 'gid', 'namespace', 'serviceaccount')),
+    grantee_id   INTEGER NOT NULL,
+    grantee_name TEXT CHECK ((grantee_kind IN ('uid', 'gid')) = (grantee_name IS NULL)),
+    mode         TEXT NOT NULL CHECK (mode IN ('ro', 'rw')),
+    create_time  INTEGER NOT NULL,
+    expire_time  INTEGER,
+    creator_uid  INTEGER NOT NULL
+  ) STRICT;
+  INSERT INTO grants_v2 (id, region, grantee_kind, grantee_id, grantee_name, mode, create_time, expire_time, creator_uid)
+    SELECT id, region, grantee_kind, grantee_id, NULL, mode, create_time, expire_time, creator_uid FROM grants;
+  DROP TABLE grants;
+  ALTER TABLE grants_v2 RENAME TO grants;
+  CREATE INDEX grants_by_region ON grants(region);
+  CREATE INDEX grants_by_expiry ON grants(expire_time) WHERE expire_time IS NOT NULL;
+  `,
 ];
 
 export function openStateDb(stateDir: string): Db {

@@ -9,7 +9,9 @@ interface GrantJson {
   name: string;
   uid?: number;
   gid?: number;
-  grantee?: 'uid' | 'gid';
+  kubernetesNamespace?: string;
+  kubernetesServiceAccount?: string;
+  grantee?: 'uid' | 'gid' | 'kubernetesNamespace' | 'kubernetesServiceAccount';
   mode: string;
   createTime: { seconds: number; nanos: number } | null;
   expireTime: { seconds: number; nanos: number } | null;
@@ -17,7 +19,16 @@ interface GrantJson {
 }
 
 function grantee(g: GrantJson): string {
-  return g.grantee === 'gid' ? `gid:${g.gid}` : `uid:${g.uid}`;
+  switch (g.grantee) {
+    case 'gid':
+      return `gid:${g.gid}`;
+    case 'kubernetesNamespace':
+      return `namespace:${g.kubernetesNamespace}`;
+    case 'kubernetesServiceAccount':
+      return `serviceaccount:${g.kubernetesServiceAccount}`;
+    default:
+      return `uid:${g.uid}`;
+  }
 }
 
 function mode(g: GrantJson): string {
@@ -36,11 +47,14 @@ export function register(program: Command, ctx: CliContext): void {
     .description('grant a uid or a gid access to a region')
     .option('--uid <uid>', 'grant to this user id')
     .option('--gid <gid>', 'grant to this group id')
+    .option('--namespace <ns>', 'grant to every pod of this Kubernetes namespace (needs pod identity)')
+    .option('--service-account <ns/name>', 'grant to pods running as this Kubernetes service account (needs pod identity)')
     .option('--mode <mode>', 'ro or rw', 'ro')
     .option('--ttl <duration>', 'expire after this long (90s, 5m, 1h, 2d)')
-    .action(async (name: string, o: { uid?: string; gid?: string; mode: string; ttl?: string }) => {
-      if ((o.uid === undefined) === (o.gid === undefined)) {
-        throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_GRANTEE', 'give exactly one of --uid and --gid');
+    .action(async (name: string, o: { uid?: string; gid?: string; namespace?: string; serviceAccount?: string; mode: string; ttl?: string }) => {
+      const given = [o.uid, o.gid, o.namespace, o.serviceAccount].filter((v) => v !== undefined).length;
+      if (given !== 1) {
+        throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_GRANTEE', 'give exactly one of --uid, --gid, --namespace and --service-account');
       }
       if (o.mode !== 'ro' && o.mode !== 'rw') {
         throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_MODE', `--mode must be ro or rw, got ${JSON.stringify(o.mode)}`);
@@ -56,7 +70,14 @@ export function register(program: Command, ctx: CliContext): void {
         if (ms < 1000) throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_TTL', '--ttl must be at least 1s');
         ttlSeconds = Math.ceil(ms / 1000);
       }
-      const who = o.uid !== undefined ? { uid: parseNonNegativeInt('--uid', o.uid) } : { gid: parseNonNegativeInt('--gid', o.gid!) };
+      const who =
+        o.uid !== undefined
+          ? { uid: parseNonNegativeInt('--uid', o.uid) }
+          : o.gid !== undefined
+            ? { gid: parseNonNegativeInt('--gid', o.gid) }
+            : o.namespace !== undefined
+              ? { kubernetesNamespace: o.namespace }
+              : { kubernetesServiceAccount: o.serviceAccount! };
       const res = await ctx.control().call<{ grant: GrantJson }>('BrokerService', 'CreateGrant', {
         parent: `regions/${name}`,
         grant: { ...who, mode: o.mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' },

@@ -165,4 +165,35 @@ describe.skipIf(!runnable)('pod identity in the audit trail (real broker, real p
     const verify = await cli(['audit', 'verify'], run);
     expect(verify.code, verify.stderr + verify.stdout).toBe(0);
   }, 60_000);
+  it('a grant to a namespace or service account admits a pod peer of another uid, and nobody else', async () => {
+    const run = path.join(dir, 'run');
+    expect((await cli(['region', 'create', 'ns-shared', '--size', '4KiB'], run)).code).toBe(0);
+    const granted = await cli(['grant', 'create', 'ns-shared', '--namespace', 'team-a', '-o', 'json'], run);
+    expect(granted.code, granted.stderr).toBe(0);
+    expect(JSON.parse(granted.stdout)).toMatchObject({ kubernetesNamespace: 'team-a', grantee: 'kubernetesNamespace' });
+    const bad = await cli(['grant', 'create', 'ns-shared', '--service-account', 'Team_A'], run);
+    expect(bad.stderr).toContain('(INVALID_GRANTEE)');
+    // uid 1001 in the pod's cgroup reads; the same uid outside any pod, or in an unknown pod, does not.
+    const asUser = (cgroup?: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+      new Promise((resolve, reject) => {
+        const inner = `${cgroup ? 'echo $$ > "$1" && ' : ''}exec setpriv --reuid=1001 --regid=1001 --clear-groups -- "${process.execPath}" "${BIN}" region read ns-shared --length 4`;
+        const child = spawn('sh', ['-c', inner, 'sh', cgroup ? path.join(cgroup, 'cgroup.procs') : ''], {
+          env: { ...process.env, SHMBROKER_RUNTIME_DIR: run },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    const podRead = await asUser(makePodCgroup(podUid, created));
+    expect(podRead.code, podRead.stderr).toBe(0);
+    const hostRead = await asUser();
+    expect(hostRead.code).toBe(1);
+    expect(hostRead.stderr).toContain('(NO_GRANT)');
+    const unknownRead = await asUser(makePodCgroup(unknownPodUid, created));
+    expect(unknownRead.stderr).toContain('(NO_GRANT)');
+  });
 });
