@@ -4,6 +4,7 @@
 // admin grants, revokes and deletes; a grantee maps with the mode granted.
 import type { Caller } from './caller';
 import { callerGids } from './caller';
+import { principalsOf, subjectMatches, type Subject } from './pod-identity/principals';
 import type { GrantMode, GrantRecord } from './grant-store';
 import type { RegionRecord } from './region-store';
 
@@ -13,22 +14,33 @@ export interface PolicyConfig {
   allowNonAdminCreate: boolean;
 }
 
-/**
- * Whether a grant names this caller. Kubernetes grants match only a peer
- * whose pod was resolved (from its cgroup and the API server); anybody else
- * keeps only what its uid and gids give it.
- */
-export function granteeMatches(g: GrantRecord, caller: Caller, gids: number[] = callerGids(caller)): boolean {
+/** The subject a grant names, in pod identity's vocabulary (service/pod-identity/principals.ts). */
+export function grantSubject(g: GrantRecord): Subject {
   switch (g.granteeKind) {
     case 'uid':
-      return g.granteeId === caller.uid;
+      return { kind: 'uid', uid: g.granteeId };
     case 'gid':
-      return gids.includes(g.granteeId);
+      return { kind: 'gid', gid: g.granteeId };
     case 'namespace':
-      return caller.pod !== undefined && caller.pod.namespace === g.granteeName;
-    case 'serviceaccount':
-      return caller.pod !== undefined && `${caller.pod.namespace}/${caller.pod.serviceAccount}` === g.granteeName;
+      return { kind: 'namespace', namespace: g.granteeName! };
+    case 'serviceaccount': {
+      const [namespace, name] = g.granteeName!.split('/') as [string, string];
+      return { kind: 'serviceAccount', namespace, name };
+    }
   }
+}
+
+/**
+ * The subjects a caller answers to: its uid and gids, and its namespace and
+ * service account only when its pod was resolved (a peer whose pod is
+ * unknown keeps only what its uid and gids give it).
+ */
+export function callerPrincipals(caller: Caller): Subject[] {
+  return principalsOf(caller, caller.pod);
+}
+
+export function granteeMatches(g: GrantRecord, principals: readonly Subject[]): boolean {
+  return subjectMatches(grantSubject(g), principals);
 }
 
 export class Policy {
@@ -50,10 +62,10 @@ export class Policy {
 
   /** The grants that give this caller access now, best (rw) first. */
   matchingGrants(caller: Caller, grants: GrantRecord[], now: number): GrantRecord[] {
-    const gids = callerGids(caller);
+    const principals = callerPrincipals(caller);
     return grants
       .filter((g) => g.expireTime === null || g.expireTime > now)
-      .filter((g) => granteeMatches(g, caller, gids))
+      .filter((g) => granteeMatches(g, principals))
       .sort((a, b) => (a.mode === b.mode ? a.id - b.id : a.mode === 'rw' ? -1 : 1));
   }
 

@@ -18,7 +18,8 @@ import type { AuditSink, QuotaCharger } from './hooks';
 import type { LeaseStore } from './lease-store';
 import { grantName, regionName } from './names';
 import { decodePageToken, encodePageToken, pageSize } from './page-token';
-import { granteeMatches, type Policy } from './policy';
+import { callerPrincipals, granteeMatches, type Policy } from './policy';
+import { parseSubject } from './pod-identity/principals';
 import type { RegionRecord, RegionStore } from './region-store';
 import type { Revoker } from './revoker';
 import { inTransaction, type Db } from './state-db';
@@ -48,22 +49,18 @@ export interface CreateGrantInput {
   ttlMs: number;
 }
 
-// Kubernetes names: a namespace or service account is a DNS-1123 label /
-// subdomain; keep to the label form (what namespaces must be).
-const K8S_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const K8S_SA_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-
+/** Checks a Kubernetes grantee name with pod identity's own grammar (DNS-1123 names). */
 function validateKubernetesGrantee(kind: 'namespace' | 'serviceaccount', name: string | undefined): string {
   const text = name ?? '';
-  if (kind === 'namespace') {
-    if (!K8S_NAME.test(text)) {
-      throw new InvalidArgumentError('INVALID_GRANTEE', `kubernetes_namespace must be a DNS-1123 label, got ${JSON.stringify(text.slice(0, 80))}`);
-    }
-    return text;
-  }
-  const [ns, sa, extra] = text.split('/');
-  if (extra !== undefined || !ns || !sa || !K8S_NAME.test(ns) || !K8S_SA_NAME.test(sa)) {
-    throw new InvalidArgumentError('INVALID_GRANTEE', `kubernetes_service_account must look like "namespace/name", got ${JSON.stringify(text.slice(0, 80))}`);
+  try {
+    parseSubject(`${kind === 'namespace' ? 'ns' : 'sa'}:${text}`);
+  } catch {
+    throw new InvalidArgumentError(
+      'INVALID_GRANTEE',
+      kind === 'namespace'
+        ? `kubernetes_namespace must be a DNS-1123 label, got ${JSON.stringify(text.slice(0, 80))}`
+        : `kubernetes_service_account must look like "namespace/name" (DNS-1123 names), got ${JSON.stringify(text.slice(0, 80))}`,
+    );
   }
   return text;
 }
@@ -299,9 +296,10 @@ export class RegionManager {
     }
     const out: GrantRecord[] = [];
     const owners = new Map<string, boolean>();
+    const principals = callerPrincipals(caller);
     const visible = (g: GrantRecord): boolean => {
       if (caller.isAdmin) return true;
-      if (granteeMatches(g, caller)) return true;
+      if (granteeMatches(g, principals)) return true;
       let own = owners.get(g.region);
       if (own === undefined) {
         own = this.deps.regions.get(g.region)?.ownerUid === caller.uid;

@@ -67,7 +67,7 @@ export function formatSubject(s: Subject): string {
 }
 
 /** Every subject the caller matches, most specific first. */
-export function principalsOf(cred: PeerCredentials, pod: PodIdentity | undefined): Subject[] {
+export function principalsOf(cred: PeerCredentials, pod: Pick<PodIdentity, 'namespace' | 'serviceAccount'> | undefined): Subject[] {
   const out: Subject[] = [];
   if (pod) {
     out.push({ kind: 'serviceAccount', namespace: pod.namespace, name: pod.serviceAccount });
