@@ -145,8 +145,18 @@ mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 mount -o rbind /proc /host/proc
 mount -o rbind /sys /host/sys
 mount -o rbind /dev /host/dev
+# The guest gets fresh tmpfs on /tmp and /run; a checkout that lives under
+# one of them (a CI clone in /tmp) is bound back in on top, read-only as the rest.
+cwd=$(arg cwd)
+rebind=""
+case "$cwd" in
+  /tmp/*|/run/*) mkdir -p /repo && mount -o bind "/host$cwd" /repo && rebind=1 ;;
+esac
 mount -t tmpfs tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run 2>/dev/null
+if [ -n "$rebind" ]; then
+  mkdir -p "/host$cwd" && mount -o bind /repo "/host$cwd" || echo "@@VM-ERROR rebind $cwd@@"
+fi
 mkdir -p /host/dev/shm && mount -t tmpfs tmpfs /host/dev/shm
 ko=$(arg insmod)
 if [ -n "$ko" ]; then
