@@ -150,30 +150,15 @@ export class Broker {
     if (lost.length > 0) log.warn({ lost }, 'regions whose memory did not survive the restart are marked LOST');
 
     const revoker = new Revoker({ backend, leases, graceMs: config.revocationGraceMs, log });
+    const core = { db, regions, grants, leases, backend, policy, audit, revoker, log };
     const manager = new RegionManager({
-      db,
-      regions,
-      grants,
-      leases,
-      backend,
-      policy,
+      ...core,
       quotas,
-      audit,
-      revoker,
       limits: { minBytes: config.regionSize.min, maxBytes: config.regionSize.max, maxGrantsPerRegion: config.maxGrantsPerRegion },
-      log,
     });
     const dataPlane = new DataPlane({
-      db,
-      regions,
-      grants,
-      leases,
-      backend,
-      policy,
-      audit,
-      revoker,
+      ...core,
       limits: config.dataPlane,
-      log,
       identify,
       observe: (type, seconds) => metrics.observeDataPlane(type, seconds),
     });

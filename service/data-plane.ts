@@ -9,18 +9,13 @@ import { dataReplyCodec, dataRequestCodec, MAX_DATA_PACKET_BYTES } from '../prot
 import type { DataReply } from '../proto/generated/shmbroker/v1/DataReply';
 import type { DataRequest__Output } from '../proto/generated/shmbroker/v1/DataRequest';
 import type { AccessMode__Output } from '../proto/generated/shmbroker/v1/AccessMode';
-import type { Backend } from './backend';
 import type { Caller } from './caller';
 import { BrokerError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError } from './errors';
-import type { GrantMode, GrantStore } from './grant-store';
-import type { AuditSink } from './hooks';
-import type { LeaseRecord, LeaseStore } from './lease-store';
-import type { Logger } from './logger';
+import type { GrantMode } from './grant-store';
+import type { LeaseRecord } from './lease-store';
 import { grantName, regionName, validateRegionId } from './names';
-import type { Policy } from './policy';
-import type { RegionStore } from './region-store';
-import type { LeaseNotifier, RevocationReason, Revoker } from './revoker';
-import type { Db } from './state-db';
+import type { LeaseNotifier, RevocationReason } from './revoker';
+import type { BrokerCore } from './core';
 import { processGone, processIdentity, type ProcessIdentity } from './process-liveness';
 
 export interface DataPlaneLimits {
@@ -63,17 +58,8 @@ export class DataPlane implements LeaseNotifier {
   private readonly fastTxn: (fn: () => void) => void;
 
   constructor(
-    private readonly deps: {
-      db: Db;
-      regions: RegionStore;
-      grants: GrantStore;
-      leases: LeaseStore;
-      backend: Backend;
-      policy: Policy;
-      audit: AuditSink;
-      revoker: Revoker;
+    private readonly deps: BrokerCore & {
       limits: DataPlaneLimits;
-      log: Logger;
       identify: (cred: native.PeerCred) => Caller;
       observe?: (type: string, seconds: number, result: string, reason: string) => void;
     },

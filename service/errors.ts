@@ -25,6 +25,13 @@ export const Code = {
 } as const;
 export type CodeValue = (typeof Code)[keyof typeof Code];
 
+const CODE_NAMES = new Map<number, string>(Object.entries(Code).map(([name, value]) => [value, name]));
+
+/** 'PERMISSION_DENIED' for 7; 'CODE_n' for a number outside google.rpc.Code. */
+export function codeName(code: number): string {
+  return CODE_NAMES.get(code) ?? `CODE_${code}`;
+}
+
 export abstract class BrokerError extends Error {
   abstract readonly code: CodeValue;
   readonly reason: string;

@@ -12,15 +12,10 @@ import type { AddressInfo } from 'node:net';
 import * as fs from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseHostPort } from './config';
-import { Code } from './errors';
+import { codeName } from './errors';
 import type { QuotaInfo } from './quota-store';
 
-const CODE_NAMES = new Map<number, string>(Object.entries(Code).map(([name, value]) => [value, name]));
-
-/** "OK", "NOT_FOUND", ... for a numeric gRPC status code. */
-export function codeName(code: number): string {
-  return CODE_NAMES.get(code) ?? `CODE_${code}`;
-}
+export { codeName };
 
 export interface RegionStat {
   backend: string;

@@ -15,17 +15,12 @@
 // is expected to.
 import type { Database } from 'better-sqlite3';
 import { auditedTransaction, type AuditTrail } from './audit-trail';
+import type { Caller } from './caller';
 import { InvalidArgumentError, PermissionDeniedError } from './errors';
 import { parseSubjectName, subjectName, type QuotaInfo, type QuotaLimits, type QuotaStore, type Subject } from './quota-store';
 
-export interface RpcCaller {
-  pid: number;
-  uid: number;
-  gid: number;
-  groups: number[];
-  isAdmin: boolean;
-  pod?: { namespace: string; name: string; serviceAccount: string };
-}
+/** The caller as the control server hands it to every handler. */
+export type RpcCaller = Caller;
 
 export interface QuotaJson {
   name: string;

@@ -2,7 +2,6 @@
 // handlers and the expiry timer. Each change commits in one transaction with
 // its quota charge and its audit event; a refusal is audited too. Revoking
 // what clients have mapped happens after the commit, through the Revoker.
-import type { Backend } from './backend';
 import type { Caller } from './caller';
 import { callerGids } from './caller';
 import {
@@ -13,17 +12,15 @@ import {
   NotFoundError,
   PermissionDeniedError,
 } from './errors';
-import type { GranteeKind, GrantMode, GrantRecord, GrantStore } from './grant-store';
-import type { AuditSink, QuotaCharger } from './hooks';
-import type { LeaseStore } from './lease-store';
+import type { GranteeKind, GrantMode, GrantRecord } from './grant-store';
+import type { QuotaCharger } from './hooks';
 import { grantName, regionName } from './names';
 import { decodePageToken, encodePageToken, pageSize } from './page-token';
-import { callerPrincipals, granteeMatches, type Policy } from './policy';
+import { callerPrincipals, granteeMatches } from './policy';
 import { parseSubject } from './pod-identity/principals';
-import type { RegionRecord, RegionStore } from './region-store';
-import type { Revoker } from './revoker';
-import { inTransaction, type Db } from './state-db';
-import type { Logger } from './logger';
+import type { RegionRecord } from './region-store';
+import { inTransaction } from './state-db';
+import type { BrokerCore } from './core';
 
 export const PAGE_BYTES = 4096;
 export const HUGEPAGE_BYTES = 2 * 1024 * 1024;
@@ -67,18 +64,9 @@ function validateKubernetesGrantee(kind: 'namespace' | 'serviceaccount', name: s
 
 export class RegionManager {
   constructor(
-    private readonly deps: {
-      db: Db;
-      regions: RegionStore;
-      grants: GrantStore;
-      leases: LeaseStore;
-      backend: Backend;
-      policy: Policy;
+    private readonly deps: BrokerCore & {
       quotas: QuotaCharger;
-      audit: AuditSink;
-      revoker: Revoker;
       limits: RegionLimits;
-      log: Logger;
       now?: () => number;
     },
   ) {}

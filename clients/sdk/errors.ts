@@ -1,3 +1,6 @@
+// Canonical code names come from the one table the broker uses too.
+import { codeName } from '../../service/errors';
+
 // Errors the SDK raises: one class per condition, each with a stable `code`
 // (the canonical status name) and the broker's machine-readable `reason`.
 export class ShmbrokerError extends Error {
@@ -22,28 +25,7 @@ export class UnavailableError extends ShmbrokerError {}
 export class ProtocolError extends ShmbrokerError {}
 export class RevokedError extends ShmbrokerError {}
 
-const CODE_NAMES: Record<number, string> = {
-  1: 'CANCELLED',
-  2: 'UNKNOWN',
-  3: 'INVALID_ARGUMENT',
-  4: 'DEADLINE_EXCEEDED',
-  5: 'NOT_FOUND',
-  6: 'ALREADY_EXISTS',
-  7: 'PERMISSION_DENIED',
-  8: 'RESOURCE_EXHAUSTED',
-  9: 'FAILED_PRECONDITION',
-  10: 'ABORTED',
-  11: 'OUT_OF_RANGE',
-  12: 'UNIMPLEMENTED',
-  13: 'INTERNAL',
-  14: 'UNAVAILABLE',
-  15: 'DATA_LOSS',
-  16: 'UNAUTHENTICATED',
-};
-
-export function codeName(code: number): string {
-  return CODE_NAMES[code] ?? `CODE_${code}`;
-}
+export { codeName };
 
 /** Builds the typed error for a broker status (data-plane ErrorReply or gRPC status). */
 export function errorFromStatus(code: number, reason: string, message: string): ShmbrokerError {

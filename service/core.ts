@@ -1,0 +1,24 @@
+// What the control plane (RegionManager) and the data plane (DataPlane)
+// both work on: the state, the backend, the policy, the audit trail and the
+// revoker. Built once by Broker.start.
+import type { Backend } from './backend';
+import type { GrantStore } from './grant-store';
+import type { AuditSink } from './hooks';
+import type { LeaseStore } from './lease-store';
+import type { Logger } from './logger';
+import type { Policy } from './policy';
+import type { RegionStore } from './region-store';
+import type { Revoker } from './revoker';
+import type { Db } from './state-db';
+
+export interface BrokerCore {
+  db: Db;
+  regions: RegionStore;
+  grants: GrantStore;
+  leases: LeaseStore;
+  backend: Backend;
+  policy: Policy;
+  audit: AuditSink;
+  revoker: Revoker;
+  log: Logger;
+}
