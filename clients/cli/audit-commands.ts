@@ -6,24 +6,15 @@ import { toError } from '../sdk/control-client';
 import { FailedPreconditionError, InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { table, type CliContext } from './context';
+import type { AuditEvent__Output } from '../../proto/generated/shmbroker/v1/AuditEvent';
 
 interface TimestampJson {
   seconds: number;
   nanos: number;
 }
 
-interface AuditEventJson {
-  seq: number;
-  time: TimestampJson | null;
-  actor: { pid: number; uid: number; gid: number; pod: { namespace: string; name: string; serviceAccount: string } | null } | null;
-  action: string;
-  resource: string;
-  result: string;
-  reason: string;
-  detailsJson: string;
-  prevHash: string;
-  hash: string;
-}
+// The shape the control client returns (proto-loader output types, generated at build).
+type AuditEventJson = AuditEvent__Output;
 
 /** The event as printed with -o json and exported: the same shape as the broker's audit records. */
 function eventOut(e: AuditEventJson) {

@@ -4,19 +4,10 @@ import { parseDuration } from '../../service/config';
 import { InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { formatTime, table, type CliContext } from './context';
+import type { Grant__Output } from '../../proto/generated/shmbroker/v1/Grant';
 
-interface GrantJson {
-  name: string;
-  uid?: number;
-  gid?: number;
-  kubernetesNamespace?: string;
-  kubernetesServiceAccount?: string;
-  grantee?: 'uid' | 'gid' | 'kubernetesNamespace' | 'kubernetesServiceAccount';
-  mode: string;
-  createTime: { seconds: number; nanos: number } | null;
-  expireTime: { seconds: number; nanos: number } | null;
-  creatorUid: number;
-}
+// The shape the control client returns (proto-loader output types, generated at build).
+type GrantJson = Grant__Output;
 
 function grantee(g: GrantJson): string {
   switch (g.grantee) {

@@ -6,18 +6,10 @@ import { InvalidArgumentError } from '../sdk/errors';
 import { formatBytes, formatTime, table, type CliContext } from './context';
 import { readStdin, writeStdout } from './stdio';
 import { parseNonNegativeInt } from './args';
+import type { Region__Output } from '../../proto/generated/shmbroker/v1/Region';
 
-interface RegionJson {
-  name: string;
-  sizeBytes: number;
-  ownerUid: number;
-  ownerGid: number;
-  backend: string;
-  hugepages: boolean;
-  numaNode: number;
-  createTime: { seconds: number; nanos: number } | null;
-  state: string;
-}
+// The shape the control client returns (proto-loader output types, generated at build).
+type RegionJson = Region__Output;
 
 function regionRows(regions: RegionJson[]): string {
   return table(
