@@ -18,6 +18,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { createTap, run } = require('./guest-lib');
 
 const REPO = path.resolve(__dirname, '..', '..');
 const BIN = path.join(REPO, 'bin', 'shmbroker');
@@ -28,30 +29,8 @@ const stateDir = path.join(work, 'state');
 const U1 = { uid: 1001, gid: 1001 };
 const U2 = { uid: 1002, gid: 1002 };
 
-let passed = 0;
-let failed = 0;
-let n = 0;
-function ok(cond, name, detail) {
-  n++;
-  if (cond) passed++;
-  else failed++;
-  console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${name}${!cond && detail ? ` # ${String(detail).split('\n').join(' | ').slice(0, 600)}` : ''}`);
-  return cond;
-}
+const { ok, finish } = createTap();
 
-function run(argv, o = {}) {
-  return new Promise((resolve) => {
-    if (o.uid !== undefined) argv = ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid}`, '--clear-groups', '--', ...argv];
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out = [];
-    let err = '';
-    child.stdout.on('data', (d) => out.push(d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(out), stderr: err }));
-    child.stdin.on('error', () => {});
-    child.stdin.end(o.input || '');
-  });
-}
 const cli = (args, o) => run([process.execPath, BIN, '--runtime-dir', runtimeDir, ...args], o);
 async function json(args, o) {
   const r = await cli([...args, '-o', 'json'], o);
@@ -284,8 +263,7 @@ async function main() {
   await new Promise((res) => broker.once('exit', res));
   const regionsLeft = fs.readdirSync('/sys/module/shmbroker').length >= 0 ? Number((fs.readFileSync('/sys/module/shmbroker/refcnt', 'utf8') || '0').trim()) : 0;
   console.log(`# figures: broker start ${startMs.toFixed(0)} ms, restart after kill -9 ${restartMs.toFixed(0)} ms (both under TCG emulation), revocation notice-to-kernel-revoke ${lat ? lat[1] : '?'} ms (grace 1000 ms, SDK released early; the raw client held it to the grace end), module refcnt after cleanup ${regionsLeft}`);
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed === 0 ? 0 : 1);
+  finish();
 }
 
 main().catch((err) => {

@@ -8,6 +8,7 @@ const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { createTap, run } = require('./guest-lib');
 
 const REPO = path.resolve(__dirname, '..', '..');
 const BIN = path.join(REPO, 'bin', 'shmbroker');
@@ -21,30 +22,8 @@ const FUZZ_CALLS = Number(process.env.SHMBROKER_KMOD_FUZZ_CALLS || 100000);
 const DP_CASES = Number(process.env.SHMBROKER_VM_DP_FUZZ_CASES || 1000);
 const KILLS = Number(process.env.SHMBROKER_VM_KILLS || 3);
 
-let passed = 0;
-let failed = 0;
-let n = 0;
-function ok(cond, name, detail) {
-  n++;
-  if (cond) passed++;
-  else failed++;
-  console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${name}${detail !== undefined ? ` # ${String(typeof detail === 'string' ? detail : JSON.stringify(detail)).split('\n').join(' | ').slice(0, 1500)}` : ''}`);
-  return cond;
-}
+const { ok, finish } = createTap({ detailAlways: true });
 
-function run(argv, o = {}) {
-  return new Promise((resolve) => {
-    if (o.uid !== undefined) argv = ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid ?? o.uid}`, '--clear-groups', '--', ...argv];
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out = [];
-    let err = '';
-    child.stdout.on('data', (d) => out.push(d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(out), stderr: err }));
-    child.stdin.on('error', () => {});
-    child.stdin.end(o.input || '');
-  });
-}
 const cli = (args, o) => run([process.execPath, BIN, '--runtime-dir', runtimeDir, ...args], o);
 function cc(src, extra = []) {
   const out = path.join(work, path.basename(src, '.c'));
@@ -231,6 +210,5 @@ function child(script, args, who) {
     device.close();
     fs.rmSync(work, { recursive: true, force: true });
   }
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed === 0 ? 0 : 1);
+  finish();
 })();
