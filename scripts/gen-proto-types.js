@@ -2,7 +2,7 @@
 // Generates TypeScript types for every proto file under proto/shmbroker with
 // @grpc/proto-loader's generator (pinned in package.json), using the same
 // loader options the broker and the SDK load the protos with at run time
-// (service/proto-options.ts). Output: proto/generated/ (not committed).
+// (proto/load.ts). Output: proto/generated/ (not committed).
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');

@@ -6,29 +6,29 @@ import * as path from 'node:path';
 import type * as native from '../native';
 import { loadShmbrokerGrpc } from '../proto/load';
 import type { GetStatusResponse } from '../proto/generated/shmbroker/v1/GetStatusResponse';
-import { AuditTrail, loadOrCreateAuditKey, startAuditRetention } from './audit-trail';
-import { auditServiceHandlers } from './audit-rpc';
-import { quotaServiceHandlers } from './quota-rpc';
-import type { Backend, BackendKind } from './backend';
-import { brokerServiceHandlers } from './broker-service';
-import type { Caller } from './caller';
+import { AuditTrail, loadOrCreateAuditKey, startAuditRetention } from './audit/audit-trail';
+import { auditServiceHandlers } from './rpc/audit-rpc';
+import { quotaServiceHandlers } from './rpc/quota-rpc';
+import type { Backend, BackendKind } from './backends/backend';
+import { brokerServiceHandlers } from './rpc/broker-service';
+import type { Caller } from './identity/caller';
 import type { BrokerConfig } from './config';
-import { ControlServer } from './control-server';
-import { DataPlane } from './data-plane';
+import { ControlServer } from './rpc/control-server';
+import { DataPlane } from './dataplane/data-plane';
 import { FailedPreconditionError } from './errors';
-import { GrantStore } from './grant-store';
-import { KMOD_DEVICE, KmodBackend } from './kmod-backend';
+import { GrantStore } from './store/grant-store';
+import { KMOD_DEVICE, KmodBackend } from './backends/kmod-backend';
 import { BrokerMetrics } from './metrics';
-import { LeaseStore } from './lease-store';
+import { LeaseStore } from './leases/lease-store';
 import type { Logger } from './logger';
-import { MemfdBackend } from './memfd-backend';
-import { Policy } from './policy';
-import { QuotaStore } from './quota-store';
-import { RegionManager } from './region-manager';
-import { RegionStore } from './region-store';
-import { Revoker } from './revoker';
+import { MemfdBackend } from './backends/memfd-backend';
+import { Policy } from './regions/policy';
+import { QuotaStore } from './store/quota-store';
+import { RegionManager } from './regions/region-manager';
+import { RegionStore } from './store/region-store';
+import { Revoker } from './leases/revoker';
 import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
-import { inTransaction, openStateDb, type Db } from './state-db';
+import { inTransaction, openStateDb, type Db } from './store/state-db';
 
 export const VERSION = '0.1.0';
 
@@ -39,7 +39,7 @@ export interface BrokerOptions {
   config: BrokerConfig;
   log: Logger;
   /**
-   * Kubernetes pod of a peer, from its pid (service/pod-identity: resolvePeerSync).
+   * Kubernetes pod of a peer, from its pid (service/identity/pods: resolvePeerSync).
    * Called once per accepted connection; undefined = uid/gid identity only.
    */
   resolvePod?: (pid: number) => Caller['pod'] | undefined;

@@ -27,8 +27,8 @@
 // before applying anything, so a bad file is never half-applied.
 import * as fs from 'node:fs';
 import * as YAML from 'yaml';
-import type { QuotaLimits } from './quota-store';
-import type { PodIdentityConfig } from './pod-identity';
+import type { QuotaLimits } from './store/quota-store';
+import type { PodIdentityConfig } from './identity/pods';
 
 export interface BrokerConfig {
   adminUids: number[];
@@ -41,7 +41,7 @@ export interface BrokerConfig {
   metricsAddr?: string;
   auditRetentionDays?: number;
   dataPlane: { maxConnectionsPerUid: number; maxRequestsPerSecondPerUid: number };
-  /** Kubernetes pod identity (service/pod-identity): on in a pod ('auto'), or forced on/off. */
+  /** Kubernetes pod identity (service/identity/pods): on in a pod ('auto'), or forced on/off. */
   podIdentity?: PodIdentityConfig;
 }
 

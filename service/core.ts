@@ -1,15 +1,15 @@
 // What the control plane (RegionManager) and the data plane (DataPlane)
 // both work on: the state, the backend, the policy, the audit trail and the
 // revoker. Built once by Broker.start.
-import type { Backend } from './backend';
-import type { GrantStore } from './grant-store';
+import type { Backend } from './backends/backend';
+import type { GrantStore } from './store/grant-store';
 import type { AuditSink } from './hooks';
-import type { LeaseStore } from './lease-store';
+import type { LeaseStore } from './leases/lease-store';
 import type { Logger } from './logger';
-import type { Policy } from './policy';
-import type { RegionStore } from './region-store';
-import type { Revoker } from './revoker';
-import type { Db } from './state-db';
+import type { Policy } from './regions/policy';
+import type { RegionStore } from './store/region-store';
+import type { Revoker } from './leases/revoker';
+import type { Db } from './store/state-db';
 
 export interface BrokerCore {
   db: Db;

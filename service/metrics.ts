@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseHostPort } from './config';
 import { codeName } from './errors';
-import type { QuotaInfo } from './quota-store';
+import type { QuotaInfo } from './store/quota-store';
 
 export { codeName };
 
@@ -191,19 +191,6 @@ export class BrokerMetrics {
   /** Records one control-plane RPC. `code` is the status name ('OK', 'RESOURCE_EXHAUSTED', ...). */
   observeRpc(method: string, code: string, seconds: number): void {
     this.rpcDuration.observe({ method, code }, seconds);
-  }
-
-  /** Times `fn` (sync or async) as an RPC; the code is 'OK' or codeOf(error). */
-  async timeRpc<T>(method: string, fn: () => T | Promise<T>, codeOf: (err: unknown) => string = () => 'UNKNOWN'): Promise<T> {
-    const end = process.hrtime.bigint();
-    try {
-      const v = await fn();
-      this.observeRpc(method, 'OK', Number(process.hrtime.bigint() - end) / 1e9);
-      return v;
-    } catch (err) {
-      this.observeRpc(method, codeOf(err), Number(process.hrtime.bigint() - end) / 1e9);
-      throw err;
-    }
   }
 
   /** Records one data-plane request (type 'acquire' | 'release' | 'offer' | 'invalid'). */

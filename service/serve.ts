@@ -4,10 +4,10 @@
 import * as path from 'node:path';
 import * as os from 'node:os';
 import { Broker } from './broker';
-import type { BackendKind } from './backend';
+import type { BackendKind } from './backends/backend';
 import { loadConfig } from './config';
 import { createLogger } from './logger';
-import { startPodIdentity } from './pod-identity';
+import { startPodIdentity } from './identity/pods';
 
 export interface ServeOptions {
   runtimeDir?: string;
@@ -30,7 +30,7 @@ export async function serve(options: ServeOptions, runtimeDir: string): Promise<
   }
   const config = loadConfig(options.config);
   const log = createLogger();
-  // Pod identity: on in a Kubernetes pod, off elsewhere (service/pod-identity).
+  // Pod identity: on in a Kubernetes pod, off elsewhere (service/identity/pods).
   const podIdentity = await startPodIdentity(config.podIdentity, (level, msg, fields) => log[level](fields ?? {}, msg));
   const broker = await Broker.start({
     runtimeDir,

@@ -23,7 +23,6 @@ export class ResourceExhaustedError extends ShmbrokerError {}
 export class FailedPreconditionError extends ShmbrokerError {}
 export class UnavailableError extends ShmbrokerError {}
 export class ProtocolError extends ShmbrokerError {}
-export class RevokedError extends ShmbrokerError {}
 
 export { codeName };
 

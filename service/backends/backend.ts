@@ -1,0 +1,56 @@
+// Where region memory lives. The broker talks to one backend, chosen at
+// start (--backend auto|kmod|memfd); both implement this interface, and
+// each states plainly what it can and cannot promise.
+import type { GrantMode } from '../store/grant-store';
+import type { RegionRecord } from '../store/region-store';
+
+export type BackendKind = 'memfd' | 'kmod';
+
+export interface BackendGuarantees {
+  /** A revoked client loses its existing mapping (not only new acquires). */
+  revocationEnforced: boolean;
+  /** Region memory survives a broker crash or restart without help from clients. */
+  restartSurvival: boolean;
+  /** A read-only grantee cannot get write access by any means. */
+  readOnlyEnforced: boolean;
+  /** Plain-language limits, shown by `shmbroker status`. */
+  limitations: string[];
+}
+
+export interface CreateOptions {
+  hugepages: boolean;
+  /** -1 for no preference. */
+  numaNode: number;
+}
+
+export interface OpenedRegion {
+  /** A new fd for the client; the caller closes it once sent. */
+  fd: number;
+  /** Kernel grant id (kmod), to revoke later. */
+  kernelGrantId?: string;
+}
+
+export interface Backend {
+  readonly kind: BackendKind;
+  readonly guarantees: BackendGuarantees;
+  /** Allocates a region; returns the identity to record (RegionRecord.backendRef). */
+  create(name: string, sizeBytes: number, options: CreateOptions): string;
+  /**
+   * After a (re)start: takes over the regions the database knows. Returns the
+   * names whose memory is gone. Backend memory the database does not know is
+   * released.
+   */
+  adopt(regions: RegionRecord[]): { lost: string[]; adopted: string[] };
+  /** Opens a new fd on the region for a client, read-only or read-write. */
+  open(region: RegionRecord, mode: GrantMode): OpenedRegion;
+  /** Cuts off one client's fd and mappings (kmod); a no-op where impossible. */
+  revoke(kernelGrantId: string): void;
+  /** Releases the region's memory. Idempotent. */
+  destroy(region: RegionRecord): void;
+  /**
+   * A client offers back an fd it held across a broker restart. Returns true
+   * when the fd is this region's memory and the region is adopted again.
+   */
+  offer(region: RegionRecord, fd: number): boolean;
+  close(): void;
+}

@@ -1,0 +1,111 @@
+// The kernel backend: regions live in shmbroker.ko (/dev/shmbroker). The
+// kernel enforces read-only on the grant's own inode, revokes mappings for
+// real, charges pages to the creator's memory cgroup, and keeps regions
+// when the broker dies, so a restarted broker re-adopts them.
+import * as native from '../../native';
+import type { Backend, BackendGuarantees, CreateOptions, OpenedRegion } from './backend';
+import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '../errors';
+import type { GrantMode } from '../store/grant-store';
+import type { Logger } from '../logger';
+import type { RegionRecord } from '../store/region-store';
+
+export const KMOD_DEVICE = '/dev/shmbroker';
+
+export class KmodBackend implements Backend {
+  readonly kind = 'kmod' as const;
+  readonly guarantees: BackendGuarantees = {
+    revocationEnforced: true,
+    restartSurvival: true,
+    readOnlyEnforced: true,
+    limitations: ['regions do not survive a reboot or an unload of the kernel module'],
+  };
+
+  private readonly device: native.KmodDevice;
+
+  constructor(
+    private readonly log: Logger,
+    devicePath = KMOD_DEVICE,
+  ) {
+    this.device = native.KmodDevice.open(devicePath);
+  }
+
+  create(_name: string, sizeBytes: number, options: CreateOptions): string {
+    try {
+      const id = this.device.create(sizeBytes, {
+        hugepage: options.hugepages,
+        ...(options.numaNode >= 0 ? { numaNode: options.numaNode } : {}),
+      });
+      return id.toString();
+    } catch (err) {
+      const e = err as native.NativeError;
+      if (e.code === 'ENOMEM' || e.code === 'ENOSPC' || e.code === 'EMFILE') {
+        throw new ResourceExhaustedError('BACKEND_EXHAUSTED', `the kernel could not allocate ${sizeBytes} bytes${options.hugepages ? ' of huge pages' : ''}: ${e.message}`);
+      }
+      if (e.code === 'EINVAL' || e.code === 'E2BIG' || e.code === 'EFBIG') {
+        throw new InvalidArgumentError('BACKEND_REFUSED', `the kernel module refused the region: ${e.message}`);
+      }
+      if (e.code === 'ENODEV' || e.code === 'EOPNOTSUPP') {
+        throw new FailedPreconditionError('BACKEND_REFUSED', `the kernel module cannot do this here: ${e.message}`);
+      }
+      throw err;
+    }
+  }
+
+  adopt(regions: RegionRecord[]): { lost: string[]; adopted: string[] } {
+    const live = new Set(this.device.list().map((id) => id.toString()));
+    const lost: string[] = [];
+    const adopted: string[] = [];
+    const known = new Set<string>();
+    for (const r of regions) {
+      known.add(r.backendRef);
+      (live.has(r.backendRef) ? adopted : lost).push(r.name);
+    }
+    // A kernel region without a row was created by a broker that died before
+    // committing it (or deleted by one that died during the grace period).
+    for (const id of live) {
+      if (known.has(id)) continue;
+      this.log.warn({ kernelRegion: id }, 'destroying a kernel region the database does not know');
+      this.device.destroy(BigInt(id));
+    }
+    return { lost, adopted };
+  }
+
+  open(region: RegionRecord, mode: GrantMode): OpenedRegion {
+    try {
+      const { fd, grantId } = this.device.openGrant(BigInt(region.backendRef), { readOnly: mode === 'ro', cloexec: true });
+      return { fd, kernelGrantId: grantId.toString() };
+    } catch (err) {
+      const e = err as native.NativeError;
+      if (e.code === 'ENOENT') throw new FailedPreconditionError('REGION_LOST', `region ${region.name} is gone from the kernel`);
+      if (e.code === 'ENOSPC' || e.code === 'EMFILE' || e.code === 'ENFILE') {
+        throw new ResourceExhaustedError('BACKEND_EXHAUSTED', `cannot open another grant on ${region.name}: ${e.message}`);
+      }
+      throw err;
+    }
+  }
+
+  revoke(kernelGrantId: string): void {
+    try {
+      this.device.revoke(BigInt(kernelGrantId));
+    } catch (err) {
+      if ((err as native.NativeError).code !== 'ENOENT') throw err;
+    }
+  }
+
+  destroy(region: RegionRecord): void {
+    try {
+      this.device.destroy(BigInt(region.backendRef));
+    } catch (err) {
+      if ((err as native.NativeError).code !== 'ENOENT') throw err;
+    }
+  }
+
+  offer(): boolean {
+    // Kernel regions survive by themselves; there is nothing to re-adopt.
+    return false;
+  }
+
+  close(): void {
+    this.device.close();
+  }
+}

@@ -1,0 +1,441 @@
+// The data plane: RUNTIME_DIR/data.sock, SOCK_SEQPACKET. One DataRequest per
+// packet in, one DataReply per packet out, the region fd attached by
+// SCM_RIGHTS. The peer is who SO_PEERCRED says it is, checked against the
+// grants on every request. Anything malformed closes that connection only,
+// is audited, and leaves nothing behind (received fds are closed).
+import * as fs from 'node:fs';
+import * as native from '../../native';
+import { dataReplyCodec, dataRequestCodec, MAX_DATA_PACKET_BYTES } from '../../proto/load';
+import type { DataReply } from '../../proto/generated/shmbroker/v1/DataReply';
+import type { DataRequest__Output } from '../../proto/generated/shmbroker/v1/DataRequest';
+import type { AccessMode__Output } from '../../proto/generated/shmbroker/v1/AccessMode';
+import type { Caller } from '../identity/caller';
+import { BrokerError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError } from '../errors';
+import type { GrantMode } from '../store/grant-store';
+import type { LeaseRecord } from '../leases/lease-store';
+import { grantName, regionName, validateRegionId } from '../regions/names';
+import type { LeaseNotifier, RevocationReason } from '../leases/revoker';
+import type { BrokerCore } from '../core';
+import { processGone, processIdentity, type ProcessIdentity } from '../leases/process-liveness';
+
+export interface DataPlaneLimits {
+  maxConnectionsPerUid: number;
+  maxRequestsPerSecondPerUid: number;
+}
+
+interface Connection {
+  id: number;
+  sock: native.SeqpacketSocket;
+  caller: Caller;
+  process: ProcessIdentity;
+  leases: Set<number>;
+  closed: boolean;
+}
+
+interface RateBucket {
+  tokens: number;
+  last: number;
+}
+
+function toMode(mode: AccessMode__Output | string | undefined): GrantMode | undefined {
+  if (mode === 'ACCESS_MODE_READ_ONLY') return 'ro';
+  if (mode === 'ACCESS_MODE_READ_WRITE') return 'rw';
+  return undefined;
+}
+
+const MODE_NAME = { ro: 'ACCESS_MODE_READ_ONLY', rw: 'ACCESS_MODE_READ_WRITE' } as const;
+
+/** Replies the broker queues for one connection (beyond the kernel's socket buffer) before it drops the peer. */
+const MAX_QUEUED_REPLIES = 64;
+
+export class DataPlane implements LeaseNotifier {
+  private server: native.SeqpacketServer | undefined;
+  private readonly connections = new Map<number, Connection>();
+  private readonly leaseOwner = new Map<number, Connection>();
+  private readonly perUid = new Map<number, number>();
+  private readonly buckets = new Map<number, RateBucket>();
+  private nextConnId = 1;
+  private readonly fastTxn: (fn: () => void) => void;
+
+  constructor(
+    private readonly deps: BrokerCore & {
+      limits: DataPlaneLimits;
+      identify: (cred: native.PeerCred) => Caller;
+      observe?: (type: string, seconds: number, result: string, reason: string) => void;
+    },
+  ) {
+    // Data-plane records (leases, acquire/release events) commit with
+    // synchronous=NORMAL: in WAL mode that survives a crash of the broker
+    // (kill -9), only not a power cut, and it keeps an fsync off the acquire
+    // path. The next control-plane commit (synchronous=FULL) syncs them too.
+    const db = deps.db;
+    const normal = db.prepare('PRAGMA synchronous = NORMAL');
+    const full = db.prepare('PRAGMA synchronous = FULL');
+    // One transaction wrapper, built once: building it per call showed in profiles.
+    const txn = db.transaction((fn: () => void) => fn());
+    this.fastTxn = (fn) => {
+      normal.run();
+      try {
+        txn.immediate(fn);
+      } finally {
+        full.run();
+      }
+    };
+  }
+
+  listen(path: string): void {
+    // Any local uid may connect (who it is decides what it gets): the socket
+    // is born 0666 under a temporary umask, so no client ever sees it closed.
+    const oldMask = process.umask(0o111);
+    try {
+      this.server = native.SeqpacketServer.listen(path, { backlog: 512, maxPacket: MAX_DATA_PACKET_BYTES + 1, maxFds: 4 });
+    } finally {
+      process.umask(oldMask);
+    }
+    fs.chmodSync(path, 0o666);
+    this.server.on('connection', (sock) => this.accept(sock));
+    this.server.on('error', (err) => this.deps.log.warn({ err: err.message, code: err.code }, 'data plane accept failed'));
+  }
+
+  connectionCount(): number {
+    return this.connections.size;
+  }
+
+  close(): void {
+    for (const t of this.pendingChecks) clearTimeout(t);
+    this.pendingChecks.clear();
+    this.server?.close();
+    this.server = undefined;
+    for (const c of [...this.connections.values()]) this.drop(c);
+  }
+
+  private accept(sock: native.SeqpacketSocket): void {
+    let caller: Caller;
+    try {
+      caller = this.deps.identify(sock.peerCred());
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'data plane peer has no credentials');
+      sock.close();
+      return;
+    }
+    const count = this.perUid.get(caller.uid) ?? 0;
+    if (count >= this.deps.limits.maxConnectionsPerUid) {
+      this.audit(caller, 'DataPlaneConnect', 'data.sock', 'DENIED', 'TOO_MANY_CONNECTIONS', { limit: this.deps.limits.maxConnectionsPerUid });
+      sock.close();
+      return;
+    }
+    this.perUid.set(caller.uid, count + 1);
+    const conn: Connection = { id: this.nextConnId++, sock, caller, process: processIdentity(caller.pid), leases: new Set(), closed: false };
+    this.connections.set(conn.id, conn);
+    sock.on('message', (data: Buffer, fds: number[]) => this.onPacket(conn, data, fds));
+    sock.on('error', (err: native.NativeError) => {
+      const reason = err.code === 'EMSGSIZE' ? 'PACKET_TOO_LARGE' : err.code === 'ETOOMANYREFS' ? 'TOO_MANY_FDS' : `SOCKET_${err.code}`;
+      this.protocolError(conn, reason, err.message);
+    });
+    sock.on('close', () => this.drop(conn));
+  }
+
+  private drop(conn: Connection): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    conn.sock.close();
+    this.connections.delete(conn.id);
+    const n = (this.perUid.get(conn.caller.uid) ?? 1) - 1;
+    if (n <= 0) this.perUid.delete(conn.caller.uid);
+    else this.perUid.set(conn.caller.uid, n);
+    // The leases stay while the process lives: it may still map the region
+    // (and reconnect). Once it is gone they end: the broker vouches only for
+    // the process it handed the fd to, so on kmod whatever that fd still
+    // maps (a forked child, an fd passed on) is revoked with it.
+    for (const id of conn.leases) this.leaseOwner.delete(id);
+    if (conn.leases.size > 0) {
+      const leaseIds = [...conn.leases];
+      // The socket closes during the process's exit, before it is reaped.
+      const timer: NodeJS.Timeout = setTimeout(() => {
+        this.pendingChecks.delete(timer);
+        this.endLeasesIfGone(conn.caller, conn.process, leaseIds);
+      }, 1000);
+      timer.unref();
+      this.pendingChecks.add(timer);
+    }
+  }
+
+  private readonly pendingChecks = new Set<NodeJS.Timeout>();
+
+  private endLeasesIfGone(caller: Caller, proc: ProcessIdentity, leaseIds: number[]): void {
+    if (!processGone(proc)) return;
+    for (const id of leaseIds) {
+      if (this.leaseOwner.has(id)) continue; // re-attached by a reconnect meanwhile
+      const lease = this.deps.leases.get(id);
+      if (!lease) continue;
+      try {
+        if (lease.kernelGrantId !== null) this.deps.backend.revoke(lease.kernelGrantId);
+        this.fastTxn(() => {
+          this.deps.leases.remove(id);
+          this.deps.audit.append({ actor: caller, action: 'LeaseEnded', resource: regionName(lease.region), result: 'ALLOWED', reason: 'HOLDER_EXITED', details: { lease: id } });
+        });
+        this.deps.revoker.released(id);
+      } catch (err) {
+        this.deps.log.warn({ lease: id, err: (err as Error).message }, 'could not end the lease of an exited process');
+      }
+    }
+  }
+
+  /** At start: ends the leases of processes that exited while the broker was down. */
+  endLeasesOfExitedProcesses(): number {
+    let ended = 0;
+    for (const lease of this.deps.leases.all()) {
+      if (!processGone({ pid: lease.pid, startTime: undefined })) continue;
+      if (lease.kernelGrantId !== null) this.deps.backend.revoke(lease.kernelGrantId);
+      this.deps.leases.remove(lease.id);
+      ended++;
+    }
+    return ended;
+  }
+
+  private protocolError(conn: Connection, reason: string, message: string, fds: number[] = []): void {
+    closeAll(fds);
+    if (conn.closed) return;
+    this.deps.log.warn({ uid: conn.caller.uid, pid: conn.caller.pid, reason, message }, 'data plane protocol error; closing connection');
+    this.audit(conn.caller, 'DataPlaneProtocolError', 'data.sock', 'DENIED', reason, { message });
+    this.drop(conn);
+  }
+
+  private audit(caller: Caller, action: string, resource: string, result: 'ALLOWED' | 'DENIED' | 'ERROR', reason?: string, details?: Record<string, unknown>): void {
+    try {
+      this.fastTxn(() => {
+        this.deps.audit.append({ actor: caller, action, resource, result, ...(reason ? { reason } : {}), ...(details ? { details } : {}) });
+      });
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message, action, resource }, 'audit write failed');
+    }
+  }
+
+  private allowRequest(uid: number): boolean {
+    const rate = this.deps.limits.maxRequestsPerSecondPerUid;
+    const now = performance.now();
+    const b = this.buckets.get(uid) ?? { tokens: rate, last: now };
+    b.tokens = Math.min(rate, b.tokens + ((now - b.last) / 1000) * rate);
+    b.last = now;
+    this.buckets.set(uid, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  private onPacket(conn: Connection, data: Buffer, fds: number[]): void {
+    if (conn.closed) return closeAll(fds);
+    // A peer that sends requests but does not read the replies would make the
+    // broker queue them without bound, each acquire reply holding a duplicate
+    // of a region fd: cut it off before taking on another request.
+    if (conn.sock.queuedPackets >= MAX_QUEUED_REPLIES) {
+      return this.protocolError(conn, 'SLOW_READER', `${conn.sock.queuedPackets} replies queued for a peer that does not read them`, fds);
+    }
+    if (data.length > MAX_DATA_PACKET_BYTES) {
+      return this.protocolError(conn, 'PACKET_TOO_LARGE', `packet of ${data.length} bytes exceeds ${MAX_DATA_PACKET_BYTES}`, fds);
+    }
+    let req: DataRequest__Output;
+    try {
+      req = dataRequestCodec().decode(data);
+    } catch (err) {
+      return this.protocolError(conn, 'MALFORMED_PACKET', `not a DataRequest: ${(err as Error).message}`, fds);
+    }
+    if (!req.request) return this.protocolError(conn, 'UNKNOWN_REQUEST', 'DataRequest names no known request', fds);
+    if (req.request !== 'offer' && fds.length > 0) {
+      return this.protocolError(conn, 'UNEXPECTED_FDS', `${fds.length} file descriptor(s) attached to a ${req.request} request`, fds);
+    }
+    if (req.request === 'offer' && fds.length !== 1) {
+      return this.protocolError(conn, 'UNEXPECTED_FDS', `an offer carries exactly one file descriptor, got ${fds.length}`, fds);
+    }
+    const requestId = req.requestId;
+    const start = performance.now();
+    let result = 'ok';
+    let reason = '';
+    try {
+      // Releases are never rate-limited: refusing one would only keep a lease
+      // (and its memory) held longer.
+      if (req.request !== 'release' && !this.allowRequest(conn.caller.uid)) {
+        throw new ResourceExhaustedError('RATE_LIMITED', `uid ${conn.caller.uid} exceeds ${this.deps.limits.maxRequestsPerSecondPerUid} data-plane requests per second`);
+      }
+      switch (req.request) {
+        case 'acquire':
+          this.acquire(conn, requestId, req.acquire!.region, toMode(req.acquire!.mode));
+          break;
+        case 'release':
+          this.release(conn, requestId, req.release!.leaseId);
+          break;
+        case 'offer':
+          this.offer(conn, requestId, req.offer!.region, req.offer!.leaseId, toMode(req.offer!.mode), fds[0]!);
+          break;
+      }
+    } catch (err) {
+      const e = err instanceof BrokerError ? err : new InternalError('INTERNAL', `internal error: ${(err as Error).message}`);
+      if (!(err instanceof BrokerError)) this.deps.log.error({ err }, 'data plane request failed');
+      result = 'error';
+      reason = e.reason;
+      this.send(conn, { requestId, error: { code: e.code, reason: e.reason, message: e.message } });
+    } finally {
+      if (req.request === 'offer') closeAll(fds);
+      this.deps.observe?.(req.request, (performance.now() - start) / 1000, result, reason);
+    }
+  }
+
+  private send(conn: Connection, reply: DataReply, fds?: number[]): void {
+    if (conn.closed) return;
+    conn.sock.send(dataReplyCodec().encode(reply), fds);
+  }
+
+  private acquire(conn: Connection, requestId: number, regionId: string, mode: GrantMode | undefined): void {
+    const caller = conn.caller;
+    const name = validateRegionId(regionId, 'region');
+    const resource = regionName(name);
+    const refuse = (err: BrokerError): never => {
+      this.audit(caller, 'Acquire', resource, 'DENIED', err.reason, { mode });
+      throw err;
+    };
+    if (!mode) refuse(new InvalidArgumentError('INVALID_MODE', 'mode must be ACCESS_MODE_READ_ONLY or ACCESS_MODE_READ_WRITE'));
+    const region = this.deps.regions.get(name);
+    if (!region) return refuse(new NotFoundError('REGION_NOT_FOUND', `region ${resource} does not exist`));
+    const now = Date.now();
+    const decision = this.deps.policy.decideAcquire(caller, region, this.deps.grants.forRegion(name), mode!, now);
+    if (!decision.allowed) {
+      return refuse(
+        new PermissionDeniedError(
+          decision.reason,
+          decision.reason === 'NO_GRANT'
+            ? `uid ${caller.uid} has no grant on ${resource}`
+            : `uid ${caller.uid} has only a read-only grant on ${resource}`,
+        ),
+      );
+    }
+    if (region.state !== 'ACTIVE') {
+      return refuse(new FailedPreconditionError('REGION_LOST', `region ${resource} lost its memory in a broker restart; delete it`));
+    }
+    const opened = this.deps.backend.open(region, mode!);
+    let lease: LeaseRecord | undefined;
+    try {
+      const grant = decision.grant;
+      this.fastTxn(() => {
+        lease = this.deps.leases.insert({
+          region: name,
+          grantId: grant?.id ?? null,
+          pid: caller.pid,
+          uid: caller.uid,
+          mode: mode!,
+          kernelGrantId: opened.kernelGrantId ?? null,
+          createTime: now,
+        });
+        this.deps.audit.append({
+          actor: caller,
+          action: 'Acquire',
+          resource,
+          result: 'ALLOWED',
+          details: { mode, lease: lease.id, grant: grant ? grantName(name, grant.id) : 'owner-or-admin' },
+        });
+      });
+      conn.leases.add(lease!.id);
+      this.leaseOwner.set(lease!.id, conn);
+      this.send(
+        conn,
+        {
+          requestId,
+          acquire: {
+            leaseId: lease!.id,
+            region: name,
+            sizeBytes: region.sizeBytes,
+            mode: MODE_NAME[mode!],
+            grant: grant ? grantName(name, grant.id) : '',
+            backend: this.deps.backend.kind,
+          },
+        },
+        [opened.fd],
+      );
+    } catch (err) {
+      if (lease) this.forgetLease(lease);
+      if (opened.kernelGrantId) this.deps.backend.revoke(opened.kernelGrantId);
+      throw err;
+    } finally {
+      fs.closeSync(opened.fd);
+    }
+  }
+
+  private forgetLease(lease: LeaseRecord): void {
+    this.deps.leases.remove(lease.id);
+    this.forget(lease.id);
+  }
+
+  private release(conn: Connection, requestId: number, leaseId: number): void {
+    const lease = this.deps.leases.get(leaseId);
+    // Only the connection that holds a lease (or, after a reconnect, the
+    // same uid and pid) may release it.
+    if (!lease || !(conn.leases.has(leaseId) || (lease.uid === conn.caller.uid && lease.pid === conn.caller.pid))) {
+      throw new NotFoundError('LEASE_NOT_FOUND', `lease ${leaseId} is not held by this client`);
+    }
+    if (lease.kernelGrantId !== null) this.deps.backend.revoke(lease.kernelGrantId);
+    this.fastTxn(() => {
+      this.deps.leases.remove(leaseId);
+      this.deps.audit.append({ actor: conn.caller, action: 'Release', resource: regionName(lease.region), result: 'ALLOWED', details: { lease: leaseId } });
+    });
+    this.forget(leaseId);
+    this.deps.revoker.released(leaseId);
+    this.send(conn, { requestId, release: { leaseId } });
+  }
+
+  /**
+   * A client that held a lease across a broker restart (or a reconnect)
+   * offers its fd back. If the lease is still on record for this very
+   * process, it is re-attached to this connection (so revocation notices
+   * reach it again); on memfd the fd also brings back region memory that
+   * would otherwise be lost. Anything that does not match is refused and
+   * audited.
+   */
+  private offer(conn: Connection, requestId: number, regionId: string, leaseId: number, mode: GrantMode | undefined, fd: number): void {
+    const caller = conn.caller;
+    const name = validateRegionId(regionId, 'region');
+    const resource = regionName(name);
+    const region = this.deps.regions.get(name);
+    const lease = leaseId > 0 ? this.deps.leases.get(leaseId) : undefined;
+    const leaseMatches = lease !== undefined && lease.region === name && lease.uid === caller.uid && lease.pid === caller.pid && lease.mode === mode;
+    const refuse = (why: string): void => {
+      this.audit(caller, 'Offer', resource, 'DENIED', 'OFFER_REFUSED', { lease: leaseId, why });
+      this.send(conn, { requestId, offer: { accepted: false, leaseId: 0 } });
+    };
+    if (!region || !mode) return refuse('unknown region or mode');
+    if (!leaseMatches) return refuse('no such lease for this process');
+    const wasLost = region.state !== 'ACTIVE';
+    if (this.deps.backend.kind === 'memfd' && !this.deps.backend.offer(region, fd)) return refuse('fd is not this region');
+    this.fastTxn(() => {
+      if (wasLost) this.deps.regions.setState(name, 'ACTIVE');
+      this.deps.audit.append({ actor: caller, action: 'Offer', resource, result: 'ALLOWED', details: { lease: leaseId, readopted: wasLost } });
+    });
+    if (wasLost) this.deps.log.info({ region: resource, uid: caller.uid }, 'region re-adopted from a client-held fd');
+    conn.leases.add(leaseId);
+    this.leaseOwner.set(leaseId, conn);
+    this.send(conn, { requestId, offer: { accepted: true, leaseId } });
+  }
+
+  // LeaseNotifier
+  notify(lease: LeaseRecord, reason: RevocationReason, graceMs: number): boolean {
+    const conn = this.leaseOwner.get(lease.id);
+    if (!conn || conn.closed) return false;
+    this.send(conn, { requestId: 0, revocation: { leaseId: lease.id, region: lease.region, reason, graceMs } });
+    this.audit(conn.caller, 'RevocationNotice', regionName(lease.region), 'ALLOWED', reason, { lease: lease.id, graceMs });
+    return true;
+  }
+
+  forget(leaseId: number): void {
+    const conn = this.leaseOwner.get(leaseId);
+    conn?.leases.delete(leaseId);
+    this.leaseOwner.delete(leaseId);
+  }
+}
+
+function closeAll(fds: number[]): void {
+  for (const fd of fds) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // already closed
+    }
+  }
+}

@@ -1,0 +1,107 @@
+// Taking access back, in the order that lets a well-behaved client never
+// fault: first a notice on every affected data connection, then a grace
+// period in which SDK clients detach and release, then the kernel revoke
+// (kmod) for whatever is still mapped. A lease released during the grace
+// period ends the wait early.
+import type { Backend } from '../backends/backend';
+import type { LeaseRecord, LeaseStore } from './lease-store';
+import type { Logger } from '../logger';
+
+export type RevocationReason = 'GRANT_REVOKED' | 'GRANT_EXPIRED' | 'REGION_DELETED';
+
+export interface LeaseNotifier {
+  /** Sends a RevocationNotice to the connection holding the lease; false if none is connected. */
+  notify(lease: LeaseRecord, reason: RevocationReason, graceMs: number): boolean;
+  /** Forgets the lease on its connection (it is gone). */
+  forget(leaseId: number): void;
+}
+
+export class Revoker {
+  private notifier: LeaseNotifier | undefined;
+  private readonly waiting = new Map<number, () => void>();
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private expiryAt = Infinity;
+  private expiryHandler: (() => Promise<void>) | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly deps: { backend: Backend; leases: LeaseStore; graceMs: number; log: Logger },
+  ) {}
+
+  setNotifier(n: LeaseNotifier): void {
+    this.notifier = n;
+  }
+
+  setExpiryHandler(fn: () => Promise<void>): void {
+    this.expiryHandler = fn;
+  }
+
+  /** Called by the data plane when a client releases a lease. */
+  released(leaseId: number): void {
+    this.waiting.get(leaseId)?.();
+  }
+
+  async revoke(leases: LeaseRecord[], reason: RevocationReason, then?: () => void): Promise<void> {
+    const start = process.hrtime.bigint();
+    const pending = leases.filter((l) => this.notifier?.notify(l, reason, this.deps.graceMs));
+    if (pending.length > 0 && this.deps.graceMs > 0) {
+      await new Promise<void>((resolve) => {
+        let left = pending.length;
+        const timer = setTimeout(done, this.deps.graceMs);
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        for (const l of pending) {
+          this.waiting.set(l.id, () => {
+            this.waiting.delete(l.id);
+            if (--left === 0) done();
+          });
+        }
+      });
+      for (const l of pending) this.waiting.delete(l.id);
+    }
+    let kernelRevoked = 0;
+    for (const l of leases) {
+      if (l.kernelGrantId !== null) {
+        try {
+          this.deps.backend.revoke(l.kernelGrantId);
+          kernelRevoked++;
+        } catch (err) {
+          this.deps.log.warn({ lease: l.id, err: (err as Error).message }, 'kernel revoke failed');
+        }
+      }
+      this.deps.leases.remove(l.id);
+      this.notifier?.forget(l.id);
+    }
+    then?.();
+    const ms = Number(process.hrtime.bigint() - start) / 1e6;
+    if (leases.length > 0) {
+      this.deps.log.info(
+        { reason, leases: leases.length, notified: pending.length, kernelRevoked, revocationMs: Math.round(ms * 1000) / 1000 },
+        'revocation complete',
+      );
+    }
+  }
+
+  /** Arms the expiry timer for a grant expiring at `at` (ms since the epoch). */
+  scheduleExpiry(at: number | null): void {
+    if (at === null || this.closed || at >= this.expiryAt) return;
+    clearTimeout(this.expiryTimer);
+    this.expiryAt = at;
+    // setTimeout cannot wait longer than 2^31-1 ms; re-arm if further.
+    const delay = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+    this.expiryTimer = setTimeout(() => {
+      this.expiryAt = Infinity;
+      this.expiryTimer = undefined;
+      void this.expiryHandler?.().catch((err: unknown) => this.deps.log.error({ err }, 'grant expiry failed'));
+    }, delay);
+    this.expiryTimer.unref();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.expiryTimer);
+    for (const release of this.waiting.values()) release();
+  }
+}

@@ -1,0 +1,52 @@
+// Resource names (AIP-122): "regions/{region}" and
+// "regions/{region}/grants/{grant}", with the region id grammar of DESIGN.md.
+import { InvalidArgumentError } from '../errors';
+
+export const REGION_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+export function validateRegionId(id: unknown, field = 'region_id'): string {
+  if (typeof id !== 'string' || id.length === 0) {
+    throw new InvalidArgumentError('INVALID_REGION_NAME', `${field} is required`);
+  }
+  if (!REGION_ID_PATTERN.test(id)) {
+    throw new InvalidArgumentError(
+      'INVALID_REGION_NAME',
+      `${field} ${JSON.stringify(id.slice(0, 80))} is not a valid region name: use 1-63 characters of [a-z0-9._-], starting with a letter or digit`,
+    );
+  }
+  return id;
+}
+
+export function regionName(id: string): string {
+  return `regions/${id}`;
+}
+
+/** Accepts "regions/{id}" (and, for convenience of the CLI, a bare id is NOT accepted here: resource names are exact). */
+export function parseRegionName(name: unknown, field = 'name'): string {
+  if (typeof name !== 'string' || !name.startsWith('regions/')) {
+    throw new InvalidArgumentError('INVALID_RESOURCE_NAME', `${field} must look like "regions/{region}", got ${JSON.stringify(String(name).slice(0, 80))}`);
+  }
+  return validateRegionId(name.slice('regions/'.length), field);
+}
+
+export function grantName(region: string, id: number): string {
+  return `regions/${region}/grants/${id}`;
+}
+
+/** Accepts "regions/{region}/grants/{id}", "regions/-/grants/{id}" or "grants/{id}". */
+export function parseGrantName(name: unknown, field = 'name'): { region?: string; id: number } {
+  const text = typeof name === 'string' ? name : '';
+  const m = /^(?:regions\/([^/]+)\/)?grants\/([0-9]{1,15})$/.exec(text);
+  if (!m) {
+    throw new InvalidArgumentError(
+      'INVALID_RESOURCE_NAME',
+      `${field} must look like "regions/{region}/grants/{grant}" or "grants/{grant}", got ${JSON.stringify(String(name).slice(0, 80))}`,
+    );
+  }
+  const id = Number(m[2]);
+  if (!Number.isSafeInteger(id) || id <= 0) {
+    throw new InvalidArgumentError('INVALID_RESOURCE_NAME', `${field}: grant id must be a positive integer`);
+  }
+  if (m[1] === undefined || m[1] === '-') return { id };
+  return { region: validateRegionId(m[1], field), id };
+}

@@ -1,0 +1,356 @@
+// The control-plane operations on regions and grants, shared by the gRPC
+// handlers and the expiry timer. Each change commits in one transaction with
+// its quota charge and its audit event; a refusal is audited too. Revoking
+// what clients have mapped happens after the commit, through the Revoker.
+import type { Caller } from '../identity/caller';
+import { callerGids } from '../identity/caller';
+import {
+  AlreadyExistsError,
+  BrokerError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+} from '../errors';
+import type { GranteeKind, GrantMode, GrantRecord } from '../store/grant-store';
+import type { QuotaCharger } from '../hooks';
+import { grantName, regionName } from './names';
+import { decodePageToken, encodePageToken, pageSize } from '../rpc/page-token';
+import { callerPrincipals, granteeMatches } from './policy';
+import { parseSubject } from '../identity/pods/principals';
+import type { RegionRecord } from '../store/region-store';
+import { inTransaction } from '../store/state-db';
+import type { BrokerCore } from '../core';
+
+export const PAGE_BYTES = 4096;
+export const HUGEPAGE_BYTES = 2 * 1024 * 1024;
+
+export interface RegionLimits {
+  minBytes: number;
+  maxBytes: number;
+  maxGrantsPerRegion: number;
+}
+
+export interface CreateRegionInput {
+  id: string;
+  sizeBytes: number;
+  hugepages: boolean;
+  numaNode: number;
+}
+
+export interface CreateGrantInput {
+  region: string;
+  /** uid/gid by number; namespace ("team-a") and serviceaccount ("team-a/reader") by name. */
+  grantee: { kind: GranteeKind; id: number; name?: string };
+  mode: GrantMode;
+  ttlMs: number;
+}
+
+/** Checks a Kubernetes grantee name with pod identity's own grammar (DNS-1123 names). */
+function validateKubernetesGrantee(kind: 'namespace' | 'serviceaccount', name: string | undefined): string {
+  const text = name ?? '';
+  try {
+    parseSubject(`${kind === 'namespace' ? 'ns' : 'sa'}:${text}`);
+  } catch {
+    throw new InvalidArgumentError(
+      'INVALID_GRANTEE',
+      kind === 'namespace'
+        ? `kubernetes_namespace must be a DNS-1123 label, got ${JSON.stringify(text.slice(0, 80))}`
+        : `kubernetes_service_account must look like "namespace/name" (DNS-1123 names), got ${JSON.stringify(text.slice(0, 80))}`,
+    );
+  }
+  return text;
+}
+
+export class RegionManager {
+  constructor(
+    private readonly deps: BrokerCore & {
+      quotas: QuotaCharger;
+      limits: RegionLimits;
+      now?: () => number;
+    },
+  ) {}
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  /** Audits a refusal in its own transaction, then throws it. */
+  private deny(caller: Caller, action: string, resource: string, err: BrokerError): never {
+    inTransaction(this.deps.db, () => {
+      this.deps.audit.append({ actor: caller, action, resource, result: 'DENIED', reason: err.reason, details: { message: err.message } });
+    });
+    throw err;
+  }
+
+  /** Runs fn; a BrokerError it throws is audited as a refusal of action on resource. */
+  private audited<T>(caller: Caller, action: string, resource: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof BrokerError) this.deny(caller, action, resource, err);
+      throw err;
+    }
+  }
+
+  private requireRegion(name: string): RegionRecord {
+    const r = this.deps.regions.get(name);
+    if (!r) throw new NotFoundError('REGION_NOT_FOUND', `region ${regionName(name)} does not exist`);
+    return r;
+  }
+
+  validateSize(sizeBytes: number, hugepages: boolean): void {
+    const { minBytes, maxBytes } = this.deps.limits;
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
+      throw new InvalidArgumentError('INVALID_SIZE', `size_bytes must be a positive number of bytes, got ${sizeBytes}`);
+    }
+    const unit = hugepages ? HUGEPAGE_BYTES : PAGE_BYTES;
+    if (sizeBytes % unit !== 0) {
+      throw new InvalidArgumentError(
+        'SIZE_NOT_ALIGNED',
+        `size_bytes ${sizeBytes} must be a multiple of ${hugepages ? '2 MiB with hugepages' : '4096 (the page size)'}`,
+      );
+    }
+    if (sizeBytes < minBytes || sizeBytes > maxBytes) {
+      throw new InvalidArgumentError('SIZE_OUT_OF_RANGE', `size_bytes ${sizeBytes} is outside the allowed range ${minBytes}..${maxBytes}`);
+    }
+  }
+
+  createRegion(caller: Caller, input: CreateRegionInput): RegionRecord {
+    const resource = regionName(input.id);
+    return this.audited(caller, 'CreateRegion', resource, () => {
+      if (!this.deps.policy.mayCreate(caller)) {
+        throw new PermissionDeniedError('CREATE_NOT_ALLOWED', `uid ${caller.uid} may not create regions on this broker`);
+      }
+      this.validateSize(input.sizeBytes, input.hugepages);
+      if (!Number.isInteger(input.numaNode) || input.numaNode < -1 || input.numaNode > 1023) {
+        throw new InvalidArgumentError('INVALID_NUMA_NODE', `numa_node must be -1 or a node number, got ${input.numaNode}`);
+      }
+      if (this.deps.regions.get(input.id)) {
+        throw new AlreadyExistsError('REGION_EXISTS', `region ${resource} already exists`);
+      }
+      // Refuse before allocating what could never be charged; the charge in
+      // the transaction below stays the authority.
+      this.deps.quotas.precheckRegion({ uid: caller.uid, gids: callerGids(caller), admin: caller.isAdmin }, input.sizeBytes);
+      // Memory first, row second: if the row's transaction fails, the memory
+      // is released again, so nothing is left behind either way.
+      const ref = this.deps.backend.create(input.id, input.sizeBytes, { hugepages: input.hugepages, numaNode: input.numaNode });
+      const record: RegionRecord = {
+        name: input.id,
+        sizeBytes: input.sizeBytes,
+        ownerUid: caller.uid,
+        ownerGid: caller.gid,
+        backend: this.deps.backend.kind,
+        hugepages: input.hugepages,
+        numaNode: input.numaNode,
+        createTime: this.now(),
+        state: 'ACTIVE',
+        backendRef: ref,
+      };
+      try {
+        inTransaction(this.deps.db, () => {
+          if (this.deps.regions.get(input.id)) {
+            throw new AlreadyExistsError('REGION_EXISTS', `region ${resource} already exists`);
+          }
+          this.deps.quotas.chargeRegion(input.id, { uid: caller.uid, gids: callerGids(caller), admin: caller.isAdmin }, input.sizeBytes);
+          this.deps.regions.insert(record);
+          this.deps.audit.append({
+            actor: caller,
+            action: 'CreateRegion',
+            resource,
+            result: 'ALLOWED',
+            details: { sizeBytes: input.sizeBytes, hugepages: input.hugepages, numaNode: input.numaNode, backend: record.backend },
+          });
+        });
+      } catch (err) {
+        this.deps.backend.destroy(record);
+        throw err;
+      }
+      this.deps.log.info({ region: resource, uid: caller.uid, sizeBytes: input.sizeBytes }, 'region created');
+      return record;
+    });
+  }
+
+  getRegion(caller: Caller, id: string): RegionRecord {
+    const resource = regionName(id);
+    return this.audited(caller, 'GetRegion', resource, () => {
+      const r = this.deps.regions.get(id);
+      // Not visible and not existing look the same to a caller without access.
+      if (!r || !this.deps.policy.mayView(caller, r, this.deps.grants.forRegion(id), this.now())) {
+        throw new NotFoundError('REGION_NOT_FOUND', `region ${resource} does not exist or is not visible to uid ${caller.uid}`);
+      }
+      return r;
+    });
+  }
+
+  listRegions(caller: Caller, size: number | undefined, token: string | undefined): { regions: RegionRecord[]; next: string } {
+    const limit = pageSize(size);
+    let after = decodePageToken<string>('regions', token, 'string') ?? '';
+    const out: RegionRecord[] = [];
+    const now = this.now();
+    for (;;) {
+      const batch = this.deps.regions.page(after, limit + 1);
+      for (const r of batch) {
+        if (caller.isAdmin || this.deps.policy.mayView(caller, r, this.deps.grants.forRegion(r.name), now)) out.push(r);
+        if (out.length > limit) break;
+      }
+      if (out.length > limit || batch.length <= limit) break;
+      after = batch[batch.length - 1]!.name;
+    }
+    if (out.length > limit) {
+      out.length = limit;
+      return { regions: out, next: encodePageToken('regions', out[limit - 1]!.name) };
+    }
+    return { regions: out, next: '' };
+  }
+
+  async deleteRegion(caller: Caller, id: string): Promise<void> {
+    const resource = regionName(id);
+    const { region, leases } = this.audited(caller, 'DeleteRegion', resource, () => {
+      const r = this.requireRegion(id);
+      if (!this.deps.policy.mayManage(caller, r)) {
+        throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${resource} and is not an admin`);
+      }
+      return inTransaction(this.deps.db, () => {
+        const leases = this.deps.leases.forRegion(id);
+        this.deps.quotas.refundRegion(id);
+        this.deps.regions.remove(id);
+        this.deps.audit.append({ actor: caller, action: 'DeleteRegion', resource, result: 'ALLOWED', details: { leases: leases.length } });
+        return { region: r, leases };
+      });
+    });
+    this.deps.log.info({ region: resource, uid: caller.uid, leases: leases.length }, 'region deleted');
+    // The name is free at once; the memory goes after the clients had their notice.
+    await this.deps.revoker.revoke(leases, 'REGION_DELETED', () => this.deps.backend.destroy(region));
+  }
+
+  createGrant(caller: Caller, input: CreateGrantInput): GrantRecord {
+    const resource = regionName(input.region);
+    return this.audited(caller, 'CreateGrant', resource, () => {
+      const r = this.requireRegion(input.region);
+      if (!this.deps.policy.mayManage(caller, r)) {
+        throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${resource} and is not an admin`);
+      }
+      const { kind, id } = input.grantee;
+      const name = kind === 'uid' || kind === 'gid' ? null : validateKubernetesGrantee(kind, input.grantee.name);
+      if (name === null && (!Number.isInteger(id) || id < 0 || id > 0xfffffffe)) {
+        throw new InvalidArgumentError('INVALID_GRANTEE', `grantee ${kind} must be a number 0..4294967294, got ${id}`);
+      }
+      if (input.mode !== 'ro' && input.mode !== 'rw') {
+        throw new InvalidArgumentError('INVALID_MODE', 'mode must be ACCESS_MODE_READ_ONLY or ACCESS_MODE_READ_WRITE');
+      }
+      if (!Number.isSafeInteger(input.ttlMs) || input.ttlMs < 0 || input.ttlMs > 10 * 365 * 86400_000) {
+        throw new InvalidArgumentError('INVALID_TTL', `ttl must be between 0 and 10 years, got ${input.ttlMs} ms`);
+      }
+      const now = this.now();
+      return inTransaction(this.deps.db, () => {
+        const count = this.deps.grants.countForRegion(input.region);
+        if (count >= this.deps.limits.maxGrantsPerRegion) {
+          throw new FailedPreconditionError('TOO_MANY_GRANTS', `${resource} already has ${count} grants (the most allowed is ${this.deps.limits.maxGrantsPerRegion})`);
+        }
+        this.deps.quotas.checkGrant(input.region, count, { uid: r.ownerUid });
+        const g = this.deps.grants.insert({
+          region: input.region,
+          granteeKind: kind,
+          granteeId: name === null ? id : 0,
+          granteeName: name,
+          mode: input.mode,
+          createTime: now,
+          expireTime: input.ttlMs > 0 ? now + input.ttlMs : null,
+          creatorUid: caller.uid,
+        });
+        this.deps.audit.append({
+          actor: caller,
+          action: 'CreateGrant',
+          resource: grantName(input.region, g.id),
+          result: 'ALLOWED',
+          details: { grantee: `${kind}:${name ?? id}`, mode: input.mode, ttlMs: input.ttlMs },
+        });
+        this.deps.revoker.scheduleExpiry(g.expireTime);
+        return g;
+      });
+    });
+  }
+
+  listGrants(caller: Caller, region: string | undefined, size: number | undefined, token: string | undefined): { grants: GrantRecord[]; next: string } {
+    const limit = pageSize(size);
+    const list = `grants:${region ?? '-'}`;
+    let after = decodePageToken<number>(list, token, 'number') ?? 0;
+    if (region !== undefined) {
+      const r = this.audited(caller, 'ListGrants', regionName(region), () => this.requireRegion(region));
+      if (!this.deps.policy.mayView(caller, r, this.deps.grants.forRegion(region), this.now())) {
+        this.deny(caller, 'ListGrants', regionName(region), new NotFoundError('REGION_NOT_FOUND', `region ${regionName(region)} does not exist or is not visible to uid ${caller.uid}`));
+      }
+    }
+    const out: GrantRecord[] = [];
+    const owners = new Map<string, boolean>();
+    const principals = callerPrincipals(caller);
+    const visible = (g: GrantRecord): boolean => {
+      if (caller.isAdmin) return true;
+      if (granteeMatches(g, principals)) return true;
+      let own = owners.get(g.region);
+      if (own === undefined) {
+        own = this.deps.regions.get(g.region)?.ownerUid === caller.uid;
+        owners.set(g.region, own);
+      }
+      return own;
+    };
+    for (;;) {
+      const batch = this.deps.grants.page(region, after, limit + 1);
+      for (const g of batch) {
+        if (visible(g)) out.push(g);
+        if (out.length > limit) break;
+      }
+      if (out.length > limit || batch.length <= limit) break;
+      after = batch[batch.length - 1]!.id;
+    }
+    if (out.length > limit) {
+      out.length = limit;
+      return { grants: out, next: encodePageToken(list, out[limit - 1]!.id) };
+    }
+    return { grants: out, next: '' };
+  }
+
+  async revokeGrant(caller: Caller, ref: { region?: string; id: number }): Promise<void> {
+    const resource = ref.region ? grantName(ref.region, ref.id) : `grants/${ref.id}`;
+    const { grant, leases } = this.audited(caller, 'RevokeGrant', resource, () => {
+      const g = this.deps.grants.get(ref.id);
+      if (!g || (ref.region !== undefined && ref.region !== g.region)) {
+        throw new NotFoundError('GRANT_NOT_FOUND', `grant ${resource} does not exist`);
+      }
+      const r = this.requireRegion(g.region);
+      if (!this.deps.policy.mayManage(caller, r)) {
+        throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${regionName(g.region)} and is not an admin`);
+      }
+      return inTransaction(this.deps.db, () => {
+        const leases = this.deps.leases.forGrant(g.id);
+        this.deps.grants.remove(g.id);
+        this.deps.audit.append({ actor: caller, action: 'RevokeGrant', resource: grantName(g.region, g.id), result: 'ALLOWED', details: { leases: leases.length } });
+        return { grant: g, leases };
+      });
+    });
+    this.deps.log.info({ grant: grantName(grant.region, grant.id), leases: leases.length }, 'grant revoked');
+    await this.deps.revoker.revoke(leases, 'GRANT_REVOKED');
+  }
+
+  /** Removes every grant whose TTL has passed and revokes what was mapped through it. */
+  async expireGrants(): Promise<void> {
+    const now = this.now();
+    const expired = inTransaction(this.deps.db, () => {
+      const gone = this.deps.grants.expiredAt(now).map((g) => ({ grant: g, leases: this.deps.leases.forGrant(g.id) }));
+      for (const { grant, leases } of gone) {
+        this.deps.grants.remove(grant.id);
+        this.deps.audit.append({
+          actor: { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 },
+          action: 'ExpireGrant',
+          resource: grantName(grant.region, grant.id),
+          result: 'ALLOWED',
+          reason: 'GRANT_EXPIRED',
+          details: { leases: leases.length },
+        });
+      }
+      return gone;
+    });
+    await Promise.all(expired.map(({ leases }) => this.deps.revoker.revoke(leases, 'GRANT_EXPIRED')));
+  }
+}

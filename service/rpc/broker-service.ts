@@ -1,0 +1,125 @@
+// shmbroker.v1.BrokerService: translates between the proto messages and the
+// RegionManager. Validation of names happens here (so messages name the
+// request field); policy and state changes happen in the manager.
+import type { Grant } from '../../proto/generated/shmbroker/v1/Grant';
+import type { Region } from '../../proto/generated/shmbroker/v1/Region';
+import type { CreateRegionRequest__Output } from '../../proto/generated/shmbroker/v1/CreateRegionRequest';
+import type { CreateGrantRequest__Output } from '../../proto/generated/shmbroker/v1/CreateGrantRequest';
+import type { ListGrantsRequest__Output } from '../../proto/generated/shmbroker/v1/ListGrantsRequest';
+import type { ListRegionsRequest__Output } from '../../proto/generated/shmbroker/v1/ListRegionsRequest';
+import type { GetStatusResponse } from '../../proto/generated/shmbroker/v1/GetStatusResponse';
+import type { Caller } from '../identity/caller';
+import type { UnaryHandler } from './control-server';
+import { InvalidArgumentError } from '../errors';
+import type { GrantRecord } from '../store/grant-store';
+import { grantName, parseGrantName, parseRegionName, regionName, validateRegionId } from '../regions/names';
+import type { RegionManager } from '../regions/region-manager';
+import type { RegionRecord } from '../store/region-store';
+
+function timestamp(ms: number): { seconds: number; nanos: number } {
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+}
+
+export function regionToProto(r: RegionRecord): Region {
+  return {
+    name: regionName(r.name),
+    sizeBytes: r.sizeBytes,
+    ownerUid: r.ownerUid,
+    ownerGid: r.ownerGid,
+    backend: r.backend,
+    hugepages: r.hugepages,
+    numaNode: r.numaNode,
+    createTime: timestamp(r.createTime),
+    state: r.state === 'ACTIVE' ? 'REGION_STATE_ACTIVE' : 'REGION_STATE_LOST',
+  };
+}
+
+function granteeToProto(g: GrantRecord): Partial<Grant> {
+  switch (g.granteeKind) {
+    case 'uid':
+      return { uid: g.granteeId };
+    case 'gid':
+      return { gid: g.granteeId };
+    case 'namespace':
+      return { kubernetesNamespace: g.granteeName! };
+    case 'serviceaccount':
+      return { kubernetesServiceAccount: g.granteeName! };
+  }
+}
+
+export function grantToProto(g: GrantRecord): Grant {
+  return {
+    name: grantName(g.region, g.id),
+    ...granteeToProto(g),
+    mode: g.mode === 'ro' ? 'ACCESS_MODE_READ_ONLY' : 'ACCESS_MODE_READ_WRITE',
+    createTime: timestamp(g.createTime),
+    expireTime: g.expireTime === null ? null : timestamp(g.expireTime),
+    creatorUid: g.creatorUid,
+  };
+}
+
+export function brokerServiceHandlers(manager: RegionManager, status: (caller: Caller) => GetStatusResponse): Record<string, UnaryHandler> {
+  return {
+    createRegion(caller, req: CreateRegionRequest__Output) {
+      const id = validateRegionId(req.regionId, 'region_id');
+      const region = manager.createRegion(caller, {
+        id,
+        sizeBytes: Number(req.sizeBytes),
+        hugepages: req.hugepages,
+        numaNode: req.numaNode ?? -1,
+      });
+      return { region: regionToProto(region) };
+    },
+    getRegion(caller, req: { name: string }) {
+      return { region: regionToProto(manager.getRegion(caller, parseRegionName(req.name))) };
+    },
+    listRegions(caller, req: ListRegionsRequest__Output) {
+      const { regions, next } = manager.listRegions(caller, req.pageSize, req.pageToken);
+      return { regions: regions.map(regionToProto), nextPageToken: next };
+    },
+    async deleteRegion(caller, req: { name: string }) {
+      await manager.deleteRegion(caller, parseRegionName(req.name));
+      return {};
+    },
+    createGrant(caller, req: CreateGrantRequest__Output) {
+      const region = parseRegionName(req.parent, 'parent');
+      const g = req.grant;
+      if (!g || !g.grantee) {
+        throw new InvalidArgumentError('INVALID_GRANTEE', 'grant must name a uid, a gid, a kubernetes_namespace or a kubernetes_service_account');
+      }
+      const mode = g.mode === 'ACCESS_MODE_READ_ONLY' ? 'ro' : g.mode === 'ACCESS_MODE_READ_WRITE' ? 'rw' : undefined;
+      if (!mode) throw new InvalidArgumentError('INVALID_MODE', 'grant.mode must be ACCESS_MODE_READ_ONLY or ACCESS_MODE_READ_WRITE');
+      let ttlMs = Number(req.ttlSeconds) * 1000;
+      if (ttlMs === 0 && g.expireTime) {
+        ttlMs = Number(g.expireTime.seconds) * 1000 + Math.floor(g.expireTime.nanos / 1e6) - Date.now();
+        if (ttlMs <= 0) throw new InvalidArgumentError('INVALID_TTL', 'grant.expire_time is in the past');
+      }
+      const created = manager.createGrant(caller, {
+        region,
+        grantee:
+          g.grantee === 'uid'
+            ? { kind: 'uid', id: g.uid! }
+            : g.grantee === 'gid'
+              ? { kind: 'gid', id: g.gid! }
+              : g.grantee === 'kubernetesNamespace'
+                ? { kind: 'namespace', id: 0, name: g.kubernetesNamespace! }
+                : { kind: 'serviceaccount', id: 0, name: g.kubernetesServiceAccount! },
+        mode,
+        ttlMs,
+      });
+      return { grant: grantToProto(created) };
+    },
+    listGrants(caller, req: ListGrantsRequest__Output) {
+      const parent = req.parent === 'regions/-' || req.parent === '' ? undefined : parseRegionName(req.parent, 'parent');
+      const { grants, next } = manager.listGrants(caller, parent, req.pageSize, req.pageToken);
+      return { grants: grants.map(grantToProto), nextPageToken: next };
+    },
+    async revokeGrant(caller, req: { name: string }) {
+      await manager.revokeGrant(caller, parseGrantName(req.name));
+      return {};
+    },
+    getStatus(caller) {
+      return status(caller);
+    },
+  };
+}

@@ -1,0 +1,34 @@
+// Opaque page tokens (AIP-158): base64url of the last key returned, bound to
+// the list it came from so a token cannot be replayed against another list.
+import { InvalidArgumentError } from '../errors';
+
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+
+export function pageSize(requested: number | undefined): number {
+  const n = requested ?? 0;
+  if (!Number.isInteger(n) || n < 0) {
+    throw new InvalidArgumentError('INVALID_PAGE_SIZE', `page_size must be between 0 and ${MAX_PAGE_SIZE}, got ${n}`);
+  }
+  if (n === 0) return DEFAULT_PAGE_SIZE;
+  return Math.min(n, MAX_PAGE_SIZE);
+}
+
+export function encodePageToken(list: string, after: string | number): string {
+  return Buffer.from(JSON.stringify({ l: list, a: after })).toString('base64url');
+}
+
+export function decodePageToken<T extends string | number>(list: string, token: string | undefined, kind: 'string' | 'number'): T | undefined {
+  if (!token) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  const p = parsed as { l?: unknown; a?: unknown } | undefined;
+  if (!p || p.l !== list || typeof p.a !== kind) {
+    throw new InvalidArgumentError('INVALID_PAGE_TOKEN', 'page_token is not a token this list returned');
+  }
+  return p.a as T;
+}

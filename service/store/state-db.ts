@@ -1,0 +1,124 @@
+// The broker's durable state: one SQLite database (better-sqlite3) in
+// STATE_DIR. WAL journal; control-plane changes commit with
+// synchronous=FULL, so an acknowledged change survives kill -9 and power
+// loss alike. Schema changes go through numbered migrations recorded in
+// user_version, applied in one transaction.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { FailedPreconditionError } from '../errors';
+
+export type Db = Database.Database;
+
+export const DB_FILE = 'shmbroker.db';
+
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE regions (
+    name        TEXT PRIMARY KEY,
+    size_bytes  INTEGER NOT NULL CHECK (size_bytes > 0),
+    owner_uid   INTEGER NOT NULL,
+    owner_gid   INTEGER NOT NULL,
+    backend     TEXT NOT NULL,
+    hugepages   INTEGER NOT NULL,
+    numa_node   INTEGER NOT NULL,
+    create_time INTEGER NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('ACTIVE', 'LOST')),
+    backend_ref TEXT NOT NULL
+  ) STRICT;
+  CREATE TABLE grants (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    region       TEXT NOT NULL REFERENCES regions(name) ON DELETE CASCADE,
+    grantee_kind TEXT NOT NULL CHECK (grantee_kind IN ('uid', 'gid')),
+    grantee_id   INTEGER NOT NULL,
+    mode         TEXT NOT NULL CHECK (mode IN ('ro', 'rw')),
+    create_time  INTEGER NOT NULL,
+    expire_time  INTEGER,
+    creator_uid  INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX grants_by_region ON grants(region);
+  CREATE INDEX grants_by_expiry ON grants(expire_time) WHERE expire_time IS NOT NULL;
+  -- Kernel grants handed to clients (kmod backend): they outlive a broker
+  -- crash, so their ids must too, or a later revoke could not reach them.
+  CREATE TABLE leases (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    region          TEXT NOT NULL REFERENCES regions(name) ON DELETE CASCADE,
+    grant_id        INTEGER,
+    pid             INTEGER NOT NULL,
+    uid             INTEGER NOT NULL,
+    mode            TEXT NOT NULL CHECK (mode IN ('ro', 'rw')),
+    kernel_grant_id TEXT,
+    create_time     INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX leases_by_region ON leases(region);
+  CREATE INDEX leases_by_grant ON leases(grant_id);
+  `,
+  // Grants to Kubernetes namespaces and service accounts (pod identity).
+  // SQLite cannot change a CHECK constraint in place: rebuild the table.
+  `
+  CREATE TABLE grants_v2 (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    region       TEXT NOT NULL REFERENCES regions(name) ON DELETE CASCADE,
+    grantee_kind TEXT NOT NULL CHECK (grantee_kind IN ('uid', 'gid', 'namespace', 'serviceaccount')),
+    grantee_id   INTEGER NOT NULL,
+    grantee_name TEXT CHECK ((grantee_kind IN ('uid', 'gid')) = (grantee_name IS NULL)),
+    mode         TEXT NOT NULL CHECK (mode IN ('ro', 'rw')),
+    create_time  INTEGER NOT NULL,
+    expire_time  INTEGER,
+    creator_uid  INTEGER NOT NULL
+  ) STRICT;
+  INSERT INTO grants_v2 (id, region, grantee_kind, grantee_id, grantee_name, mode, create_time, expire_time, creator_uid)
+    SELECT id, region, grantee_kind, grantee_id, NULL, mode, create_time, expire_time, creator_uid FROM grants;
+  DROP TABLE grants;
+  ALTER TABLE grants_v2 RENAME TO grants;
+  CREATE INDEX grants_by_region ON grants(region);
+  CREATE INDEX grants_by_expiry ON grants(expire_time) WHERE expire_time IS NOT NULL;
+  `,
+];
+
+export function openStateDb(stateDir: string): Db {
+  const file = path.join(stateDir, DB_FILE);
+  const existed = fs.existsSync(file);
+  let db: Db;
+  try {
+    db = new Database(file, { fileMustExist: existed });
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    const check = db.pragma('quick_check', { simple: true });
+    // SQLite's report spans lines; errors are one line (the CLI contract).
+    if (check !== 'ok') throw new Error(`integrity check failed: ${String(check).replace(/\s*\n\s*/g, ' ')}`);
+    migrate(db);
+  } catch (err) {
+    throw new FailedPreconditionError(
+      'STATE_DATABASE_UNUSABLE',
+      `state database ${file} is unusable (${(err as Error).message}); the broker will not reset it silently — restore it from a backup or move it away to start empty`,
+    );
+  }
+  try {
+    fs.chmodSync(file, 0o600);
+  } catch {
+    // best effort: the directory is already 0700
+  }
+  return db;
+}
+
+function migrate(db: Db): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new Error(`schema version ${version} is newer than this broker understands (${MIGRATIONS.length})`);
+  }
+  db.transaction(() => {
+    for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma(`user_version = ${MIGRATIONS.length}`);
+  })();
+}
+
+/**
+ * Runs fn in an IMMEDIATE transaction (the write lock is taken up front, so
+ * two writers never both read-then-write stale data).
+ */
+export function inTransaction<T>(db: Db, fn: () => T): T {
+  return db.transaction(fn).immediate();
+}
