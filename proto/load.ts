@@ -39,6 +39,10 @@ function findPackageRoot(): string {
 }
 
 export const PROTO_DIR = path.join(findPackageRoot(), 'proto');
+/** Third-party protos (google/api, google/rpc, grpc/health, grpc/reflection), copied at build time by scripts/build-descriptor-set.js. */
+export const PROTO_DEPS_DIR = path.join(findPackageRoot(), 'dist', 'protoset', 'deps');
+/** The FileDescriptorSet of every proto, imports included, built by buf (scripts/build-descriptor-set.js). */
+export const DESCRIPTOR_SET_PATH = path.join(findPackageRoot(), 'dist', 'protoset', 'descriptor-set.binpb');
 
 export function protoFiles(): string[] {
   const dir = path.join(PROTO_DIR, 'shmbroker', 'v1');
@@ -53,7 +57,7 @@ let packageDefinition: protoLoader.PackageDefinition | undefined;
 
 /** The package definition of every shmbroker proto (cached). */
 export function shmbrokerPackageDefinition(): protoLoader.PackageDefinition {
-  packageDefinition ??= protoLoader.loadSync(protoFiles(), { ...PROTO_OPTIONS, includeDirs: [PROTO_DIR] });
+  packageDefinition ??= protoLoader.loadSync(protoFiles(), { ...PROTO_OPTIONS, includeDirs: [PROTO_DIR, PROTO_DEPS_DIR] });
   return packageDefinition;
 }
 

@@ -6,14 +6,14 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import * as native from '../../native';
-import { shmbrokerPackageDefinition } from '../../proto/load';
+import { DESCRIPTOR_SET_PATH, PROTO_DEPS_DIR } from '../../proto/load';
 import type { Caller } from '../identity/caller';
 import { InternalError } from '../errors';
 import { toServiceError } from './grpc-status';
 import type { Logger } from '../logger';
+import { ReflectionService } from './reflection';
 
 /** A unary handler: gets the caller as the broker sees it, returns the response or throws. */
 export type UnaryHandler = (caller: Caller, request: any) => unknown;
@@ -33,6 +33,8 @@ export class ControlServer {
   private readonly sockets = new Set<net.Socket>();
   private readonly perUid = new Map<number, number>();
   private nextKey = 1;
+  /** Full names of the services added, for reflection's list. */
+  private readonly services = new Set(['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
 
   constructor(
     private readonly deps: {
@@ -48,7 +50,7 @@ export class ControlServer {
       'grpc.keepalive_time_ms': 60_000,
     });
     this.health.addToServer(this.grpcServer);
-    new ReflectionService(shmbrokerPackageDefinition()).addToServer(this.grpcServer);
+    ReflectionService.fromFile(DESCRIPTOR_SET_PATH, () => [...this.services]).addToServer(this.grpcServer, PROTO_DEPS_DIR);
     this.injector = this.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   }
 
@@ -72,6 +74,7 @@ export class ControlServer {
       }
     }
     this.grpcServer.addService(definition, impl);
+    for (const attrs of Object.values(definition)) this.services.add(attrs.path.split('/')[1]!);
   }
 
   private async unary(path: string, handler: UnaryHandler, call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>): Promise<void> {

@@ -1,0 +1,139 @@
+// Server reflection serves the real descriptor files, so clients the project
+// did not write can list, describe and call the API knowing nothing but the
+// socket: grpc-reflection-js (npm, protobufjs descriptors over grpc-js) and
+// a C-core client (Debian's python3-grpcio + python3-protobuf building a
+// descriptor pool, test/support/pyreflect.py).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Client as ReflectionClient } from 'grpc-reflection-js';
+import type * as protobuf from 'protobufjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BrokerProcess, REPO, makeTempDir, run } from './support/broker-process';
+
+const PYTHON = '/usr/bin/python3';
+const GRPC_PROTO = '/usr/share/grpc-proto'; // Debian's grpc-proto: the reflection protos as gRPC publishes them
+
+const SERVICES = [
+  'grpc.health.v1.Health',
+  'grpc.reflection.v1.ServerReflection',
+  'grpc.reflection.v1alpha.ServerReflection',
+  'shmbroker.v1.AuditService',
+  'shmbroker.v1.BrokerService',
+  'shmbroker.v1.QuotaService',
+];
+
+describe('server reflection', () => {
+  let broker: BrokerProcess;
+  let sock: string;
+  beforeAll(async () => {
+    broker = await BrokerProcess.start();
+    sock = path.join(broker.runtimeDir, 'broker.sock');
+  });
+  afterAll(async () => {
+    await broker?.cleanup();
+  });
+
+  describe('grpc-reflection-js', () => {
+    let client: ReflectionClient;
+    beforeAll(() => {
+      client = new ReflectionClient(`unix:${sock}`, grpc.credentials.createInsecure());
+    });
+    afterAll(() => client.grpcClient.close());
+
+    it('lists every service', async () => {
+      expect((await client.listServices()).sort()).toEqual(SERVICES);
+    });
+
+    it('describes shmbroker.v1.Region from its real file with snake_case names and json_name', async () => {
+      const root = await client.fileContainingSymbol('shmbroker.v1.Region');
+      const region = root.lookupType('shmbroker.v1.Region');
+      const names = region.fieldsArray.map((f) => f.name);
+      expect(names).toContain('size_bytes');
+      expect(names).toContain('create_time');
+      expect(region.fields['create_time']!.resolve().resolvedType!.fullName).toBe('.google.protobuf.Timestamp');
+      // The file is there under its real path (protobufjs roots do not keep file names).
+      const byName = await client.fileByFilename('shmbroker/v1/broker.proto');
+      expect(byName.lookupType('shmbroker.v1.Region').fieldsArray.map((f) => f.name)).toEqual(names);
+    });
+
+    it('calls CreateRegion and ListRegions with only what reflection returned', async () => {
+      const root = await client.fileContainingSymbol('shmbroker.v1.BrokerService');
+      const service = root.lookupService('shmbroker.v1.BrokerService');
+      const method = (name: string) => {
+        const m = service.methods[name]!.resolve();
+        const req = m.resolvedRequestType!;
+        const res = m.resolvedResponseType!;
+        return {
+          path: `/shmbroker.v1.BrokerService/${name}`,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (o: object) => Buffer.from(req.encode(req.fromObject(o)).finish()),
+          requestDeserialize: (b: Buffer) => req.decode(b),
+          responseSerialize: (o: protobuf.Message) => Buffer.from(res.encode(o).finish()),
+          responseDeserialize: (b: Buffer) => res.toObject(res.decode(b), { longs: String, enums: String }),
+        };
+      };
+      const Ctor = grpc.makeGenericClientConstructor({ CreateRegion: method('CreateRegion'), ListRegions: method('ListRegions') }, 'BrokerService');
+      const stub = new Ctor(`unix:${sock}`, grpc.credentials.createInsecure()) as any;
+      const unary = (name: string, req: object) =>
+        new Promise<any>((resolve, reject) => stub[name](req, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));
+      const created = await unary('CreateRegion', { region_id: 'reflected-js', size_bytes: 8192 });
+      expect(created.region.name).toBe('regions/reflected-js');
+      expect(created.region.size_bytes).toBe('8192');
+      const listed = await unary('ListRegions', {});
+      expect(listed.regions.map((r: { name: string }) => r.name)).toContain('regions/reflected-js');
+      stub.close();
+    });
+  });
+
+  describe('C-core client (python3-grpcio) building a descriptor pool', () => {
+    let reflectionSet: string;
+    let work: string;
+    beforeAll(() => {
+      work = makeTempDir('shmbroker-pyreflect-');
+      reflectionSet = path.join(work, 'reflection.binpb');
+      const protoc = spawnSync('protoc', [`-I${GRPC_PROTO}`, `--descriptor_set_out=${reflectionSet}`, 'grpc/reflection/v1/reflection.proto']);
+      expect(protoc.status, protoc.stderr?.toString()).toBe(0);
+      fs.chmodSync(reflectionSet, 0o644);
+    });
+    afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+    const py = async (commands: unknown[], uid = 1001) => {
+      const r = await run(PYTHON, [path.join(REPO, 'test', 'support', 'pyreflect.py'), sock, reflectionSet, JSON.stringify(commands)], { uid, gid: uid });
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
+    };
+
+    it('lists, describes, creates and lists as uid 1001', async () => {
+      const [list, described, created, listed] = await py([
+        ['list'],
+        ['describe', 'shmbroker.v1.Region'],
+        ['call', 'shmbroker.v1.BrokerService/CreateRegion', { regionId: 'reflected-py', sizeBytes: '4096' }],
+        ['call', 'shmbroker.v1.BrokerService/ListRegions', {}],
+      ]);
+      expect(list.ok).toEqual(SERVICES);
+      expect(described.ok.file).toBe('shmbroker/v1/broker.proto');
+      expect(described.ok.dependencies).toContain('google/protobuf/timestamp.proto');
+      const fields = Object.fromEntries(described.ok.fields.map((f: { name: string }) => [f.name, f]));
+      expect(fields['size_bytes']).toMatchObject({ json_name: 'sizeBytes', number: 2 });
+      expect(fields['create_time']).toMatchObject({ json_name: 'createTime', message_type: 'google.protobuf.Timestamp' });
+      expect(fields['state']).toMatchObject({ enum_type: 'shmbroker.v1.RegionState' });
+      expect(created.ok.region).toMatchObject({ name: 'regions/reflected-py', sizeBytes: '4096', ownerUid: 1001, state: 'REGION_STATE_ACTIVE' });
+      expect(created.ok.region.createTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+      expect(listed.ok.regions.map((r: { name: string }) => r.name)).toContain('regions/reflected-py');
+    });
+
+    it('resolves the health and reflection services too', async () => {
+      const [health] = await py([['call', 'grpc.health.v1.Health/Check', { service: 'shmbroker.v1.BrokerService' }]]);
+      expect(health.ok).toEqual({ status: 'SERVING' });
+    });
+
+    it('an unknown symbol is NOT_FOUND in the reflection stream, not a broken stream', async () => {
+      const [missing, found] = await py([['describe', 'shmbroker.v1.NoSuchThing'], ['describe', 'shmbroker.v1.Grant']]);
+      expect(missing.reflection_error).toMatch(/^5: symbol "shmbroker.v1.NoSuchThing" not found$/);
+      expect(found.ok.file).toBe('shmbroker/v1/broker.proto');
+    });
+  });
+});
