@@ -11,7 +11,8 @@
         "native/src/fdops.cc",
         "native/src/mapping.cc",
         "native/src/seqpacket.cc",
-        "native/src/kmod.cc"
+        "native/src/kmod.cc",
+        "native/src/doorbell.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

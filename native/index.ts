@@ -74,8 +74,21 @@ interface NativeKmodHandle {
   close(): void;
 }
 
+interface NativeDoorbellHandle {
+  readonly fd: number;
+  seq(): number;
+  deleted(): boolean;
+  notify(): number;
+  start(cb: () => void): void;
+  stop(): void;
+  close(): void;
+}
+
 interface Binding {
   setErrorClass(ctor: typeof NativeError): void;
+  eventfdCreate(): number;
+  dupFd(fd: number): number;
+  Doorbell: new (pageFd: number, bellFd: number, mayNotify: boolean) => NativeDoorbellHandle;
   memfdCreate(name: string, size: number, hugetlb: boolean): number;
   getSeals(fd: number): number;
   closeFd(fd: number): void;
@@ -241,6 +254,16 @@ export function getSeals(fd: number): number {
 /** SO_PEERCRED + SO_PEERGROUPS of a connected AF_UNIX socket fd (e.g. net.Socket's _handle.fd). */
 export function peerCredOfFd(fd: number): PeerCred {
   return native.peerCredOfFd(checkFd('fd', fd));
+}
+
+/** eventfd(0, EFD_CLOEXEC|EFD_NONBLOCK): a region's doorbell. The caller owns the fd. */
+export function eventfdCreate(): number {
+  return native.eventfdCreate();
+}
+
+/** fcntl(F_DUPFD_CLOEXEC). The caller owns the new fd. */
+export function dupFd(fd: number): number {
+  return native.dupFd(checkFd('fd', fd));
 }
 
 /** close(2). */
@@ -624,6 +647,67 @@ export class KmodDevice {
 
   /** Idempotent. Regions stay when the device is closed. */
   close(): void {
+    this.#h.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Doorbell (docs/ARCHITECTURE.md, "Region events")
+
+/**
+ * A region's event page and doorbell eventfd as a client holds them. The
+ * constructor takes ownership of both fds (closed by close(), also when it
+ * throws). Waiting is edge-triggered epoll on the shared eventfd, polled by
+ * libuv: no thread, no spinning.
+ */
+export class Doorbell {
+  #h: NativeDoorbellHandle;
+  #closed = false;
+
+  constructor(pageFd: number, bellFd: number, options: { mayNotify: boolean }) {
+    checkFd('pageFd', pageFd);
+    checkFd('bellFd', bellFd);
+    const o = checkOptions('options', options, ['mayNotify']);
+    this.#h = new native.Doorbell(pageFd, bellFd, checkBool('options.mayNotify', o.mayNotify));
+  }
+
+  /** The region's current sequence (number of notifies so far). */
+  seq(): number {
+    return this.#h.seq();
+  }
+
+  /** True once the broker marked the region deleted. */
+  deleted(): boolean {
+    return this.#h.deleted();
+  }
+
+  /** Increments the sequence and rings: every waiter of the region wakes. Returns the new sequence. NativeError EPERM on a wait-only lease. */
+  notify(): number {
+    return this.#h.notify();
+  }
+
+  /** Calls `onRing` on every wake-up (coalesced) until stop(). While started, the doorbell keeps the event loop alive. */
+  start(onRing: () => void): void {
+    if (typeof onRing !== 'function') throw new TypeError('onRing must be a function');
+    this.#h.start(onRing);
+  }
+
+  stop(): void {
+    this.#h.stop();
+  }
+
+  /** The waiter's epoll fd (readable after a ring), -1 once closed. */
+  get fd(): number {
+    return this.#h.fd;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Idempotent. */
+  close(): void {
+    this.#closed = true;
     this.#h.close();
   }
 }

@@ -27,6 +27,8 @@ export interface AcquireOptions {
   mode?: Mode;
   /** Map as a SharedArrayBuffer (for Atomics), default false. */
   shared?: boolean;
+  /** Also take the region's doorbell: region.notify(), wait(), events(). Default false. */
+  events?: boolean;
 }
 
 interface Pending {
@@ -67,7 +69,7 @@ export class BrokerClient extends EventEmitter {
   #open(): void {
     let sock: native.SeqpacketSocket;
     try {
-      sock = native.SeqpacketSocket.connect(this.socketPath, { maxPacket: MAX_DATA_PACKET_BYTES + 1, maxFds: 2 });
+      sock = native.SeqpacketSocket.connect(this.socketPath, { maxPacket: MAX_DATA_PACKET_BYTES + 1, maxFds: 4 });
     } catch (err) {
       const e = err as native.NativeError;
       throw new UnavailableError('UNAVAILABLE', 'BROKER_UNREACHABLE', `cannot connect to the broker at ${this.socketPath}: ${e.message}`);
@@ -201,21 +203,26 @@ export class BrokerClient extends EventEmitter {
     const mode = options.mode ?? 'ro';
     if (mode !== 'ro' && mode !== 'rw') throw new TypeError(`options.mode must be 'ro' or 'rw', got ${JSON.stringify(mode)}`);
     if (options.shared !== undefined && typeof options.shared !== 'boolean') throw new TypeError('options.shared must be a boolean');
+    if (options.events !== undefined && typeof options.events !== 'boolean') throw new TypeError('options.events must be a boolean');
+    const wantEvents = options.events ?? false;
     const { reply, fds } = await this.#request({
-      acquire: { region: name, mode: mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' },
+      acquire: { region: name, mode: mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY', wantEvents },
     });
     if (reply.error) {
       for (const fd of fds) fs.closeSync(fd);
       throw errorFromStatus(reply.error.code, reply.error.reason, reply.error.message);
     }
     const a = reply.acquire;
-    if (!a || fds.length !== 1) {
+    if (!a || fds.length !== (wantEvents ? 3 : 1) || (a.events !== null) !== wantEvents) {
       for (const fd of fds) fs.closeSync(fd);
       throw new ProtocolError('INTERNAL', 'MALFORMED_REPLY', `the broker answered an acquire with ${a ? `${fds.length} fds` : reply.reply ?? 'nothing'}`);
     }
     const fd = fds[0]!;
     let mapping: native.Mapping;
+    let doorbell: native.Doorbell | undefined;
     try {
+      // The doorbell owns its two fds from here, also when it throws.
+      if (wantEvents) doorbell = new native.Doorbell(fds[1]!, fds[2]!, { mayNotify: a.events!.mayNotify });
       const st = fs.fstatSync(fd);
       if (st.size !== a.sizeBytes) {
         throw new ProtocolError('INTERNAL', 'SIZE_MISMATCH', `region ${name}: the broker said ${a.sizeBytes} bytes, the fd has ${st.size}`);
@@ -223,6 +230,7 @@ export class BrokerClient extends EventEmitter {
       mapping = native.Mapping.map(fd, { length: a.sizeBytes, writable: mode === 'rw', shared: options.shared ?? false });
     } catch (err) {
       fs.closeSync(fd);
+      doorbell?.close();
       this.#request({ release: { leaseId: a.leaseId } }).catch(() => undefined);
       if (err instanceof ShmbrokerError) throw err;
       const e = err as native.NativeError;
@@ -238,6 +246,7 @@ export class BrokerClient extends EventEmitter {
       fd,
       mapping,
       onRelease: (r) => this.#release(r),
+      ...(doorbell ? { doorbell, mayNotify: a.events!.mayNotify } : {}),
     });
     this.#regions.set(a.leaseId, region);
     this.#updateRef();

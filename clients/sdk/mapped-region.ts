@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as native from '../../native';
+import { RegionEvents, type NotifyEvent, type RegionEvent, type RevokedEvent, type WaitOptions } from './region-events';
 
 export type Mode = 'ro' | 'rw';
 
@@ -25,6 +26,7 @@ export class MappedRegion extends EventEmitter {
   #revoked = false;
   #released = false;
   readonly #onRelease: (region: MappedRegion) => Promise<void>;
+  readonly #events: RegionEvents;
 
   /** @internal created by BrokerClient.acquire() */
   constructor(init: {
@@ -37,6 +39,8 @@ export class MappedRegion extends EventEmitter {
     fd: number;
     mapping: native.Mapping;
     onRelease: (region: MappedRegion) => Promise<void>;
+    doorbell?: native.Doorbell;
+    mayNotify?: boolean;
   }) {
     super();
     this.name = init.name;
@@ -48,6 +52,41 @@ export class MappedRegion extends EventEmitter {
     this.#fd = init.fd;
     this.#mapping = init.mapping;
     this.#onRelease = init.onRelease;
+    this.#events = new RegionEvents(init.doorbell, init.mayNotify ?? false);
+  }
+
+  /** True when acquired with { events: true }: notify (if mayNotify), wait and events work. */
+  get eventsEnabled(): boolean {
+    return this.#events.enabled;
+  }
+
+  /** True when this lease may notify (acquired read-write with events). */
+  get mayNotify(): boolean {
+    return this.#events.mayNotify;
+  }
+
+  /** The region's event sequence: how many notifies so far. */
+  get seq(): number {
+    return this.#events.seq();
+  }
+
+  /** Wakes every waiter on the region, in every process. Returns the new sequence. Never goes through the broker. */
+  notify(): number {
+    return this.#events.notify();
+  }
+
+  /**
+   * Waits until the region's sequence moves past `after` (no lost wake-up:
+   * read `seq` before you look at the memory, pass it here), the lease ends
+   * ('revoked' / 'released'), or `timeoutMs` passes ('timeout').
+   */
+  wait(options?: WaitOptions): Promise<RegionEvent> {
+    return this.#events.wait(options);
+  }
+
+  /** `for await (const ev of region.events({ signal }))`: notifies (coalesced), then 'revoked' if the lease is revoked. */
+  events(options?: { signal?: AbortSignal }): AsyncGenerator<NotifyEvent | RevokedEvent, void, undefined> {
+    return this.#events.events(options);
   }
 
   /** The mapped memory; zero-length once released or revoked. */
@@ -81,6 +120,7 @@ export class MappedRegion extends EventEmitter {
   async release(): Promise<void> {
     if (this.#released) return;
     this.#unmap();
+    this.#events.end({ type: 'released' });
     await this.#onRelease(this);
   }
 
@@ -89,6 +129,7 @@ export class MappedRegion extends EventEmitter {
     if (this.#released) return;
     this.#revoked = true;
     this.#unmap();
+    this.#events.end({ type: 'revoked', reason: event.reason });
     this.emit('revoked', event);
   }
 

@@ -21,6 +21,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMapping(env, exports);
   InitSeqpacket(env, exports);
   InitKmod(env, exports);
+  InitDoorbell(env, exports);
   return exports;
 }
 

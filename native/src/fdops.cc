@@ -1,5 +1,6 @@
 // memfd_create and friends: the operations on plain fds.
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -110,7 +111,27 @@ static Napi::Value PeerCredOfFd(const Napi::CallbackInfo& info) {
   return PeerCredObject(info.Env(), static_cast<int>(fd));
 }
 
+// eventfdCreate() -> fd: a region's doorbell (docs/ARCHITECTURE.md, "Region
+// events"). Non-blocking, because one open file description is shared by
+// every holder: a jammed counter must give EAGAIN, never block a notifier.
+static Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) THROW_ERRNO(info.Env(), errno, "eventfd");
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// dupFd(fd) -> fcntl(F_DUPFD_CLOEXEC): a second fd on the same open file
+// description (what an anonymous inode like an eventfd allows).
+static Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  REQUIRE_ARGUMENT_FD(0, fd);
+  int d = fcntl(static_cast<int>(fd), F_DUPFD_CLOEXEC, 0);
+  if (d < 0) THROW_ERRNO(info.Env(), errno, "fcntl(F_DUPFD_CLOEXEC)");
+  return Napi::Number::New(info.Env(), d);
+}
+
 void InitFdOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
+  exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate, "eventfdCreate"));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
   exports.Set("getSeals", Napi::Function::New(env, GetSeals, "getSeals"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));

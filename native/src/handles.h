@@ -16,6 +16,7 @@ Napi::Value PeerCredObject(Napi::Env env, int fd);
 void InitMapping(Napi::Env env, Napi::Object exports);    // mapping.cc
 void InitSeqpacket(Napi::Env env, Napi::Object exports);  // seqpacket.cc
 void InitKmod(Napi::Env env, Napi::Object exports);       // kmod.cc
+void InitDoorbell(Napi::Env env, Napi::Object exports);   // doorbell.cc
 
 }  // namespace shmb
 

@@ -17,6 +17,7 @@ import { grantName, regionName, validateRegionId } from '../regions/names';
 import type { LeaseNotifier, RevocationReason } from '../leases/revoker';
 import type { BrokerCore } from '../core';
 import { processGone, processIdentity, type ProcessIdentity } from '../leases/process-liveness';
+import { Doorbells, EVENT_PAGE, type DoorbellFds } from './doorbells';
 
 export interface DataPlaneLimits {
   maxConnectionsPerUid: number;
@@ -56,6 +57,8 @@ export class DataPlane implements LeaseNotifier {
   private readonly buckets = new Map<number, RateBucket>();
   private nextConnId = 1;
   private readonly fastTxn: (fn: () => void) => void;
+  /** Region doorbells handed out with leases that ask for events. */
+  readonly doorbells = new Doorbells();
 
   constructor(
     private readonly deps: BrokerCore & {
@@ -107,6 +110,7 @@ export class DataPlane implements LeaseNotifier {
     this.server?.close();
     this.server = undefined;
     for (const c of [...this.connections.values()]) this.drop(c);
+    this.doorbells.close();
   }
 
   private accept(sock: native.SeqpacketSocket): void {
@@ -175,6 +179,7 @@ export class DataPlane implements LeaseNotifier {
           this.deps.audit.append({ actor: caller, action: 'LeaseEnded', resource: regionName(lease.region), result: 'ALLOWED', reason: 'HOLDER_EXITED', details: { lease: id } });
         });
         this.deps.revoker.released(id);
+        this.doorbells.leaseEnded(id);
       } catch (err) {
         this.deps.log.warn({ lease: id, err: (err as Error).message }, 'could not end the lease of an exited process');
       }
@@ -259,7 +264,7 @@ export class DataPlane implements LeaseNotifier {
       }
       switch (req.request) {
         case 'acquire':
-          this.acquire(conn, requestId, req.acquire!.region, toMode(req.acquire!.mode));
+          this.acquire(conn, requestId, req.acquire!.region, toMode(req.acquire!.mode), req.acquire!.wantEvents === true);
           break;
         case 'release':
           this.release(conn, requestId, req.release!.leaseId);
@@ -285,7 +290,7 @@ export class DataPlane implements LeaseNotifier {
     conn.sock.send(dataReplyCodec().encode(reply), fds);
   }
 
-  private acquire(conn: Connection, requestId: number, regionId: string, mode: GrantMode | undefined): void {
+  private acquire(conn: Connection, requestId: number, regionId: string, mode: GrantMode | undefined, wantEvents = false): void {
     const caller = conn.caller;
     const name = validateRegionId(regionId, 'region');
     const resource = regionName(name);
@@ -313,7 +318,12 @@ export class DataPlane implements LeaseNotifier {
     }
     const opened = this.deps.backend.open(region, mode!);
     let lease: LeaseRecord | undefined;
+    let bell: DoorbellFds | undefined;
+    // Permission by grant mode: a lease acquired read-write may notify; a
+    // read-only one may only wait (its event page fd is O_RDONLY).
+    const mayNotify = mode === 'rw';
     try {
+      if (wantEvents) bell = this.doorbells.open(name, mayNotify);
       const grant = decision.grant;
       this.fastTxn(() => {
         lease = this.deps.leases.insert({
@@ -335,6 +345,7 @@ export class DataPlane implements LeaseNotifier {
       });
       conn.leases.add(lease!.id);
       this.leaseOwner.set(lease!.id, conn);
+      if (bell) this.doorbells.attach(name, lease!.id);
       this.send(
         conn,
         {
@@ -346,16 +357,19 @@ export class DataPlane implements LeaseNotifier {
             mode: MODE_NAME[mode!],
             grant: grant ? grantName(name, grant.id) : '',
             backend: this.deps.backend.kind,
+            ...(bell ? { events: { mayNotify, pageVersion: EVENT_PAGE.version } } : {}),
           },
         },
-        [opened.fd],
+        bell ? [opened.fd, bell.page, bell.bell] : [opened.fd],
       );
     } catch (err) {
       if (lease) this.forgetLease(lease);
+      this.doorbells.closeIfIdle(name);
       if (opened.kernelGrantId) this.deps.backend.revoke(opened.kernelGrantId);
       throw err;
     } finally {
       fs.closeSync(opened.fd);
+      if (bell) closeAll([bell.page, bell.bell]);
     }
   }
 
@@ -417,6 +431,9 @@ export class DataPlane implements LeaseNotifier {
   // LeaseNotifier
   notify(lease: LeaseRecord, reason: RevocationReason, graceMs: number): boolean {
     const conn = this.leaseOwner.get(lease.id);
+    // Ring first: waiters wake with the region marked deleted even before
+    // they read the notice below.
+    if (reason === 'REGION_DELETED') this.doorbells.regionDeleted(lease.region);
     if (!conn || conn.closed) return false;
     this.send(conn, { requestId: 0, revocation: { leaseId: lease.id, region: lease.region, reason, graceMs } });
     this.audit(conn.caller, 'RevocationNotice', regionName(lease.region), 'ALLOWED', reason, { lease: lease.id, graceMs });
@@ -424,6 +441,7 @@ export class DataPlane implements LeaseNotifier {
   }
 
   forget(leaseId: number): void {
+    this.doorbells.leaseEnded(leaseId);
     const conn = this.leaseOwner.get(leaseId);
     conn?.leases.delete(leaseId);
     this.leaseOwner.delete(leaseId);
