@@ -99,8 +99,8 @@ typedef void (*shmb_revocation_fn)(shmb_client *client, shmb_region *region,
  * Compose the data socket path for a runtime directory into @p buf
  * (capacity @p len, NUL-terminated). With @p runtime_dir NULL the directory
  * is discovered like the CLI does: $SHMBROKER_RUNTIME_DIR if set and
- * non-empty, else /run/shmbroker for uid 0, else $XDG_RUNTIME_DIR/shmbroker
- * if XDG_RUNTIME_DIR is set and non-empty, else /tmp/shmbroker-UID.
+ * non-empty, else /run/shmbroker, for every uid (root's broker is the one
+ * broker of a host; there is no per-user or /tmp fallback).
  *
  * @return the length of the path (excluding the NUL), or -ENAMETOOLONG if it
  *         does not fit in @p buf or in a sockaddr_un, or -EINVAL.
@@ -112,15 +112,35 @@ SHMB_API int shmb_socket_path(const char *runtime_dir, char *buf, size_t len);
  * with shmb_socket_path(NULL, ...)). On success *@p out receives a new client
  * that the caller owns and frees with shmb_client_close().
  *
+ * Before anything is sent the broker is authenticated: every directory on
+ * the way is checked component by component without following symlinks
+ * (owned by root or $SHMBROKER_BROKER_UID, writable by others only with the
+ * sticky bit; the runtime directory itself not group/world-writable), the
+ * socket is owned by a trusted uid, and the connected peer's SO_PEERCRED
+ * uid is root or $SHMBROKER_BROKER_UID. Every region fd received later is
+ * checked before it is mapped (a regular file owned by that peer, no access
+ * for group/others, memfd sealed against shrink/grow/reseal).
+ *
  * @return 0, or a negative errno from socket(2)/connect(2) (-ENOENT when
  *         the socket does not exist, -ECONNREFUSED when no broker listens),
- *         -ENAMETOOLONG, -EINVAL, -ENOMEM.
+ *         -EPERM when the broker is not trusted (BROKER_NOT_TRUSTED),
+ *         -ENAMETOOLONG, -EINVAL (also for a malformed
+ *         $SHMBROKER_BROKER_UID), -ENOMEM.
  */
 SHMB_API int shmb_connect(const char *socket_path, shmb_client **out);
 
 /**
+ * shmb_connect(), and on failure a one-line explanation in @p why (capacity
+ * @p why_len, may be NULL/0) naming what did not match, e.g. "/tmp/x is
+ * owned by uid 1002, not by root".
+ */
+SHMB_API int shmb_connect_explain(const char *socket_path, shmb_client **out, char *why, size_t why_len);
+
+/**
  * Make a client from an already connected SOCK_SEQPACKET socket @p fd (for
- * socket activation, or a socketpair in tests). On success the client owns
+ * socket activation, or a socketpair in tests). The application vouches for
+ * the peer; region fds must still be owned by the peer's uid, private and
+ * (memfd) sealed, as with shmb_connect(). On success the client owns
  * the fd and closes it in shmb_client_close(); on failure the caller still
  * owns it.
  *

@@ -12,6 +12,7 @@
 
 #include "shmbroker.h"
 #include "proto.h"
+#include "trust.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +61,7 @@ struct notice {
 
 struct shmb_client {
     int fd;
+    uid_t broker_uid; /* the authenticated peer: region fds must be its own */
     int broken;
     int dispatching;
     int timeout_ms;
@@ -408,12 +410,9 @@ SHMB_API int shmb_socket_path(const char *runtime_dir, char *buf, size_t len)
         n = snprintf(dir, sizeof dir, "%s", runtime_dir);
     } else if ((env = getenv("SHMBROKER_RUNTIME_DIR")) && env[0]) {
         n = snprintf(dir, sizeof dir, "%s", env);
-    } else if (geteuid() == 0) {
-        n = snprintf(dir, sizeof dir, "/run/shmbroker");
-    } else if ((env = getenv("XDG_RUNTIME_DIR")) && env[0]) {
-        n = snprintf(dir, sizeof dir, "%s/shmbroker", env);
     } else {
-        n = snprintf(dir, sizeof dir, "/tmp/shmbroker-%lu", (unsigned long)geteuid());
+        /* Root's broker is the one broker of a host: never a per-user or world-writable fallback. */
+        n = snprintf(dir, sizeof dir, "/run/shmbroker");
     }
     if (n < 0 || (size_t)n >= sizeof dir)
         return -ENAMETOOLONG;
@@ -426,12 +425,13 @@ SHMB_API int shmb_socket_path(const char *runtime_dir, char *buf, size_t len)
     return n;
 }
 
-static int new_client(int fd, shmb_client **out)
+static int new_client(int fd, uid_t broker_uid, shmb_client **out)
 {
     shmb_client *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
     c->fd = fd;
+    c->broker_uid = broker_uid;
     c->timeout_ms = DEFAULT_TIMEOUT_MS;
     c->next_request_id = 1;
     *out = c;
@@ -440,10 +440,24 @@ static int new_client(int fd, shmb_client **out)
 
 SHMB_API int shmb_connect(const char *socket_path, shmb_client **out)
 {
+    return shmb_connect_explain(socket_path, out, NULL, 0);
+}
+
+/*
+ * Authenticate before sending anything (DESIGN contract, BROKER_NOT_TRUSTED):
+ * the path is checked component by component first, then the connected
+ * peer's SO_PEERCRED.
+ */
+SHMB_API int shmb_connect_explain(const char *socket_path, shmb_client **out, char *why, size_t why_len)
+{
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     struct sockaddr_un addr;
+    shmb_trust_set trust;
+    uid_t peer = 0;
     int fd, rc;
 
+    if (why && why_len)
+        why[0] = '\0';
     if (!out)
         return -EINVAL;
     *out = NULL;
@@ -459,6 +473,12 @@ SHMB_API int shmb_connect(const char *socket_path, shmb_client **out)
         if (rc < 0)
             return rc;
     }
+    rc = shmb_trust_from_env(&trust, why, why_len);
+    if (rc < 0)
+        return rc;
+    rc = shmb_trust_check_path(&trust, path, why, why_len);
+    if (rc < 0)
+        return rc;
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
     memcpy(addr.sun_path, path, strlen(path) + 1);
@@ -474,7 +494,9 @@ SHMB_API int shmb_connect(const char *socket_path, shmb_client **out)
         close(fd);
         return rc;
     }
-    rc = new_client(fd, out);
+    rc = shmb_trust_check_peer(&trust, fd, &peer, why, why_len);
+    if (rc == 0)
+        rc = new_client(fd, peer, out);
     if (rc < 0)
         close(fd);
     return rc;
@@ -491,7 +513,14 @@ SHMB_API int shmb_connect_fd(int fd, shmb_client **out)
         return errno == ENOTSOCK ? -EBADF : -errno;
     if (type != SOCK_SEQPACKET)
         return -EPROTOTYPE;
-    return new_client(fd, out);
+    {
+        /* The application vouches for this socket; region fds must still come from its peer. */
+        struct ucred cred;
+        socklen_t clen = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
+            return -errno;
+        return new_client(fd, cred.uid, out);
+    }
 }
 
 SHMB_API void shmb_client_close(shmb_client *c)
@@ -648,6 +677,16 @@ SHMB_API int shmb_acquire(shmb_client *c, const char *name, enum shmb_mode mode,
             ok = fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISSOCK(st.st_mode) &&
                  !S_ISFIFO(st.st_mode) && st.st_size >= 0 && (uint64_t)st.st_size == size;
         }
+        if (ok) {
+            shmb_pb_str be = p.rep.u.acquire.backend;
+            int memfd = be.len == 5 && memcmp(be.ptr, "memfd", 5) == 0;
+            if (shmb_trust_check_region_fd(c->broker_uid, fd, memfd, c->err_message, sizeof c->err_message) < 0) {
+                snprintf(c->err_reason, sizeof c->err_reason, "BROKER_NOT_TRUSTED");
+                close_fds(p.fds, &p.nfds);
+                rc = -EPERM;
+                goto undo_lease;
+            }
+        }
         if (!ok) {
             close_fds(p.fds, &p.nfds);
             rc = -EPROTO;
@@ -678,8 +717,15 @@ SHMB_API int shmb_acquire(shmb_client *c, const char *name, enum shmb_mode mode,
     return 0;
 
 undo_lease:
-    if (r->lease_id != 0 && !c->broken)
+    if (r->lease_id != 0 && !c->broken) {
+        /* Keep the reason this acquire failed for, not the release's. */
+        char reason[ERR_REASON_CAP], message[ERR_MESSAGE_CAP];
+        memcpy(reason, c->err_reason, sizeof reason);
+        memcpy(message, c->err_message, sizeof message);
         (void)release_lease(c, r->lease_id, 0);
+        memcpy(c->err_reason, reason, sizeof reason);
+        memcpy(c->err_message, message, sizeof message);
+    }
 fail:
     free(r);
     return rc;
@@ -820,6 +866,7 @@ SHMB_API const char *shmb_strerror(int err)
     case EPROTO: return "broker reply breaks the data-plane protocol";
     case ENOTCONN: return "connection to the broker is broken; reconnect";
     case ECONNRESET: return "broker closed the connection";
+    case EPERM: return "BROKER_NOT_TRUSTED: what answers is not the broker (owner, mode or peer uid mismatch)";
     default: return strerror(-err);
     }
 }

@@ -172,10 +172,12 @@ static int no_request_pending(int sock)
     return recv(sock, b, sizeof b, MSG_DONTWAIT) < 0 && errno == EAGAIN;
 }
 
+/* A region fd as the broker makes one: private inode, sealed size (the client checks both). */
 static int make_memfd(size_t size)
 {
-    int fd = memfd_create("fake-region", MFD_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+    int fd = memfd_create("fake-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || ftruncate(fd, (off_t)size) < 0 || fchmod(fd, 0600) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         perror("memfd");
         exit(2);
     }
@@ -258,6 +260,34 @@ static void test_acquire_ro_cannot_write(void)
     CHECK_EQ(shmb_region_release(reg), 0);
     close(mfd);
     close_pair(&p);
+}
+
+/* A region fd that is not what the broker makes is refused before it is mapped. */
+static void test_region_fd_checks(void)
+{
+    for (int variant = 0; variant < 2; variant++) {
+        pair p = open_pair();
+        int mfd;
+        if (variant == 0) { /* private but unsealed: it could shrink under the mapping */
+            mfd = memfd_create("unsealed", MFD_CLOEXEC);
+            CHECK(mfd >= 0 && ftruncate(mfd, 4096) == 0 && fchmod(mfd, 0600) == 0);
+        } else { /* sealed but open to everybody through /proc/PID/fd */
+            mfd = memfd_create("open", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+            CHECK(mfd >= 0 && ftruncate(mfd, 4096) == 0 && fchmod(mfd, 0666) == 0);
+            CHECK_EQ(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+        }
+        shmb_pb_reply r = acquire_reply(1, 9, "frames", 4096, 2);
+        send_reply(p.peer, &r, &mfd, 1);
+        r = release_reply(2, 9); /* the client gives the lease back at once */
+        send_reply(p.peer, &r, NULL, 0);
+        shmb_region *reg = NULL;
+        CHECK_EQ(shmb_acquire(p.c, "frames", SHMB_MODE_READ_WRITE, &reg), -EPERM);
+        CHECK(reg == NULL);
+        CHECK(strcmp(shmb_last_error_reason(p.c), "BROKER_NOT_TRUSTED") == 0);
+        CHECK(strstr(shmb_last_error_message(p.c), variant == 0 ? "not sealed" : "group or others") != NULL);
+        close(mfd);
+        close_pair(&p);
+    }
 }
 
 static void test_broker_error(void)
@@ -921,33 +951,25 @@ static void test_socket_path(void)
     CHECK(strcmp(buf, "/env/dir/data.sock") == 0);
     CHECK(shmb_socket_path("/explicit", buf, sizeof buf) > 0);
     CHECK(strcmp(buf, "/explicit/data.sock") == 0);
+    /* Every uid finds root's broker: no XDG or /tmp fallback another uid could squat. */
     setenv("SHMBROKER_RUNTIME_DIR", "", 1);
     setenv("XDG_RUNTIME_DIR", "/run/user/77", 1);
+    CHECK(shmb_socket_path(NULL, buf, sizeof buf) > 0);
+    CHECK(strcmp(buf, "/run/shmbroker/data.sock") == 0);
     if (geteuid() == 0) {
-        CHECK(shmb_socket_path(NULL, buf, sizeof buf) > 0);
-        CHECK(strcmp(buf, "/run/shmbroker/data.sock") == 0);
-        /* The non-root rules, in a child that drops to another uid. */
         pid_t pid = fork();
         if (pid == 0) {
             int bad = 0;
             if (setgid(65534) < 0 || setuid(65534) < 0)
                 _exit(3);
-            bad |= shmb_socket_path(NULL, buf, sizeof buf) < 0 || strcmp(buf, "/run/user/77/shmbroker/data.sock") != 0;
+            bad |= shmb_socket_path(NULL, buf, sizeof buf) < 0 || strcmp(buf, "/run/shmbroker/data.sock") != 0;
             unsetenv("XDG_RUNTIME_DIR");
-            bad |= shmb_socket_path(NULL, buf, sizeof buf) < 0 || strcmp(buf, "/tmp/shmbroker-65534/data.sock") != 0;
+            bad |= shmb_socket_path(NULL, buf, sizeof buf) < 0 || strcmp(buf, "/run/shmbroker/data.sock") != 0;
             _exit(bad);
         }
         int st = -1;
         waitpid(pid, &st, 0);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    } else {
-        char want[200];
-        CHECK(shmb_socket_path(NULL, buf, sizeof buf) > 0);
-        CHECK(strcmp(buf, "/run/user/77/shmbroker/data.sock") == 0);
-        unsetenv("XDG_RUNTIME_DIR");
-        snprintf(want, sizeof want, "/tmp/shmbroker-%lu/data.sock", (unsigned long)geteuid());
-        CHECK(shmb_socket_path(NULL, buf, sizeof buf) > 0);
-        CHECK(strcmp(buf, want) == 0);
     }
     unsetenv("SHMBROKER_RUNTIME_DIR");
     unsetenv("XDG_RUNTIME_DIR");
@@ -957,8 +979,11 @@ static void test_connect(void)
 {
     shmb_client *c = NULL;
     char dir[] = "/tmp/shmb-test-XXXXXX";
-    char path[64];
+    char path[128], uidbuf[32];
     CHECK(mkdtemp(dir) != NULL);
+    /* This process plays the broker: trust its uid when it is not root. */
+    snprintf(uidbuf, sizeof uidbuf, "%lu", (unsigned long)geteuid());
+    setenv("SHMBROKER_BROKER_UID", uidbuf, 1);
     snprintf(path, sizeof path, "%s/data.sock", dir);
     CHECK_EQ(shmb_connect(path, &c), -ENOENT);
     CHECK(c == NULL);
@@ -987,6 +1012,31 @@ static void test_connect(void)
     int as2 = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
     close(as2);
     close(as);
+
+    /* A runtime directory others can write is not the broker's: refused before connecting. */
+    {
+        char why[256] = "";
+        CHECK_EQ(chmod(dir, 0777), 0);
+        CHECK_EQ(shmb_connect_explain(path, &c, why, sizeof why), -EPERM);
+        CHECK(c == NULL);
+        CHECK(strstr(why, "writable by group or others") != NULL);
+        CHECK_EQ(chmod(dir, 0700), 0);
+        /* Neither is one reached through a symlink. */
+        char link[40];
+        snprintf(link, sizeof link, "%s-link", dir);
+        CHECK_EQ(symlink(dir, link), 0);
+        snprintf(path, sizeof path, "%s/data.sock", link);
+        CHECK_EQ(shmb_connect_explain(path, &c, why, sizeof why), -EPERM);
+        CHECK(strstr(why, "is a symbolic link") != NULL);
+        unlink(link);
+        snprintf(path, sizeof path, "%s/data.sock", dir);
+        /* A broker uid that is not a number is a configuration error. */
+        setenv("SHMBROKER_BROKER_UID", "nobody", 1);
+        CHECK_EQ(shmb_connect_explain(path, &c, why, sizeof why), -EINVAL);
+        CHECK(strstr(why, "SHMBROKER_BROKER_UID") != NULL);
+        CHECK(strncmp(shmb_strerror(-EPERM), "BROKER_NOT_TRUSTED", 18) == 0);
+    }
+    unsetenv("SHMBROKER_BROKER_UID");
     close(ls);
     unlink(path);
     rmdir(dir);
@@ -1028,6 +1078,7 @@ int main(void)
     RUN(test_reentrant_process_events);
     RUN(test_random_replies);
     RUN(test_socket_path);
+    RUN(test_region_fd_checks);
     RUN(test_connect);
     return tu_summary("test_fakepeer");
 }

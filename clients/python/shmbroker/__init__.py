@@ -105,6 +105,7 @@ def _declare(lib):
     sigs = {
         "shmb_socket_path": (I, [S, ctypes.c_char_p, ctypes.c_size_t]),
         "shmb_connect": (I, [S, ctypes.POINTER(P)]),
+        "shmb_connect_explain": (I, [S, ctypes.POINTER(P), ctypes.c_char_p, ctypes.c_size_t]),
         "shmb_connect_fd": (I, [I, ctypes.POINTER(P)]),
         "shmb_client_close": (None, [P]),
         "shmb_client_fd": (I, [P]),
@@ -288,8 +289,12 @@ class Client:
     """A connection to the broker's data socket.
 
     ``Client()`` discovers the socket like the CLI ($SHMBROKER_RUNTIME_DIR,
-    /run/shmbroker for root, $XDG_RUNTIME_DIR/shmbroker or /tmp/shmbroker-UID);
-    ``Client(socket_path)`` or ``Client(runtime_dir=DIR)`` names it.
+    else /run/shmbroker for every uid: never a per-user or /tmp fallback);
+    ``Client(socket_path)`` or ``Client(runtime_dir=DIR)`` names it. The
+    library authenticates the broker before sending anything (directory and
+    socket owners, SO_PEERCRED root or $SHMBROKER_BROKER_UID, region fds
+    checked before mapping); a mismatch raises ShmbrokerError with
+    ``reason == "BROKER_NOT_TRUSTED"`` and a message naming what did not match.
     """
 
     def __init__(self, socket_path: Optional[str] = None, *, runtime_dir: Optional[str] = None,
@@ -305,8 +310,15 @@ class Client:
         else:
             if socket_path is None and runtime_dir is not None:
                 socket_path = globals()["socket_path"](runtime_dir)
-            rc = lib.shmb_connect(socket_path.encode() if socket_path else None, ctypes.byref(h))
+            why = ctypes.create_string_buffer(512)
+            rc = lib.shmb_connect_explain(socket_path.encode() if socket_path else None, ctypes.byref(h),
+                                          why, len(why))
             what = "connect %s" % (socket_path or "(discovered)")
+            if rc == -_errno.EPERM:
+                # The library authenticated the broker and it did not match: say what.
+                raise ShmbrokerError(rc, what, "BROKER_NOT_TRUSTED", _s(why.value))
+            if rc < 0 and why.value:
+                what += ": " + _s(why.value)
         if rc < 0:
             raise ShmbrokerError(rc, what)
         self._h = h.value

@@ -8,6 +8,7 @@ are answered in order). Run: python3 -m unittest discover -s clients/python/test
 import array
 import errno
 import gc
+import fcntl
 import os
 import select
 import socket
@@ -118,8 +119,11 @@ class FakePeerTest(unittest.TestCase):
         self.assertEqual(open_fds(), self.fds_before, "fd leak")
 
     def memfd(self, size, data=b""):
-        fd = os.memfd_create("fake", os.MFD_CLOEXEC)
+        # As the broker makes them (the library checks): private inode, size sealed.
+        fd = os.memfd_create("fake", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(fd, size)
+        os.fchmod(fd, 0o600)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
         if data:
             os.pwrite(fd, data, 0)
         self.memfds.append(fd)
