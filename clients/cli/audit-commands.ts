@@ -179,6 +179,7 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (o: FilterOpts & { after?: string }) => {
       const req: Record<string, unknown> = { filter: filterOf(o) };
       if (o.after !== undefined) req.startAfterSeq = parseNonNegativeInt('--after', o.after, Number.MAX_SAFE_INTEGER);
+      await ctx.control().verify();
       const stream = ctx.control().stream('AuditService', 'WatchAuditEvents', req);
       await new Promise<void>((resolve, reject) => {
         const stop = () => stream.cancel();

@@ -14,7 +14,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('shmbroker');
   program
     .description('shared-memory regions for local processes: a broker and its admin commands')
-    .option('--runtime-dir <dir>', 'broker runtime directory (default: $SHMBROKER_RUNTIME_DIR, /run/shmbroker for root, $XDG_RUNTIME_DIR/shmbroker otherwise)')
+    .option('--runtime-dir <dir>', 'broker runtime directory (default: $SHMBROKER_RUNTIME_DIR, else /run/shmbroker)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .exitOverride();
   const ctx = createContext(program);

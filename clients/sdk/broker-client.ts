@@ -10,6 +10,7 @@ import { dataReplyCodec, dataRequestCodec, MAX_DATA_PACKET_BYTES } from '../../p
 import type { DataReply__Output } from '../../proto/generated/shmbroker/v1/DataReply';
 import type { DataRequest } from '../../proto/generated/shmbroker/v1/DataRequest';
 import { errorFromStatus, InvalidArgumentError, ProtocolError, ShmbrokerError, UnavailableError } from './errors';
+import { BrokerNotTrustedError, checkPeer, checkRegionFd, checkSocketPath, trustedUids } from './broker-trust';
 import { MappedRegion, type Mode } from './mapped-region';
 import { DATA_SOCKET, resolveRuntimeDir } from './runtime-dir';
 
@@ -48,6 +49,8 @@ export class BrokerClient extends EventEmitter {
   readonly #reconnect: boolean;
   readonly #maxDelay: number;
   #reconnectTimer: NodeJS.Timeout | undefined;
+  /** The authenticated broker's uid: region fds must be its own. */
+  #brokerUid = 0;
 
   private constructor(socketPath: string, options: ConnectOptions) {
     super();
@@ -67,12 +70,22 @@ export class BrokerClient extends EventEmitter {
   }
 
   #open(): void {
+    // Authenticate before sending anything (broker-trust.ts): the path, then the peer.
     let sock: native.SeqpacketSocket;
+    const uids = trustedUids();
     try {
+      checkSocketPath(this.socketPath, uids);
       sock = native.SeqpacketSocket.connect(this.socketPath, { maxPacket: MAX_DATA_PACKET_BYTES + 1, maxFds: 4 });
     } catch (err) {
+      if (err instanceof BrokerNotTrustedError) throw err;
       const e = err as native.NativeError;
       throw new UnavailableError('UNAVAILABLE', 'BROKER_UNREACHABLE', `cannot connect to the broker at ${this.socketPath}: ${e.message}`);
+    }
+    try {
+      this.#brokerUid = checkPeer(sock.peerCred(), this.socketPath, uids);
+    } catch (err) {
+      sock.close();
+      throw err;
     }
     this.#sock = sock;
     sock.on('message', (data, fds) => this.#onPacket(data, fds));
@@ -227,6 +240,7 @@ export class BrokerClient extends EventEmitter {
       if (st.size !== a.sizeBytes) {
         throw new ProtocolError('INTERNAL', 'SIZE_MISMATCH', `region ${name}: the broker said ${a.sizeBytes} bytes, the fd has ${st.size}`);
       }
+      checkRegionFd(fd, this.#brokerUid, a.backend);
       mapping = native.Mapping.map(fd, { length: a.sizeBytes, writable: mode === 'rw', shared: options.shared ?? false });
     } catch (err) {
       fs.closeSync(fd);

@@ -1,9 +1,12 @@
 // A promise-based client of the broker's gRPC control plane over
 // RUNTIME_DIR/broker.sock. Errors become the SDK's typed errors with the
 // broker's machine-readable reason.
+import * as net from 'node:net';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import * as native from '../../native';
 import { loadShmbrokerGrpc } from '../../proto/load';
+import { BrokerNotTrustedError, checkPeer, checkSocketPath, trustedUids } from './broker-trust';
 import { errorFromStatus, ShmbrokerError } from './errors';
 import { CONTROL_SOCKET, resolveRuntimeDir } from './runtime-dir';
 
@@ -15,6 +18,7 @@ export class ControlClient {
   readonly socketPath: string;
   readonly #clients = new Map<string, grpc.Client>();
   readonly #deadlineMs: number;
+  #verified: Promise<void> | undefined;
 
   constructor(options: { runtimeDir?: string; deadlineMs?: number } = {}) {
     this.socketPath = path.join(resolveRuntimeDir(options.runtimeDir), CONTROL_SOCKET);
@@ -32,8 +36,46 @@ export class ControlClient {
     return c;
   }
 
+  /**
+   * Authenticates the broker before the first request (broker-trust.ts):
+   * the path, then SO_PEERCRED of a probe connection to the same socket.
+   * The path check makes the socket one only a trusted uid can replace, so
+   * the channel grpc-js opens by that path reaches the same listener.
+   */
+  verify(): Promise<void> {
+    this.#verified ??= new Promise<void>((resolve, reject) => {
+      const uids = trustedUids();
+      try {
+        checkSocketPath(this.socketPath, uids);
+      } catch (err) {
+        if (err instanceof BrokerNotTrustedError) throw err;
+        const code = (err as NodeJS.ErrnoException).code ?? String(err);
+        const why = code === 'ENOENT' ? 'is it running?' : code;
+        throw errorFromStatus(grpc.status.UNAVAILABLE, 'BROKER_UNREACHABLE', `cannot reach the broker at ${this.socketPath} (${why})`);
+      }
+      const probe = net.connect(this.socketPath);
+      probe.once('error', (err: NodeJS.ErrnoException) => {
+        const why = err.code === 'ECONNREFUSED' ? 'is it running?' : err.code ?? err.message;
+        reject(errorFromStatus(grpc.status.UNAVAILABLE, 'BROKER_UNREACHABLE', `cannot reach the broker at ${this.socketPath} (${why})`));
+      });
+      probe.once('connect', () => {
+        try {
+          const fd = (probe as unknown as { _handle: { fd: number } })._handle.fd;
+          checkPeer(native.peerCredOfFd(fd), this.socketPath, uids);
+          resolve();
+        } catch (err) {
+          reject(err);
+        } finally {
+          probe.destroy();
+        }
+      });
+    });
+    return this.#verified;
+  }
+
   /** Calls a unary rpc, e.g. call('BrokerService', 'CreateRegion', {...}). */
-  call<T = any>(service: string, method: string, request: object): Promise<T> {
+  async call<T = any>(service: string, method: string, request: object): Promise<T> {
+    await this.verify();
     const client = this.#client(service) as unknown as Record<string, Callable>;
     const fn = client[method];
     if (typeof fn !== 'function') return Promise.reject(new Error(`unknown rpc ${service}.${method}`));
@@ -45,8 +87,9 @@ export class ControlClient {
     });
   }
 
-  /** Opens a server-streaming rpc; returns the grpc-js stream. */
+  /** Opens a server-streaming rpc; returns the grpc-js stream. Await verify() first. */
   stream(service: string, method: string, request: object): grpc.ClientReadableStream<any> {
+    if (!this.#verified) throw new Error('ControlClient.stream: await verify() first (the broker is authenticated before anything is sent)');
     const client = this.#client(service) as unknown as Record<string, (req: unknown) => grpc.ClientReadableStream<unknown>>;
     const fn = client[method];
     if (typeof fn !== 'function') throw new Error(`unknown rpc ${service}.${method}`);

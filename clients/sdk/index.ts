@@ -5,3 +5,4 @@ export type { NotifyEvent, RegionEvent, ReleasedEvent, RevokedEvent, TimeoutEven
 export * from './errors';
 export { defaultRuntimeDir, resolveRuntimeDir } from './runtime-dir';
 export { ControlClient } from './control-client';
+export { BrokerNotTrustedError } from './broker-trust';

@@ -78,9 +78,14 @@ int main(int argc, char **argv)
     }
     if (argc < 3)
         return 1;
-    rc = shmb_connect(sock, &c);
-    if (rc < 0)
-        return die("connect", rc, NULL);
+    {
+        char why[512];
+        rc = shmb_connect_explain(sock, &c, why, sizeof why);
+        if (rc < 0) {
+            fprintf(stderr, "shmb_e2e: connect: %s (%d): %s\n", shmb_strerror(rc), rc, why);
+            return 2;
+        }
+    }
 
     if (strcmp(argv[1], "write") == 0 && argc == 5) {
         size_t off = strtoul(argv[3], NULL, 0), len = strlen(argv[4]);
