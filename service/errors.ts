@@ -32,12 +32,32 @@ export function codeName(code: number): string {
   return CODE_NAMES.get(code) ?? `CODE_${code}`;
 }
 
+/** Facts a client can act on, sent as google.rpc error details (rpc/grpc-status.ts). */
+export interface ErrorDetails {
+  /** Extra ErrorInfo metadata (the resource names are added from `resource`). */
+  metadata?: Record<string, string>;
+  /** The request field at fault (BadRequest), e.g. "region.size_bytes". */
+  field?: string;
+  /** The quota subject refused (QuotaFailure), e.g. "uid:1001". */
+  quotaSubject?: string;
+  /** How long to wait before retrying (RetryInfo). */
+  retryDelayMs?: number;
+}
+
 export abstract class BrokerError extends Error {
   abstract readonly code: CodeValue;
   readonly reason: string;
-  constructor(reason: string, message: string) {
+  readonly details: ErrorDetails;
+  /**
+   * The resource the refused call was about ("regions/x", "regions/x/grants/3",
+   * "quotas/uid:1001"): set by the thrower or by the audited-operation helper,
+   * which audits the refusal against the same name.
+   */
+  resource: string | undefined;
+  constructor(reason: string, message: string, details: ErrorDetails = {}) {
     super(message);
     this.reason = reason;
+    this.details = details;
     this.name = new.target.name;
   }
 }
@@ -73,6 +93,3 @@ export class UnavailableError extends BrokerError {
 export class InternalError extends BrokerError {
   readonly code = Code.INTERNAL;
 }
-
-/** Name of the trailing-metadata key that carries BrokerError.reason over gRPC. */
-export const REASON_METADATA_KEY = 'shmbroker-reason';

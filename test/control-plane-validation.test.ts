@@ -91,13 +91,14 @@ describe('control-plane validation', () => {
     const script = `
       const grpc = require(REPO + '/node_modules/@grpc/grpc-js');
       const { loadShmbrokerGrpc } = require(REPO + '/dist/proto/load.js');
+      const { decodeStatus } = require(REPO + '/dist/proto/status-details.js');
       const pkg = loadShmbrokerGrpc();
       const c = new pkg.BrokerService('unix:' + process.argv[2] + '/broker.sock', grpc.credentials.createInsecure());
       const md = new grpc.Metadata();
       for (const k of ['uid', 'x-uid', 'x-shmbroker-uid', 'x-forwarded-user', 'authorization']) md.set(k, '0');
       c.DeleteRegion({ name: 'regions/taken' }, md, (err) => {
         c.GetStatus({}, md, (err2, status) => {
-          process.stdout.write(JSON.stringify({ code: err && err.code, reason: err && err.metadata.get('shmbroker-reason')[0], callerUid: status.callerUid, admin: status.callerIsAdmin }));
+          process.stdout.write(JSON.stringify({ code: err && err.code, reason: err && decodeStatus(err.metadata.get('grpc-status-details-bin')[0]).errorInfo.reason, callerUid: status.callerUid, admin: status.callerIsAdmin }));
           c.close();
         });
       });`;

@@ -3,17 +3,14 @@
 // socket: grpc-reflection-js (npm, protobufjs descriptors over grpc-js) and
 // a C-core client (Debian's python3-grpcio + python3-protobuf building a
 // descriptor pool, test/support/pyreflect.py).
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Client as ReflectionClient } from 'grpc-reflection-js';
 import type * as protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BrokerProcess, REPO, makeTempDir, run } from './support/broker-process';
-
-const PYTHON = '/usr/bin/python3';
-const GRPC_PROTO = '/usr/share/grpc-proto'; // Debian's grpc-proto: the reflection protos as gRPC publishes them
+import { BrokerProcess, makeTempDir } from './support/broker-process';
+import { buildClientProtoset, pyreflect } from './support/python-client';
 
 const SERVICES = [
   'grpc.health.v1.Health',
@@ -89,22 +86,15 @@ describe('server reflection', () => {
   });
 
   describe('C-core client (python3-grpcio) building a descriptor pool', () => {
-    let reflectionSet: string;
+    let protoset: string;
     let work: string;
     beforeAll(() => {
       work = makeTempDir('shmbroker-pyreflect-');
-      reflectionSet = path.join(work, 'reflection.binpb');
-      const protoc = spawnSync('protoc', [`-I${GRPC_PROTO}`, `--descriptor_set_out=${reflectionSet}`, 'grpc/reflection/v1/reflection.proto']);
-      expect(protoc.status, protoc.stderr?.toString()).toBe(0);
-      fs.chmodSync(reflectionSet, 0o644);
+      protoset = buildClientProtoset(work);
     });
     afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
-    const py = async (commands: unknown[], uid = 1001) => {
-      const r = await run(PYTHON, [path.join(REPO, 'test', 'support', 'pyreflect.py'), sock, reflectionSet, JSON.stringify(commands)], { uid, gid: uid });
-      expect(r.code, r.stderr).toBe(0);
-      return r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
-    };
+    const py = (commands: unknown[], uid = 1001) => pyreflect(sock, protoset, commands, uid);
 
     it('lists, describes, creates and lists as uid 1001', async () => {
       const [list, described, created, listed] = await py([

@@ -7,10 +7,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as native from '../../native';
 import { loadShmbrokerGrpc } from '../../proto/load';
 import { BrokerNotTrustedError, checkPeer, checkSocketPath, trustedUids } from './broker-trust';
+import { STATUS_DETAILS_KEY, decodeStatus, type RichStatus } from '../../proto/status-details';
 import { errorFromStatus, ShmbrokerError } from './errors';
 import { CONTROL_SOCKET, resolveRuntimeDir } from './runtime-dir';
-
-const REASON_KEY = 'shmbroker-reason';
 
 type Callable = (req: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => unknown;
 
@@ -102,12 +101,24 @@ export class ControlClient {
   }
 }
 
+/** The google.rpc.Status the broker sent in grpc-status-details-bin, if any (a transport error has none). */
+export function richStatus(err: grpc.ServiceError): RichStatus | undefined {
+  const bytes = err.metadata?.get(STATUS_DETAILS_KEY)[0];
+  if (!Buffer.isBuffer(bytes)) return undefined;
+  try {
+    return decodeStatus(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 export function toError(err: grpc.ServiceError, socketPath: string): ShmbrokerError {
-  const reason = String(err.metadata?.get(REASON_KEY)[0] ?? '');
+  const status = richStatus(err);
+  const reason = status?.errorInfo?.reason ?? '';
   if (err.code === grpc.status.UNAVAILABLE && !reason) {
     const cause = /\b(ENOENT|ECONNREFUSED|EACCES|ECONNRESET|EPIPE)\b/.exec(err.details)?.[1];
     const why = cause === 'ENOENT' || cause === 'ECONNREFUSED' ? 'is it running?' : cause ?? err.details;
     return errorFromStatus(err.code, 'BROKER_UNREACHABLE', `cannot reach the broker at ${socketPath} (${why})`);
   }
-  return errorFromStatus(err.code, reason || grpc.status[err.code] || 'UNKNOWN', err.details);
+  return errorFromStatus(err.code, reason || grpc.status[err.code] || 'UNKNOWN', err.details, status);
 }

@@ -1,5 +1,6 @@
 // Canonical code names come from the one table the broker uses too.
 import { codeName } from '../../service/errors';
+import type { RichStatus } from '../../proto/status-details';
 
 // Errors the SDK raises: one class per condition, each with a stable `code`
 // (the canonical status name) and the broker's machine-readable `reason`.
@@ -8,11 +9,14 @@ export class ShmbrokerError extends Error {
   readonly code: string;
   /** Broker reason, e.g. 'NO_GRANT'. */
   readonly reason: string;
-  constructor(code: string, reason: string, message: string) {
+  /** The broker's google.rpc.Status details (ErrorInfo metadata, BadRequest, QuotaFailure, RetryInfo, ResourceInfo), for control-plane errors. */
+  readonly status: RichStatus | undefined;
+  constructor(code: string, reason: string, message: string, status?: RichStatus) {
     super(message);
     this.name = new.target.name;
     this.code = code;
     this.reason = reason;
+    this.status = status;
   }
 }
 
@@ -27,22 +31,22 @@ export class ProtocolError extends ShmbrokerError {}
 export { codeName };
 
 /** Builds the typed error for a broker status (data-plane ErrorReply or gRPC status). */
-export function errorFromStatus(code: number, reason: string, message: string): ShmbrokerError {
+export function errorFromStatus(code: number, reason: string, message: string, status?: RichStatus): ShmbrokerError {
   const name = codeName(code);
   switch (code) {
     case 3:
-      return new InvalidArgumentError(name, reason, message);
+      return new InvalidArgumentError(name, reason, message, status);
     case 5:
-      return new NotFoundError(name, reason, message);
+      return new NotFoundError(name, reason, message, status);
     case 7:
-      return new PermissionDeniedError(name, reason, message);
+      return new PermissionDeniedError(name, reason, message, status);
     case 8:
-      return new ResourceExhaustedError(name, reason, message);
+      return new ResourceExhaustedError(name, reason, message, status);
     case 9:
-      return new FailedPreconditionError(name, reason, message);
+      return new FailedPreconditionError(name, reason, message, status);
     case 14:
-      return new UnavailableError(name, reason, message);
+      return new UnavailableError(name, reason, message, status);
     default:
-      return new ShmbrokerError(name, reason, message);
+      return new ShmbrokerError(name, reason, message, status);
   }
 }

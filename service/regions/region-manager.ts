@@ -77,6 +77,7 @@ export class RegionManager {
 
   /** Audits a refusal in its own transaction, then throws it. */
   private deny(caller: Caller, action: string, resource: string, err: BrokerError): never {
+    err.resource ??= resource; // the client's ErrorInfo names what the audit row names
     inTransaction(this.deps.db, () => {
       this.deps.audit.append({ actor: caller, action, resource, result: 'DENIED', reason: err.reason, details: { message: err.message } });
     });

@@ -174,12 +174,14 @@ export class QuotaStore {
         throw new ResourceExhaustedError(
           'QUOTA_BYTES',
           `quota exceeded for ${s.kind} ${s.id}: bytes limit ${limits.bytes}, in use ${usage.bytes}, requested ${bytes}`,
+          { quotaSubject: `${s.kind}:${s.id}`, metadata: { limit: String(limits.bytes), usage: String(usage.bytes), requested: String(bytes) } },
         );
       }
       if (limits.regions !== undefined && usage.regions + 1 > limits.regions) {
         throw new ResourceExhaustedError(
           'QUOTA_REGIONS',
           `quota exceeded for ${s.kind} ${s.id}: regions limit ${limits.regions}, in use ${usage.regions}`,
+          { quotaSubject: `${s.kind}:${s.id}`, metadata: { limit: String(limits.regions), usage: String(usage.regions) } },
         );
       }
     }
@@ -205,6 +207,7 @@ export class QuotaStore {
       throw new ResourceExhaustedError(
         'QUOTA_GRANTS',
         `region ${region} has ${currentGrantCount} grants; ${source} allows at most ${limit} per region`,
+        { quotaSubject: `uid:${owner.uid}`, metadata: { limit: String(limit), usage: String(currentGrantCount) } },
       );
     }
   }

@@ -10,13 +10,14 @@
 //   node test/fuzz/control-fuzzer.js RUNTIME_DIR RUNS_PER_PROPERTY SEED
 //
 // A call must end with success or a canonical refusal that carries the
-// broker's reason (shmbroker-reason): never UNKNOWN, INTERNAL from a handler,
+// broker's reason (google.rpc.ErrorInfo in grpc-status-details-bin): never UNKNOWN, INTERNAL from a handler,
 // or a timeout. Prints one JSON summary line; exit 0 when nothing failed.
 const path = require('node:path');
 const REPO = path.resolve(__dirname, '..', '..');
 const fc = require(path.join(REPO, 'node_modules', 'fast-check'));
 const grpc = require(path.join(REPO, 'node_modules', '@grpc/grpc-js'));
 const { ControlClient } = require(path.join(REPO, 'dist', 'clients', 'sdk', 'control-client.js'));
+const { decodeStatus } = require(path.join(REPO, 'dist', 'proto', 'status-details.js'));
 
 const [runtimeDir, runsArg, seedArg] = process.argv.slice(2);
 const RUNS = Number(runsArg || 300);
@@ -59,7 +60,8 @@ function rawCall(service, method, bytes) {
   return new Promise((resolve) => {
     raw.makeUnaryRequest(`/shmbroker.v1.${service}/${method}`, (b) => b, (b) => b, bytes, new grpc.Metadata(), { deadline: Date.now() + 20_000 }, (err) => {
       const code = err ? grpc.status[err.code] : 'OK';
-      const reason = err ? err.metadata?.get('shmbroker-reason')[0] : undefined;
+      const details = err ? err.metadata?.get('grpc-status-details-bin')[0] : undefined;
+      const reason = details ? decodeStatus(details).errorInfo?.reason : undefined;
       const key = `${code}`;
       summary.rawOutcomes[key] = (summary.rawOutcomes[key] || 0) + 1;
       // grpc-js answers undecodable bytes itself (INTERNAL, "deserializ..."); anything else must be a canonical refusal.

@@ -5,11 +5,17 @@ a descriptor pool from the files it returns (fetching missing dependencies by
 file name, as a real descriptor-database client does), and calls methods with
 proto3 JSON requests.
 
-usage: pyreflect.py SOCKET REFLECTION_DESCRIPTOR_SET COMMANDS_JSON
-COMMANDS_JSON is a list of ["list"], ["describe", SYMBOL] or
-["call", "pkg.Service/Method", REQUEST_JSON_OBJECT]; one JSON line per command
-is printed: {"ok": ...}, {"error": {"code": NAME, "details": ...}} for a failed
-call, or {"reflection_error": "CODE: message"} for a reflection lookup refused.
+A failed call's google.rpc.Status (the grpc-status-details-bin trailer) is
+decoded with Google's own google/rpc protos, never with the server's.
+
+usage: pyreflect.py SOCKET CLIENT_DESCRIPTOR_SET COMMANDS_JSON
+CLIENT_DESCRIPTOR_SET: what protoc built (--include_imports) of gRPC's
+reflection proto (Debian's grpc-proto) and google/rpc/{status,error_details}.proto.
+COMMANDS_JSON is a list of ["list"], ["describe", SYMBOL],
+["call", "pkg.Service/Method", REQUEST_JSON_OBJECT] or ["decode_status", HEX];
+one JSON line per command is printed: {"ok": ...}, {"error": {"code": NAME,
+"details": ..., "status": google.rpc.Status as proto3 JSON}} for a failed call,
+or {"reflection_error": "CODE: message"} for a reflection lookup refused.
 """
 import json
 import sys
@@ -25,17 +31,28 @@ def message_class(pool_or_desc):
     return message_factory.MessageFactory(desc.file.pool).GetPrototype(desc)
 
 
-def reflection_types(path):
-    """The reflection request/response classes, from the descriptor set protoc built of Debian's grpc-proto."""
+def client_pool(path):
+    """The client's own types (reflection, google.rpc), from the descriptor set protoc built."""
     fds = descriptor_pb2.FileDescriptorSet()
     with open(path, "rb") as f:
         fds.ParseFromString(f.read())
     pool = descriptor_pool.DescriptorPool()
-    for fd in fds.file:
+    for fd in fds.file:  # --include_imports writes dependencies first
         pool.Add(fd)
-    req = message_class(pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionRequest"))
-    resp = message_class(pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionResponse"))
-    return req, resp
+    return pool
+
+
+def status_to_dict(pool, raw):
+    status = message_class(pool.FindMessageTypeByName("google.rpc.Status"))()
+    status.ParseFromString(raw)
+    out = {"code": status.code, "message": status.message, "details": []}
+    for any_msg in status.details:
+        type_name = any_msg.type_url.split("/")[-1]
+        detail = message_class(pool.FindMessageTypeByName(type_name))()
+        if not any_msg.Unpack(detail):
+            raise ValueError(f"cannot unpack {any_msg.type_url}")
+        out["details"].append({"@type": type_name, **json_format.MessageToDict(detail)})
+    return out
 
 
 class Reflector:
@@ -115,8 +132,10 @@ def call(r, channel, path, request):
 
 
 def main():
-    sock, reflection_fds, commands = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    req_cls, resp_cls = reflection_types(reflection_fds)
+    sock, client_fds, commands = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    pool = client_pool(client_fds)
+    req_cls = message_class(pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionRequest"))
+    resp_cls = message_class(pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionResponse"))
     with grpc.insecure_channel(f"unix:{sock}") as channel:
         r = Reflector(channel, req_cls, resp_cls)
         for cmd in commands:
@@ -127,13 +146,19 @@ def main():
                     out = describe(r, cmd[1])
                 elif cmd[0] == "call":
                     out = call(r, channel, cmd[1], cmd[2])
+                elif cmd[0] == "decode_status":
+                    out = status_to_dict(pool, bytes.fromhex(cmd[1]))
                 else:
                     raise ValueError(f"unknown command {cmd[0]}")
                 print(json.dumps({"ok": out}), flush=True)
             except LookupError as e:
                 print(json.dumps({"reflection_error": str(e)}), flush=True)
             except grpc.RpcError as e:
-                print(json.dumps({"error": {"code": e.code().name, "details": e.details()}}), flush=True)
+                err = {"code": e.code().name, "details": e.details()}
+                for key, value in e.trailing_metadata() or ():
+                    if key == "grpc-status-details-bin":
+                        err["status"] = status_to_dict(pool, value)
+                print(json.dumps({"error": err}), flush=True)
 
 
 if __name__ == "__main__":
