@@ -296,6 +296,78 @@ SHMB_API int shmb_region_revoked(const shmb_region *region);
 /** Reason of the revocation notice, or NULL if not revoked. */
 SHMB_API const char *shmb_region_revoke_reason(const shmb_region *region);
 
+/* ------------------------------------------------------------------------ */
+/* Region events (docs/ARCHITECTURE.md, "Region events")                    */
+/*
+ * A region's holders can notify it and wait for notifies without spinning
+ * and without the broker: the broker hands each lease that asks for events
+ * the region's event page (a 64-bit sequence every notify increments) and
+ * its doorbell (an eventfd every holder shares) with the acquire reply.
+ * Notifies are broadcast (every waiter of the region, in every process,
+ * wakes) and coalesced (N notifies before a waiter runs may wake it once;
+ * the sequence tells how many). A lease acquired read-write may notify; a
+ * read-only one may only wait.
+ *
+ * No lost wake-up: read shmb_region_seq() *before* you look at the shared
+ * memory, and pass that value to shmb_region_wait(): it returns at once if
+ * anyone notified since.
+ */
+
+/** shmb_acquire_ex() flag: also take the region's doorbell. */
+#define SHMB_ACQUIRE_EVENTS 1u
+
+/** What shmb_region_wait() saw. */
+enum shmb_event {
+    SHMB_EVENT_TIMEOUT = 0,  /**< the timeout passed, the sequence did not move */
+    SHMB_EVENT_NOTIFY = 1,   /**< the sequence moved past `after` */
+    SHMB_EVENT_REVOKED = 2   /**< the lease was revoked or the region deleted: stop, release */
+};
+
+/**
+ * shmb_acquire() with @p flags (0 or SHMB_ACQUIRE_EVENTS).
+ * @return as shmb_acquire(); -EINVAL for unknown flags.
+ */
+SHMB_API int shmb_acquire_ex(shmb_client *client, const char *name, enum shmb_mode mode, unsigned flags,
+                             shmb_region **out);
+
+/** 1 if the region was acquired with SHMB_ACQUIRE_EVENTS, else 0. */
+SHMB_API int shmb_region_events_enabled(const shmb_region *region);
+
+/** 1 if this lease may notify (acquired read-write with events), else 0. */
+SHMB_API int shmb_region_may_notify(const shmb_region *region);
+
+/** The region's sequence: how many notifies so far (0 without events). */
+SHMB_API uint64_t shmb_region_seq(const shmb_region *region);
+
+/**
+ * Increment the region's sequence and wake every waiter. Never talks to the
+ * broker: one atomic add and one write(2). The new sequence goes to *@p seq
+ * (may be NULL).
+ * @return 0, -EPERM (wait-only lease), -ENOTSUP (acquired without events),
+ *         -ESTALE (lease revoked), or an errno from write(2).
+ */
+SHMB_API int shmb_region_notify(shmb_region *region, uint64_t *seq);
+
+/**
+ * Wait until the region's sequence differs from @p after, the lease is
+ * revoked (a revocation notice read from the data socket, which this call
+ * watches too; the revocation callback runs later, in
+ * shmb_process_events()), or @p timeout_ms passes (negative: forever; 0:
+ * just check). The sequence seen goes to *@p seq (may be NULL).
+ * @return SHMB_EVENT_NOTIFY, SHMB_EVENT_TIMEOUT, SHMB_EVENT_REVOKED, or
+ *         -ENOTSUP (acquired without events), or an errno from epoll_wait(2).
+ */
+SHMB_API int shmb_region_wait(shmb_region *region, uint64_t after, int timeout_ms, uint64_t *seq);
+
+/**
+ * A pollable fd for the caller's own event loop (an epoll fd owned by the
+ * region, closed by shmb_region_release()): readable after a notify, or
+ * when the data socket has a packet. When it is readable, call
+ * shmb_region_wait(region, last_seq, 0, &seq).
+ * @return the fd, or -ENOTSUP (acquired without events).
+ */
+SHMB_API int shmb_region_event_fd(const shmb_region *region);
+
 /** Human-readable text for a negative return value of this library. */
 SHMB_API const char *shmb_strerror(int err);
 

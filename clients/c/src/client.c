@@ -13,6 +13,7 @@
 #include "shmbroker.h"
 #include "proto.h"
 #include "trust.h"
+#include "events.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,7 @@ struct shmb_region {
     uint64_t lease_id;
     int fd;
     int revoked;
+    shmb_doorbell *bell; /* NULL unless acquired with SHMB_ACQUIRE_EVENTS */
     char name[NAME_CAP];
     char backend[SHORT_CAP];
     char grant[GRANT_CAP];
@@ -576,15 +578,11 @@ SHMB_API const char *shmb_last_error_message(const shmb_client *c)
     return c ? c->err_message : "";
 }
 
-SHMB_API int shmb_process_events(shmb_client *c)
+/* Read every waiting packet without blocking: notices are queued and their
+ * leases marked revoked at once; no callback runs. 0 or a negative errno. */
+static int pump(shmb_client *c)
 {
-    int err = 0, count = 0;
-    if (!c)
-        return -EINVAL;
-    if (c->dispatching)
-        return -EBUSY;
-    if (c->broken)
-        err = -ENOTCONN;
+    int err = c->broken ? -ENOTCONN : 0;
     while (!err) {
         packet p;
         long n = recv_packet(c, 0, p.fds, &p.nfds);
@@ -599,6 +597,17 @@ SHMB_API int shmb_process_events(shmb_client *c)
         if (rc < 0)
             err = rc;
     }
+    return err;
+}
+
+SHMB_API int shmb_process_events(shmb_client *c)
+{
+    int err, count = 0;
+    if (!c)
+        return -EINVAL;
+    if (c->dispatching)
+        return -EBUSY;
+    err = pump(c);
     c->dispatching = 1;
     while (c->q_head) {
         struct notice *n = c->q_head;
@@ -628,6 +637,13 @@ SHMB_API int shmb_process_events(shmb_client *c)
 
 SHMB_API int shmb_acquire(shmb_client *c, const char *name, enum shmb_mode mode, shmb_region **out)
 {
+    return shmb_acquire_ex(c, name, mode, 0, out);
+}
+
+SHMB_API int shmb_acquire_ex(shmb_client *c, const char *name, enum shmb_mode mode, unsigned flags,
+                             shmb_region **out)
+{
+    int want_events = (flags & SHMB_ACQUIRE_EVENTS) != 0;
     shmb_pb_request req;
     packet p;
     shmb_region *r;
@@ -637,7 +653,8 @@ SHMB_API int shmb_acquire(shmb_client *c, const char *name, enum shmb_mode mode,
     if (!c || !out)
         return -EINVAL;
     *out = NULL;
-    if (!valid_name(name) || (mode != SHMB_MODE_READ_ONLY && mode != SHMB_MODE_READ_WRITE))
+    if (!valid_name(name) || (mode != SHMB_MODE_READ_ONLY && mode != SHMB_MODE_READ_WRITE) ||
+        (flags & ~(unsigned)SHMB_ACQUIRE_EVENTS))
         return -EINVAL;
     r = calloc(1, sizeof *r);
     if (!r)
@@ -648,6 +665,7 @@ SHMB_API int shmb_acquire(shmb_client *c, const char *name, enum shmb_mode mode,
     req.u.acquire.region.ptr = name;
     req.u.acquire.region.len = strlen(name);
     req.u.acquire.mode = (int32_t)mode;
+    req.u.acquire.want_events = want_events;
     rc = transact(c, &req, &p);
     if (rc < 0)
         goto fail;
@@ -668,7 +686,8 @@ SHMB_API int shmb_acquire(shmb_client *c, const char *name, enum shmb_mode mode,
     {
         uint64_t size = p.rep.u.acquire.size_bytes;
         shmb_pb_str rname = p.rep.u.acquire.region;
-        int ok = p.nfds == 1 && r->lease_id != 0 && size != 0 && size <= SIZE_MAX &&
+        int ok = p.nfds == (want_events ? 3 : 1) && p.rep.u.acquire.has_events == want_events &&
+                 r->lease_id != 0 && size != 0 && size <= SIZE_MAX &&
                  p.rep.u.acquire.mode == (int32_t)mode &&
                  (rname.len == 0 ||
                   (rname.len == req.u.acquire.region.len && memcmp(rname.ptr, name, rname.len) == 0));
@@ -694,6 +713,14 @@ SHMB_API int shmb_acquire(shmb_client *c, const char *name, enum shmb_mode mode,
         }
         r->size = (size_t)size;
     }
+    if (want_events) {
+        /* The doorbell owns fds 1 and 2 from here, also when it fails. */
+        rc = shmb_doorbell_open(p.fds[1], p.fds[2], p.rep.u.acquire.may_notify, c->fd, &r->bell);
+        if (rc < 0) {
+            close(fd);
+            goto undo_lease;
+        }
+    }
     copy_str(r->backend, sizeof r->backend, p.rep.u.acquire.backend);
     copy_str(r->grant, sizeof r->grant, p.rep.u.acquire.grant);
 
@@ -703,6 +730,7 @@ SHMB_API int shmb_acquire(shmb_client *c, const char *name, enum shmb_mode mode,
         rc = -errno;
         r->addr = NULL;
         close(fd);
+        shmb_doorbell_close(r->bell);
         goto undo_lease;
     }
     r->fd = fd;
@@ -780,6 +808,11 @@ SHMB_API int shmb_region_offer(shmb_client *c, shmb_region *r)
     if (p.rep.u.offer.lease_id != 0)
         r->lease_id = p.rep.u.offer.lease_id;
     if (r->client != c) {
+        if (r->bell) {
+            if (r->client)
+                shmb_doorbell_unwatch_socket(r->bell, r->client->fd);
+            (void)shmb_doorbell_watch_socket(r->bell, c->fd);
+        }
         unlink_region(r);
         r->client = c;
         r->next = c->regions;
@@ -800,6 +833,7 @@ SHMB_API int shmb_region_release(shmb_region *r)
     if (r->addr)
         munmap(r->addr, r->size);
     close(r->fd);
+    shmb_doorbell_close(r->bell);
     if (c) {
         unlink_region(r);
         rc = release_lease(c, r->lease_id, r->revoked);
@@ -868,5 +902,87 @@ SHMB_API const char *shmb_strerror(int err)
     case ECONNRESET: return "broker closed the connection";
     case EPERM: return "BROKER_NOT_TRUSTED: what answers is not the broker (owner, mode or peer uid mismatch)";
     default: return strerror(-err);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Region events (docs/ARCHITECTURE.md, "Region events")               */
+
+SHMB_API int shmb_region_events_enabled(const shmb_region *r)
+{
+    return r && r->bell ? 1 : 0;
+}
+
+SHMB_API int shmb_region_may_notify(const shmb_region *r)
+{
+    return r && r->bell ? shmb_doorbell_may_notify(r->bell) : 0;
+}
+
+SHMB_API uint64_t shmb_region_seq(const shmb_region *r)
+{
+    return r && r->bell ? shmb_doorbell_seq(r->bell) : 0;
+}
+
+SHMB_API int shmb_region_notify(shmb_region *r, uint64_t *seq)
+{
+    if (!r)
+        return -EINVAL;
+    if (!r->bell)
+        return -ENOTSUP;
+    if (r->revoked)
+        return -ESTALE;
+    return shmb_doorbell_notify(r->bell, seq);
+}
+
+SHMB_API int shmb_region_event_fd(const shmb_region *r)
+{
+    if (!r)
+        return -EINVAL;
+    return r->bell ? shmb_doorbell_fd(r->bell) : -ENOTSUP;
+}
+
+SHMB_API int shmb_region_wait(shmb_region *r, uint64_t after, int timeout_ms, uint64_t *seq)
+{
+    long long deadline;
+    if (!r)
+        return -EINVAL;
+    if (!r->bell)
+        return -ENOTSUP;
+    deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    for (;;) {
+        uint64_t s;
+        if (!r->revoked && shmb_doorbell_deleted(r->bell)) {
+            /* The broker marked the page before sending REGION_DELETED:
+             * the lease is gone already (a release then finds nothing). */
+            r->revoked = 1;
+            snprintf(r->revoke_reason, sizeof r->revoke_reason, "REGION_DELETED");
+        }
+        if (r->revoked)
+            return SHMB_EVENT_REVOKED;
+        s = shmb_doorbell_seq(r->bell);
+        if (seq)
+            *seq = s;
+        if (s != after)
+            return SHMB_EVENT_NOTIFY;
+        int left = -1;
+        if (deadline >= 0) {
+            long long l = deadline - now_ms();
+            left = l <= 0 ? 0 : l > INT_MAX ? INT_MAX : (int)l;
+        }
+        /* Also with no time left: a packet waiting on the data socket (a
+         * revocation notice) must be seen by a zero-timeout check. */
+        int got = shmb_doorbell_block(r->bell, left);
+        if (got < 0)
+            return got;
+        if (got == 0 && left == 0)
+            return SHMB_EVENT_TIMEOUT;
+        /* The data socket has a packet: a revocation notice marks the lease
+         * revoked here (its callback runs in shmb_process_events()). A lost
+         * connection does not end the wait: the lease lives on with the
+         * process, and the doorbell still works. */
+        if (got == 2 && r->client && pump(r->client) < 0) {
+            /* broken or closed connection: stop watching it */
+            shmb_doorbell_unwatch_socket(r->bell, r->client->fd);
+        }
     }
 }

@@ -103,6 +103,7 @@ static void body_acquire_req(writer *w, const void *m)
     const shmb_pb_request *r = m;
     f_str(w, 1, r->u.acquire.region);
     f_i32(w, 2, r->u.acquire.mode);
+    f_u64(w, 3, r->u.acquire.want_events ? 1 : 0);
 }
 
 static void body_release_req(writer *w, const void *m)
@@ -143,6 +144,13 @@ long shmb_pb_encode_request(const shmb_pb_request *req, uint8_t *buf, size_t cap
     return (long)w.len;
 }
 
+static void body_region_events(writer *w, const void *m)
+{
+    const shmb_pb_reply *r = m;
+    f_u64(w, 1, r->u.acquire.may_notify ? 1 : 0);
+    f_u64(w, 2, r->u.acquire.page_version);
+}
+
 static void body_acquire_rep(writer *w, const void *m)
 {
     const shmb_pb_reply *r = m;
@@ -152,6 +160,8 @@ static void body_acquire_rep(writer *w, const void *m)
     f_i32(w, 4, r->u.acquire.mode);
     f_str(w, 5, r->u.acquire.grant);
     f_str(w, 6, r->u.acquire.backend);
+    if (r->u.acquire.has_events)
+        f_msg(w, 7, body_region_events, r);
 }
 
 static void body_release_rep(writer *w, const void *m)
@@ -349,6 +359,7 @@ static int dec_acquire_req(reader *r, shmb_pb_request *q)
         switch (f) {
         case 1: rc = rd_str(r, wt, &q->u.acquire.region); break;
         case 2: rc = rd_i32(r, wt, &q->u.acquire.mode); break;
+        case 3: rc = rd_bool(r, wt, &q->u.acquire.want_events); break;
         default: rc = r_skip(r, wt); break;
         }
         if (rc < 0)
@@ -423,6 +434,25 @@ int shmb_pb_decode_request(const uint8_t *buf, size_t len, shmb_pb_request *out)
     return 0;
 }
 
+static int dec_region_events(reader *r, shmb_pb_reply *p)
+{
+    uint32_t f;
+    unsigned wt;
+    p->u.acquire.has_events = 1;
+    while (r->p < r->end) {
+        NEXT_FIELD(r, f, wt);
+        int rc;
+        switch (f) {
+        case 1: rc = rd_bool(r, wt, &p->u.acquire.may_notify); break;
+        case 2: rc = rd_u32(r, wt, &p->u.acquire.page_version); break;
+        default: rc = r_skip(r, wt); break;
+        }
+        if (rc < 0)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
 static int dec_acquire_rep(reader *r, shmb_pb_reply *p)
 {
     uint32_t f;
@@ -437,6 +467,11 @@ static int dec_acquire_rep(reader *r, shmb_pb_reply *p)
         case 4: rc = rd_i32(r, wt, &p->u.acquire.mode); break;
         case 5: rc = rd_str(r, wt, &p->u.acquire.grant); break;
         case 6: rc = rd_str(r, wt, &p->u.acquire.backend); break;
+        case 7: {
+            reader sub;
+            rc = wt == WT_LEN && r_len(r, &sub) == 0 ? dec_region_events(&sub, p) : -EBADMSG;
+            break;
+        }
         default: rc = r_skip(r, wt); break;
         }
         if (rc < 0)

@@ -42,7 +42,7 @@ typedef struct {
     uint64_t request_id;
     enum shmb_pb_req_kind kind;
     union {
-        struct { shmb_pb_str region; int32_t mode; } acquire;
+        struct { shmb_pb_str region; int32_t mode; int want_events; } acquire;
         struct { uint64_t lease_id; } release;
         struct { shmb_pb_str region; uint64_t lease_id; int32_t mode; } offer;
     } u;
@@ -70,6 +70,10 @@ typedef struct {
             int32_t mode;
             shmb_pb_str grant;
             shmb_pb_str backend;
+            /* RegionEvents (field 7): present when the request wanted events. */
+            int has_events;
+            int may_notify;
+            uint32_t page_version;
         } acquire;
         struct { uint64_t lease_id; } release;
         struct { int32_t code; shmb_pb_str reason; shmb_pb_str message; } error;

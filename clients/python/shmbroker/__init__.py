@@ -129,6 +129,13 @@ def _declare(lib):
         "shmb_region_revoked": (I, [P]),
         "shmb_region_revoke_reason": (S, [P]),
         "shmb_strerror": (S, [I]),
+        "shmb_acquire_ex": (I, [P, S, I, ctypes.c_uint, ctypes.POINTER(P)]),
+        "shmb_region_events_enabled": (I, [P]),
+        "shmb_region_may_notify": (I, [P]),
+        "shmb_region_seq": (U64, [P]),
+        "shmb_region_notify": (I, [P, ctypes.POINTER(U64)]),
+        "shmb_region_wait": (I, [P, U64, I, ctypes.POINTER(U64)]),
+        "shmb_region_event_fd": (I, [P]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -181,6 +188,18 @@ class Revocation(NamedTuple):
     name: str
     reason: str
     grace_ms: int
+
+
+class Event(NamedTuple):
+    """What ``Region.wait()`` saw: type is "notify" (the sequence moved past
+    ``after``; ``count`` notifies since), "timeout" or "revoked"."""
+    type: str
+    seq: int
+    count: int
+
+
+_ACQUIRE_EVENTS = 1
+_EVENT_TYPES = {0: "timeout", 1: "notify", 2: "revoked"}
 
 
 class Region:
@@ -250,6 +269,75 @@ class Region:
             return None
         r = _load().shmb_region_revoke_reason(self._h)
         return _s(r) if r is not None else None
+
+    # ---- region events (docs/ARCHITECTURE.md, "Region events") ----------
+
+    @property
+    def events_enabled(self) -> bool:
+        """True when acquired with ``events=True``."""
+        return bool(_load().shmb_region_events_enabled(self._handle()))
+
+    @property
+    def may_notify(self) -> bool:
+        """True when this lease may notify (acquired "rw" with events)."""
+        return bool(_load().shmb_region_may_notify(self._handle()))
+
+    @property
+    def seq(self) -> int:
+        """The region's sequence: how many notifies so far. Read it before
+        you look at the memory and pass it to ``wait(after=...)``."""
+        return _load().shmb_region_seq(self._handle())
+
+    def notify(self) -> int:
+        """Wake every waiter of the region (never through the broker).
+        Returns the new sequence. ShmbrokerError EPERM on a wait-only lease."""
+        out = ctypes.c_uint64()
+        rc = _load().shmb_region_notify(self._handle(), ctypes.byref(out))
+        if rc < 0:
+            raise ShmbrokerError(rc, "notify %s" % self.name)
+        return out.value
+
+    def wait(self, after: Optional[int] = None, timeout: Optional[float] = None) -> Event:
+        """Block until the sequence differs from ``after`` (default: the
+        current one), the lease is revoked, or ``timeout`` seconds pass. The
+        GIL is released while blocked."""
+        h = self._handle()
+        lib = _load()
+        if after is None:
+            after = lib.shmb_region_seq(h)
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        out = ctypes.c_uint64()
+        rc = lib.shmb_region_wait(h, after, ms, ctypes.byref(out))
+        if rc < 0:
+            raise ShmbrokerError(rc, "wait %s" % self.name)
+        return Event(_EVENT_TYPES[rc], out.value, out.value - after if rc == 1 else 0)
+
+    def fileno(self) -> int:
+        """A pollable fd (for selectors / asyncio ``add_reader``): readable
+        after a notify or a broker notice; then call ``wait(after, 0)``."""
+        fd = _load().shmb_region_event_fd(self._handle())
+        if fd < 0:
+            raise ShmbrokerError(fd, "event fd of %s (acquire with events=True)" % self.name)
+        return fd
+
+    async def wait_async(self, after: Optional[int] = None) -> Event:
+        """``wait()`` for asyncio: the event loop watches ``fileno()``."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if after is None:
+            after = self.seq
+        while True:
+            ev = self.wait(after, 0)
+            if ev.type != "timeout":
+                return ev
+            ready = loop.create_future()
+            fd = self.fileno()
+            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
 
     def release(self) -> None:
         """Unmap and give the lease back. Raises BufferError (and releases
@@ -366,15 +454,17 @@ class Client:
         """Notices read during other calls and not yet dispatched."""
         return _load().shmb_events_pending(self._handle())
 
-    def acquire(self, name: str, mode="ro") -> Region:
-        """Acquire and map region ``name`` ("ro" or "rw")."""
+    def acquire(self, name: str, mode="ro", events: bool = False) -> Region:
+        """Acquire and map region ``name`` ("ro" or "rw"); with
+        ``events=True`` also take its doorbell (notify, wait, fileno)."""
         lib = _load()
         try:
             m = _MODES[mode]
         except (KeyError, TypeError):
             raise ValueError("mode must be 'ro' or 'rw', not %r" % (mode,)) from None
         out = ctypes.c_void_p()
-        rc = lib.shmb_acquire(self._handle(), name.encode("utf-8"), m, ctypes.byref(out))
+        rc = lib.shmb_acquire_ex(self._handle(), name.encode("utf-8"), m,
+                                 _ACQUIRE_EVENTS if events else 0, ctypes.byref(out))
         if rc < 0:
             raise ShmbrokerError(rc, "acquire %s" % name, *self._last_error())
         try:

@@ -1,0 +1,170 @@
+/*
+ * Region doorbells (see events.h and docs/ARCHITECTURE.md, "Region events").
+ * Nobody reads the doorbell eventfd: every write to it re-arms each holder's
+ * edge-triggered epoll item, so one write wakes every waiter of the region.
+ */
+#define _GNU_SOURCE
+#include "events.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define PAGE_BYTES 4096
+#define PAGE_MAGIC 0x56454253u /* "SBEV" */
+#define PAGE_VERSION 1u
+#define TAG_BELL 1u
+#define TAG_SOCK 2u
+
+struct event_page {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t seq;
+    uint32_t flags; /* bit 0: region deleted */
+};
+
+struct shmb_doorbell {
+    struct event_page *page;
+    int page_fd, bell_fd, ep_fd;
+    int may_notify;
+};
+
+int shmb_doorbell_open(int page_fd, int bell_fd, int may_notify, int sock_fd, shmb_doorbell **out)
+{
+    struct epoll_event ev;
+    shmb_doorbell *d = calloc(1, sizeof *d);
+    int rc = 0;
+    if (!d) {
+        close(page_fd);
+        close(bell_fd);
+        return -ENOMEM;
+    }
+    d->page_fd = page_fd;
+    d->bell_fd = bell_fd;
+    d->ep_fd = -1;
+    d->may_notify = may_notify;
+    void *p = mmap(NULL, PAGE_BYTES, PROT_READ | (may_notify ? PROT_WRITE : 0), MAP_SHARED, page_fd, 0);
+    if (p == MAP_FAILED) {
+        rc = -errno;
+        goto fail;
+    }
+    d->page = p;
+    if (d->page->magic != PAGE_MAGIC || d->page->version != PAGE_VERSION) {
+        rc = -EPROTO;
+        goto fail;
+    }
+    d->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (d->ep_fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    /* Registered before the first read of the sequence: a notify whose
+     * increment a later read misses re-arms this item (no lost wake-up). */
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.u32 = TAG_BELL;
+    if (epoll_ctl(d->ep_fd, EPOLL_CTL_ADD, bell_fd, &ev) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (sock_fd >= 0 && (rc = shmb_doorbell_watch_socket(d, sock_fd)) < 0)
+        goto fail;
+    *out = d;
+    return 0;
+fail:
+    shmb_doorbell_close(d);
+    return rc;
+}
+
+int shmb_doorbell_watch_socket(shmb_doorbell *d, int sock_fd)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN; /* level-triggered: pending notices keep it readable */
+    ev.data.u32 = TAG_SOCK;
+    if (epoll_ctl(d->ep_fd, EPOLL_CTL_ADD, sock_fd, &ev) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+void shmb_doorbell_unwatch_socket(shmb_doorbell *d, int sock_fd)
+{
+    (void)epoll_ctl(d->ep_fd, EPOLL_CTL_DEL, sock_fd, NULL);
+}
+
+void shmb_doorbell_close(shmb_doorbell *d)
+{
+    if (!d)
+        return;
+    if (d->page)
+        munmap(d->page, PAGE_BYTES);
+    if (d->ep_fd >= 0)
+        close(d->ep_fd);
+    close(d->bell_fd);
+    close(d->page_fd);
+    free(d);
+}
+
+int shmb_doorbell_may_notify(const shmb_doorbell *d)
+{
+    return d->may_notify;
+}
+
+uint64_t shmb_doorbell_seq(const shmb_doorbell *d)
+{
+    return __atomic_load_n(&d->page->seq, __ATOMIC_SEQ_CST);
+}
+
+int shmb_doorbell_deleted(const shmb_doorbell *d)
+{
+    return (__atomic_load_n(&d->page->flags, __ATOMIC_SEQ_CST) & 1u) != 0;
+}
+
+int shmb_doorbell_notify(shmb_doorbell *d, uint64_t *seq)
+{
+    uint64_t one = 1, s;
+    if (!d->may_notify)
+        return -EPERM;
+    s = __atomic_add_fetch(&d->page->seq, 1, __ATOMIC_SEQ_CST);
+    for (int attempt = 0;; attempt++) {
+        if (write(d->bell_fd, &one, sizeof one) == (ssize_t)sizeof one)
+            break;
+        if (errno == EINTR)
+            continue;
+        /* The counter is never read, so only a holder jamming it at its
+         * maximum gets here: reading it back to 0 does not disturb the
+         * edge-triggered waiters (a read raises EPOLLOUT, not EPOLLIN). */
+        if (errno == EAGAIN && attempt == 0) {
+            uint64_t v;
+            if (read(d->bell_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+                return -errno;
+            continue;
+        }
+        return -errno;
+    }
+    if (seq)
+        *seq = s;
+    return 0;
+}
+
+int shmb_doorbell_fd(const shmb_doorbell *d)
+{
+    return d->ep_fd;
+}
+
+int shmb_doorbell_block(shmb_doorbell *d, int timeout_ms)
+{
+    struct epoll_event evs[2];
+    int n, got = 0;
+    do
+        n = epoll_wait(d->ep_fd, evs, 2, timeout_ms < 0 ? -1 : timeout_ms);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    for (int i = 0; i < n; i++)
+        got |= evs[i].data.u32 == TAG_SOCK ? 2 : 1;
+    return got & 2 ? 2 : got;
+}
