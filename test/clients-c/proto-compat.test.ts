@@ -144,7 +144,7 @@ describe('C data-plane codec vs protobufjs', () => {
       expect(decoded.requestId).toBe(id.toString());
       expect(decoded.request).toBe(body.kind);
       if (body.kind === 'acquire') {
-        expect(decoded.acquire).toEqual({ region: body.region, mode: body.mode });
+        expect(decoded.acquire).toEqual({ region: body.region, mode: body.mode, wantEvents: false });
       } else if (body.kind === 'release') {
         expect(decoded.release).toEqual({ leaseId: body.lease.toString() });
       } else {
