@@ -6,6 +6,7 @@ import { toError } from '../sdk/control-client';
 import { FailedPreconditionError, InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { table, type CliContext } from './context';
+import { withExamples } from './help';
 import type { AuditEvent__Output } from '../../proto/generated/shmbroker/v1/AuditEvent';
 
 interface TimestampJson {
@@ -110,8 +111,12 @@ function oneLine(e: ReturnType<typeof eventOut>): string[] {
 
 export function register(program: Command, ctx: CliContext): void {
   const audit = program.command('audit').description('read and verify the tamper-evident audit trail');
+  withExamples(audit, [
+    ['Denials of the last hour', 'shmbroker audit list --since 1h --result denied'],
+    ['Check the hash chain', 'shmbroker audit verify'],
+  ]);
 
-  withFilterOptions(audit.command('list'))
+  const list = withFilterOptions(audit.command('list'))
     .description('list audit events, oldest first (non-admins see only their own)')
     .option('--limit <n>', 'at most this many events (default 1000)')
     .option('--newest-first', 'newest events first (with --limit: the latest N)')
@@ -136,8 +141,13 @@ export function register(program: Command, ctx: CliContext): void {
         out.length ? table(['SEQ', 'TIME', 'ACTOR', 'ACTION', 'RESOURCE', 'RESULT', 'REASON'], out.map(oneLine)) : 'no events',
       );
     });
+  withExamples(list, [
+    ['The 20 latest events', 'shmbroker audit list --newest-first --limit 20'],
+    ['Who touched frames today', 'shmbroker audit list --region frames --since 1d'],
+    ["Uid 1001's denials", 'shmbroker audit list --uid 1001 --result denied'],
+  ]);
 
-  audit
+  const verify = audit
     .command('verify')
     .description('check the hash chain: exit 0 if intact, 1 if any event was edited, deleted, inserted or reordered (admin only)')
     .action(async () => {
@@ -155,8 +165,9 @@ export function register(program: Command, ctx: CliContext): void {
         throw new FailedPreconditionError('FAILED_PRECONDITION', 'AUDIT_TRAIL_TAMPERED', `audit trail verification failed: ${v.problems[0]?.problem ?? 'unknown problem'}`);
       }
     });
+  withExamples(verify, [['Exit 0 if the chain is intact', 'shmbroker audit verify']]);
 
-  withFilterOptions(audit.command('export'))
+  const exp = withFilterOptions(audit.command('export'))
     .description('write matching events to stdout as JSON lines, oldest first (for archiving before retention prunes them)')
     .action(async (o: FilterOpts) => {
       const filter = filterOf(o);
@@ -172,8 +183,9 @@ export function register(program: Command, ctx: CliContext): void {
         pageToken = res.nextPageToken;
       } while (pageToken);
     });
+  withExamples(exp, [['Archive last month before retention prunes it', 'shmbroker audit export --since 30d > audit-$(date +%F).jsonl']]);
 
-  withFilterOptions(audit.command('watch'))
+  const watch = withFilterOptions(audit.command('watch'))
     .description('print matching events as they happen, until interrupted')
     .option('--after <seq>', 'first print the stored events after this seq (0 for all)')
     .action(async (o: FilterOpts & { after?: string }) => {
@@ -197,5 +209,8 @@ export function register(program: Command, ctx: CliContext): void {
         });
         stream.on('end', () => resolve());
       });
-    });
+    });  withExamples(watch, [
+    ['Follow denials as they happen', 'shmbroker audit watch --result denied'],
+    ['Everything, replaying the stored trail first', 'shmbroker audit watch --after 0 -o json'],
+  ]);
 }

@@ -13,6 +13,8 @@ export interface CliContext {
   control(): ControlClient;
   /** The -o format. */
   format(): OutputFormat;
+  /** -o wide: text tables with the exact timestamps and ids as extra columns. */
+  wide(): boolean;
   /** Prints `value` as JSON with -o json, else the text `render` gives. */
   print(value: unknown, render: () => string): void;
 }
@@ -24,6 +26,7 @@ export function createContext(program: Command): CliContext & { close(): void } 
     runtimeDir: () => resolveRuntimeDir(opts().runtimeDir),
     control: () => (control ??= new ControlClient({ runtimeDir: opts().runtimeDir })),
     format: (): OutputFormat => (opts().output === 'json' ? 'json' : 'text'),
+    wide: (): boolean => opts().output === 'wide',
     print(value: unknown, render: () => string): void {
       if (ctx.format() === 'json') process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
       else {

@@ -4,12 +4,14 @@ import { parseDuration } from '../../service/config';
 import { InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { formatTime, table, type CliContext } from './context';
+import { withExamples } from './help';
+import { formatAge, formatTimeLeft, userLabel, userNames } from './humanize';
 import type { Grant__Output } from '../../proto/generated/shmbroker/v1/Grant';
 
 // The shape the control client returns (proto-loader output types, generated at build).
 type GrantJson = Grant__Output;
 
-function grantee(g: GrantJson): string {
+function grantee(g: GrantJson, names?: Map<number, string>): string {
   switch (g.grantee) {
     case 'gid':
       return `gid:${g.gid}`;
@@ -18,7 +20,7 @@ function grantee(g: GrantJson): string {
     case 'kubernetesServiceAccount':
       return `serviceaccount:${g.kubernetesServiceAccount}`;
     default:
-      return `uid:${g.uid}`;
+      return g.uid !== undefined && names?.has(g.uid) ? `uid:${g.uid}(${userLabel(names, g.uid)})` : `uid:${g.uid}`;
   }
 }
 
@@ -32,8 +34,12 @@ function grantId(g: GrantJson): string {
 
 export function register(program: Command, ctx: CliContext): void {
   const grant = program.command('grant').description('grant, list and revoke access to regions');
+  withExamples(grant, [
+    ['Let uid 1001 read frames for an hour', 'shmbroker grant create frames --uid 1001 --ttl 1h'],
+    ['List and revoke', 'shmbroker grant list --region frames\n  shmbroker grant revoke 7'],
+  ]);
 
-  grant
+  const create = grant
     .command('create <name>')
     .description('grant a uid or a gid access to a region')
     .option('--uid <uid>', 'grant to this user id')
@@ -41,7 +47,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--namespace <ns>', 'grant to every pod of this Kubernetes namespace (needs pod identity)')
     .option('--service-account <ns/name>', 'grant to pods running as this Kubernetes service account (needs pod identity)')
     .option('--mode <mode>', 'ro or rw', 'ro')
-    .option('--ttl <duration>', 'expire after this long (90s, 5m, 1h, 2d)')
+    .option('--ttl <duration>', 'expire after this long: 90s, 5m, 1h, 2d (a bare number is seconds)')
     .action(async (name: string, o: { uid?: string; gid?: string; namespace?: string; serviceAccount?: string; mode: string; ttl?: string }) => {
       const given = [o.uid, o.gid, o.namespace, o.serviceAccount].filter((v) => v !== undefined).length;
       if (given !== 1) {
@@ -50,17 +56,7 @@ export function register(program: Command, ctx: CliContext): void {
       if (o.mode !== 'ro' && o.mode !== 'rw') {
         throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_MODE', `--mode must be ro or rw, got ${JSON.stringify(o.mode)}`);
       }
-      let ttlSeconds = 0;
-      if (o.ttl !== undefined) {
-        let ms: number;
-        try {
-          ms = parseDuration(o.ttl);
-        } catch (err) {
-          throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_TTL', `--ttl: ${(err as Error).message}`);
-        }
-        if (ms < 1000) throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_TTL', '--ttl must be at least 1s');
-        ttlSeconds = Math.ceil(ms / 1000);
-      }
+      const ttlSeconds = o.ttl === undefined ? 0 : ttlArg(o.ttl);
       const who =
         o.uid !== undefined
           ? { uid: parseNonNegativeInt('--uid', o.uid) }
@@ -77,8 +73,13 @@ export function register(program: Command, ctx: CliContext): void {
       const g = res.grant;
       ctx.print(g, () => `granted ${mode(g)} on regions/${name} to ${grantee(g)}: grant ${grantId(g)}${g.expireTime ? `, expires ${formatTime(g.expireTime)}` : ''}`);
     });
+  withExamples(create, [
+    ['Read-only for uid 1001', 'shmbroker grant create frames --uid 1001'],
+    ['Read-write for group 50, for 90 seconds', 'shmbroker grant create frames --gid 50 --mode rw --ttl 90'],
+    ['Every pod of a Kubernetes namespace (pod identity on)', 'shmbroker grant create frames --namespace team-a'],
+  ]);
 
-  grant
+  const list = grant
     .command('list')
     .description('list grants you can see')
     .option('--region <name>', 'only the grants of this region')
@@ -96,15 +97,16 @@ export function register(program: Command, ctx: CliContext): void {
       } while (pageToken);
       ctx.print(all, () =>
         all.length
-          ? table(
-              ['ID', 'REGION', 'GRANTEE', 'MODE', 'EXPIRES', 'CREATED'],
-              all.map((g) => [grantId(g), g.name.split('/')[1]!, grantee(g), mode(g), g.expireTime ? formatTime(g.expireTime) : 'never', formatTime(g.createTime)]),
-            )
+          ? grantRows(all, ctx.wide())
           : 'no grants',
       );
     });
+  withExamples(list, [
+    ['Every grant you can see', 'shmbroker grant list'],
+    ['The grants of one region, with exact times', 'shmbroker grant list --region frames -o wide'],
+  ]);
 
-  grant
+  const revoke = grant
     .command('revoke <grant-id>')
     .description('revoke a grant (an id, or regions/NAME/grants/ID)')
     .action(async (id: string) => {
@@ -112,4 +114,46 @@ export function register(program: Command, ctx: CliContext): void {
       await ctx.control().call('BrokerService', 'RevokeGrant', { name });
       ctx.print({ name, revoked: true }, () => `revoked ${name}`);
     });
+  withExamples(revoke, [
+    ['By id, as grant list shows it', 'shmbroker grant revoke 7'],
+    ['By resource name', 'shmbroker grant revoke regions/frames/grants/7'],
+  ]);
+}
+
+/** The default table: EXPIRES as time left, AGE; -o wide adds the exact times. */
+function grantRows(all: GrantJson[], wide: boolean): string {
+  const names = userNames(all.flatMap((g) => (g.grantee === 'uid' && g.uid !== undefined ? [g.uid] : [])));
+  return table(
+    ['ID', 'REGION', 'GRANTEE', 'MODE', 'EXPIRES', 'AGE', ...(wide ? ['EXPIRE TIME', 'CREATED'] : [])],
+    all.map((g) => [
+      grantId(g),
+      g.name.split('/')[1]!,
+      grantee(g, names),
+      mode(g),
+      formatTimeLeft(g.expireTime),
+      formatAge(g.createTime),
+      ...(wide ? [g.expireTime ? formatTime(g.expireTime) : 'never', formatTime(g.createTime)] : []),
+    ]),
+  );
+}
+
+/**
+ * --ttl in whole seconds. A bare number is seconds (the field is
+ * ttl_seconds, and `--ttl 60` meaning 60 ms surprised everyone); with a unit
+ * it is a duration (90s, 5m, 1h30m, 2d).
+ */
+export function ttlArg(text: string): number {
+  if (/^\d+$/.test(text.trim())) {
+    const s = Number(text);
+    if (s < 1) throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_TTL', '--ttl must be at least 1 second');
+    return s;
+  }
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch (err) {
+    throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_TTL', `--ttl: ${(err as Error).message}`);
+  }
+  if (ms < 1000) throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_TTL', '--ttl must be at least 1s');
+  return Math.ceil(ms / 1000);
 }

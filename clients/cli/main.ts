@@ -1,25 +1,30 @@
 // bin/shmbroker: `serve` and every admin command (DESIGN.md, Contract:
 // command line). Errors go to stderr as one line with the broker's reason,
-// and the exit code is non-zero.
+// and the exit code is non-zero (the table is in exit-codes.ts and README.md).
 import { Command, CommanderError, Option } from 'commander';
 import { ShmbrokerError } from '../sdk/errors';
+import * as completionCommand from './completion-command';
 import { createContext } from './context';
+import { EXIT, exitCodeFor } from './exit-codes';
 import * as grantCommands from './grant-commands';
+import { configureHelp, withExamples } from './help';
 import * as regionCommands from './region-commands';
 import * as statusCommand from './status-command';
-
-const EXIT_USAGE = 2;
+import { endQuietlyOnClosedStdout, isClosedPipe } from './stdio';
+import * as versionCommand from './version-command';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('shmbroker');
   program
     .description('shared-memory regions for local processes: a broker and its admin commands')
     .option('--runtime-dir <dir>', 'broker runtime directory (default: $SHMBROKER_RUNTIME_DIR, else /run/shmbroker)')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'wide', 'json']).default('text'))
     .exitOverride();
   const ctx = createContext(program);
+  endQuietlyOnClosedStdout();
+  versionCommand.register(program, ctx);
 
-  program
+  const serveCmd = program
     .command('serve')
     .description('run the broker')
     .option('--state-dir <dir>', 'state directory (default /var/lib/shmbroker)')
@@ -31,6 +36,10 @@ export async function main(argv: string[]): Promise<number> {
       const { serve } = require('../../service/serve') as typeof import('../../service/serve');
       await serve(o, ctx.runtimeDir());
     });
+  withExamples(serveCmd, [
+    ['Run the broker as root on the memfd backend', 'sudo shmbroker serve --backend memfd'],
+    ['With a configuration file and metrics on localhost', 'sudo shmbroker serve --config /etc/shmbroker/broker.yaml --metrics-addr 127.0.0.1:9464'],
+  ]);
   statusCommand.register(program, ctx);
   regionCommands.register(program, ctx);
   grantCommands.register(program, ctx);
@@ -43,25 +52,32 @@ export async function main(argv: string[]): Promise<number> {
     }
     mod?.register?.(program, ctx);
   }
+  completionCommand.register(program, ctx);
+  configureHelp(program);
   // Every subcommand accepts -o/--runtime-dir after its own name too.
-  // Usage errors too are one line on stderr (the contract), pointing at --help.
+  // Usage errors too are one line on stderr (the contract), pointing at
+  // --help; Commander's "(Did you mean region?)" second line is kept on it.
   const oneLine = {
     outputError: (str: string, write: (s: string) => void) =>
-      write(`shmbroker: ${str.replace(/^error: /, '').split('\n')[0]!.trim()} (USAGE; see --help)\n`),
+      write(`shmbroker: ${str.replace(/^error: /, '').split('\n').map((l) => l.trim()).filter(Boolean).join(' ').replace('(Did you mean', '(did you mean')} (USAGE; see --help)\n`),
   };
   program.configureOutput(oneLine);
   for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput(oneLine);
 
+  // The shell completion scripts call this hidden entry (completion-command.ts).
+  if (argv[0] === '__complete') return completionCommand.complete(program, argv.slice(1));
+
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return EXIT.OK;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
-      return err.exitCode === 0 ? 0 : EXIT_USAGE;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
+      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
     }
+    if (isClosedPipe(err)) return EXIT.OK; // `... | head`: the reader has what it wanted, like cat
     process.stderr.write(`shmbroker: ${describe(err)}\n`);
-    return 1;
+    return exitCodeFor(err);
   } finally {
     ctx.close();
   }

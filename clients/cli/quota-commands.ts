@@ -4,6 +4,7 @@ import { parseSize } from '../../service/config';
 import { InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { formatBytes, table, type CliContext } from './context';
+import { withExamples } from './help';
 
 interface QuotaJson {
   name: string;
@@ -61,8 +62,12 @@ function showQuota(q: QuotaJson): string {
 
 export function register(program: Command, ctx: CliContext): void {
   const quota = program.command('quota').description('set and show quotas (bytes, regions, grants per region) per uid or gid');
+  withExamples(quota, [
+    ['Give uid 1001 4 GiB in at most 16 regions', 'shmbroker quota set --uid 1001 --bytes 4GiB --regions 16'],
+    ['Your own quota and usage', 'shmbroker quota show'],
+  ]);
 
-  quota
+  const set = quota
     .command('set')
     .description('set the quota of a uid or gid (admin only); limits not given stay as they are')
     .option('--uid <uid>', 'the user id')
@@ -95,8 +100,12 @@ export function register(program: Command, ctx: CliContext): void {
       const res = await ctx.control().call<{ quota: QuotaJson }>('QuotaService', 'SetQuota', { quota: q, updateMask: { paths } });
       ctx.print(quotaOut(res.quota), () => showQuota(res.quota));
     });
+  withExamples(set, [
+    ['4 GiB and 16 regions for uid 1001', 'shmbroker quota set --uid 1001 --bytes 4GiB --regions 16'],
+    ['Lift the byte limit of group 50', 'shmbroker quota set --gid 50 --bytes unlimited'],
+  ]);
 
-  quota
+  const show = quota
     .command('show')
     .description('show the quota and usage of a uid or gid (default: your own uid)')
     .option('--uid <uid>', 'the user id')
@@ -105,8 +114,12 @@ export function register(program: Command, ctx: CliContext): void {
       const res = await ctx.control().call<{ quota: QuotaJson }>('QuotaService', 'GetQuota', { name: subjectOf(o, false) });
       ctx.print(quotaOut(res.quota), () => showQuota(res.quota));
     });
+  withExamples(show, [
+    ['Your own', 'shmbroker quota show'],
+    ['Of uid 1001 (admins, or uid 1001 itself)', 'shmbroker quota show --uid 1001'],
+  ]);
 
-  quota
+  const list = quota
     .command('list')
     .description('list quotas with usage (yours only unless you are an admin)')
     .action(async () => {
@@ -135,8 +148,9 @@ export function register(program: Command, ctx: CliContext): void {
           : 'no quotas',
       );
     });
+  withExamples(list, [['Every quota with its usage (admins see all)', 'shmbroker quota list']]);
 
-  quota
+  const reset = quota
     .command('reset')
     .description("drop a uid's or gid's own quota so the broker default applies (admin only)")
     .option('--uid <uid>', 'the user id')
@@ -144,5 +158,5 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (o: { uid?: string; gid?: string }) => {
       const res = await ctx.control().call<{ quota: QuotaJson }>('QuotaService', 'DeleteQuota', { name: subjectOf(o, true) });
       ctx.print(quotaOut(res.quota), () => showQuota(res.quota));
-    });
+    });  withExamples(reset, [['Back to the broker default for uid 1001', 'shmbroker quota reset --uid 1001']]);
 }

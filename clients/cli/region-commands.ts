@@ -3,24 +3,30 @@ import type { Command } from 'commander';
 import { parseSize } from '../../service/config';
 import { BrokerClient } from '../sdk/broker-client';
 import { InvalidArgumentError } from '../sdk/errors';
+import * as fs from 'node:fs';
 import { formatBytes, formatTime, table, type CliContext } from './context';
 import { readStdin, writeStdout } from './stdio';
 import { parseNonNegativeInt } from './args';
+import { withExamples } from './help';
+import { formatAge, userLabel, userNames } from './humanize';
 import type { Region__Output } from '../../proto/generated/shmbroker/v1/Region';
 
 // The shape the control client returns (proto-loader output types, generated at build).
 type RegionJson = Region__Output;
 
-function regionRows(regions: RegionJson[]): string {
+/** The default table: AGE and owner names; -o wide adds the uid and the exact creation time. */
+function regionRows(regions: RegionJson[], wide: boolean): string {
+  const names = userNames(regions.map((r) => r.ownerUid));
   return table(
-    ['NAME', 'SIZE', 'OWNER', 'BACKEND', 'STATE', 'CREATED'],
+    ['NAME', 'SIZE', 'OWNER', 'BACKEND', 'STATE', 'AGE', ...(wide ? ['OWNER UID', 'CREATED'] : [])],
     regions.map((r) => [
       r.name.replace(/^regions\//, ''),
       formatBytes(r.sizeBytes),
-      r.ownerUid,
+      userLabel(names, r.ownerUid),
       r.backend + (r.hugepages ? '+hugepages' : ''),
       r.state.replace('REGION_STATE_', ''),
-      formatTime(r.createTime),
+      formatAge(r.createTime),
+      ...(wide ? [r.ownerUid, formatTime(r.createTime)] : []),
     ]),
   );
 }
@@ -29,18 +35,27 @@ function showRegion(r: RegionJson): string {
   return [
     `name:      ${r.name}`,
     `size:      ${formatBytes(r.sizeBytes)} (${r.sizeBytes} bytes)`,
-    `owner:     uid ${r.ownerUid}, gid ${r.ownerGid}`,
+    `owner:     uid ${r.ownerUid}${ownerName(r.ownerUid)}, gid ${r.ownerGid}`,
     `backend:   ${r.backend}${r.hugepages ? ' (hugepages)' : ''}`,
     `numa node: ${r.numaNode < 0 ? 'any' : r.numaNode}`,
     `state:     ${r.state.replace('REGION_STATE_', '')}`,
-    `created:   ${formatTime(r.createTime)}`,
+    `created:   ${formatTime(r.createTime)} (${formatAge(r.createTime)} ago)`,
   ].join('\n');
+}
+
+function ownerName(uid: number): string {
+  const name = userNames([uid]).get(uid);
+  return name === undefined ? '' : ` (${name})`;
 }
 
 export function register(program: Command, ctx: CliContext): void {
   const region = program.command('region').description('create, inspect, delete, read and write regions');
+  withExamples(region, [
+    ['Create a region, fill it from a file, and read it back', 'shmbroker region create frames --size 1MiB\n  shmbroker region write frames < frame.bin\n  shmbroker region read frames --file copy.bin'],
+    ['List the regions you can see', 'shmbroker region list'],
+  ]);
 
-  region
+  const create = region
     .command('create <name>')
     .description('create a region owned by you')
     .requiredOption('--size <size>', 'size: bytes or IEC (4096, 64KiB, 1MiB, 2GiB)')
@@ -53,8 +68,12 @@ export function register(program: Command, ctx: CliContext): void {
       const res = await ctx.control().call<{ region: RegionJson }>('BrokerService', 'CreateRegion', req);
       ctx.print(res.region, () => `created ${res.region.name} (${formatBytes(res.region.sizeBytes)}, ${res.region.backend})`);
     });
+  withExamples(create, [
+    ['A 1 MiB region named frames', 'shmbroker region create frames --size 1MiB'],
+    ['64 MiB on huge pages, on NUMA node 0', 'shmbroker region create tensors --size 64MiB --hugepages --numa 0'],
+  ]);
 
-  region
+  const list = region
     .command('list')
     .description('list the regions you can see')
     .action(async () => {
@@ -65,26 +84,34 @@ export function register(program: Command, ctx: CliContext): void {
         all.push(...res.regions);
         pageToken = res.nextPageToken;
       } while (pageToken);
-      ctx.print(all, () => (all.length ? regionRows(all) : 'no regions'));
+      ctx.print(all, () => (all.length ? regionRows(all, ctx.wide()) : 'no regions'));
     });
+  withExamples(list, [
+    ['Names, sizes, owners and ages', 'shmbroker region list'],
+    ['With owner uids and exact creation times', 'shmbroker region list -o wide'],
+    ['As JSON, for scripts', 'shmbroker region list -o json'],
+  ]);
 
-  region
+  const show = region
     .command('show <name>')
+    .alias('get')
     .description('show one region')
     .action(async (name: string) => {
       const res = await ctx.control().call<{ region: RegionJson }>('BrokerService', 'GetRegion', { name: `regions/${name}` });
       ctx.print(res.region, () => showRegion(res.region));
     });
+  withExamples(show, [['One region in full', 'shmbroker region show frames']]);
 
-  region
+  const del = region
     .command('delete <name>')
     .description('delete a region: clients are notified, then cut off, then the memory is freed')
     .action(async (name: string) => {
       await ctx.control().call('BrokerService', 'DeleteRegion', { name: `regions/${name}` });
       ctx.print({ name: `regions/${name}`, deleted: true }, () => `deleted regions/${name}`);
     });
+  withExamples(del, [['Delete frames (holders are notified first)', 'shmbroker region delete frames']]);
 
-  region
+  const write = region
     .command('write <name>')
     .description('copy stdin into the region through the data plane, as the calling uid')
     .option('--offset <n>', 'byte offset to start at', '0')
@@ -105,20 +132,34 @@ export function register(program: Command, ctx: CliContext): void {
           new Uint8Array(r.buffer).set(data, offset);
         } finally {
           await r.release();
+          await client.drain(); // the release's reply, before close() (see BrokerClient.drain)
         }
         ctx.print({ name: `regions/${name}`, offset, bytesWritten: data.length }, () => (process.stdout.isTTY ? `wrote ${data.length} bytes` : ''));
       } finally {
         client.close();
       }
     });
+  withExamples(write, [
+    ['Fill frames from a file', 'shmbroker region write frames < frame.bin'],
+    ['Write a string at byte 4096', "printf 'hello' | shmbroker region write frames --offset 4KiB"],
+  ]);
 
-  region
+  const read = region
     .command('read <name>')
-    .description('copy the region (or a part) to stdout through the data plane, as the calling uid')
+    .description('copy the region (or a part) to stdout (or --file) through the data plane, as the calling uid')
     .option('--offset <n>', 'byte offset to start at', '0')
     .option('--length <n>', 'bytes to read (default: to the end)')
-    .action(async (name: string, o: { offset: string; length?: string }) => {
+    .option('--file <path>', "write to this file instead of stdout ('-': stdout, even a terminal)")
+    .action(async (name: string, o: { offset: string; length?: string; file?: string }) => {
       const offset = parseSizeArg('--offset', o.offset, true);
+      // Raw bytes on a terminal garble it (curl refuses the same way); checked before the broker is asked.
+      if (o.file === undefined && ctx.format() !== 'json' && process.stdout.isTTY) {
+        throw new InvalidArgumentError(
+          'INVALID_ARGUMENT',
+          'BINARY_TO_TERMINAL',
+          'refusing to write raw region bytes to a terminal: redirect or pipe stdout, or give --file PATH (--file - to insist)',
+        );
+      }
       const client = await BrokerClient.connect({ runtimeDir: ctx.runtimeDir(), reconnect: false });
       try {
         const r = await client.acquire(name, { mode: 'ro' });
@@ -132,13 +173,20 @@ export function register(program: Command, ctx: CliContext): void {
           bytes = Buffer.from(new Uint8Array(r.buffer, offset, length));
         } finally {
           await r.release();
+          await client.drain(); // the release's reply, before close() (see BrokerClient.drain)
         }
         if (ctx.format() === 'json') ctx.print({ name: `regions/${name}`, offset, length: bytes.length, base64: bytes.toString('base64') }, () => '');
+        else if (o.file !== undefined && o.file !== '-') fs.writeFileSync(o.file, bytes);
         else await writeStdout(bytes);
       } finally {
         client.close();
       }
     });
+  withExamples(read, [
+    ['Copy frames into a file', 'shmbroker region read frames --file frame.bin'],
+    ['The first 16 bytes, as hex', 'shmbroker region read frames --length 16 | xxd'],
+    ['As base64 in JSON', 'shmbroker region read frames --length 64 -o json'],
+  ]);
 }
 
 export function parseSizeArg(flag: string, text: string, allowZero = false): number {

@@ -1,9 +1,10 @@
 // shmbroker status: is the broker up, which backend, what it guarantees.
 import type { Command } from 'commander';
 import { formatBytes, type CliContext } from './context';
+import { withExamples } from './help';
 
 export function register(program: Command, ctx: CliContext): void {
-  program
+  const cmd = program
     .command('status')
     .description('show the broker: backend, guarantees, counts (exit 0 when it answers)')
     .action(async () => {
@@ -24,5 +25,8 @@ export function register(program: Command, ctx: CliContext): void {
           `you:                 uid ${s.callerUid}${s.callerIsAdmin ? ' (admin)' : ''}`,
         ].join('\n'),
       );
-    });
+    });  withExamples(cmd, [
+    ['Is the broker up, and what does its backend promise?', 'shmbroker status'],
+    ['In a script: exit 3 means no broker answers', 'shmbroker status -o json > /dev/null; echo $?'],
+  ]);
 }

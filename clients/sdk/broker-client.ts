@@ -44,6 +44,8 @@ export class BrokerClient extends EventEmitter {
   #sock: native.SeqpacketSocket | undefined;
   #nextRequestId = 1;
   readonly #pending = new Map<number, Pending>();
+  /** Requests not answered yet (release included, though nobody awaits it): what drain() waits for. */
+  readonly #inflight = new Set<Promise<unknown>>();
   readonly #regions = new Map<number, MappedRegion>();
   #closed = false;
   readonly #reconnect: boolean;
@@ -166,11 +168,25 @@ export class BrokerClient extends EventEmitter {
     if (!sock) return Promise.reject(new UnavailableError('UNAVAILABLE', 'BROKER_DISCONNECTED', 'not connected to the broker (reconnecting)'));
     const requestId = this.#nextRequestId++;
     const packet = dataRequestCodec().encode({ ...request, requestId });
-    return new Promise((resolve, reject) => {
+    const p = new Promise<{ reply: DataReply__Output; fds: number[] }>((resolve, reject) => {
       this.#pending.set(requestId, { resolve: (reply, got) => resolve({ reply, fds: got }), reject });
       this.#updateRef();
       sock.send(packet, fds);
     });
+    this.#inflight.add(p);
+    const settled = (): void => void this.#inflight.delete(p);
+    p.then(settled, settled);
+    return p;
+  }
+
+  /**
+   * Resolves once every request sent so far is answered (or the connection
+   * is gone). A short-lived process calls it before close(): release() does
+   * not wait for the broker's reply, and closing first makes the broker
+   * answer into a closed socket.
+   */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.#inflight]);
   }
 
   #onPacket(data: Buffer, fds: number[]): void {
