@@ -1,5 +1,6 @@
 // The CLI's error contract: one line on stderr ending with a reason, a
-// non-zero exit (2 for usage, 1 for everything else), nothing on stdout.
+// non-zero exit (2 for usage, 3 when no broker answers, 1 for everything
+// else: the table in README.md), nothing on stdout.
 import { describe, expect, it } from 'vitest';
 import { BIN, run } from './support/broker-process';
 
@@ -7,7 +8,7 @@ const cli = (args: string[]) => run(process.execPath, [BIN, '--runtime-dir', '/n
 
 describe('CLI errors', () => {
   const rows: Array<[string[], number, RegExp]> = [
-    [['status'], 1, /^shmbroker: cannot reach the broker at \/nonexistent\/shmbroker\/broker\.sock \(is it running\?\) \(BROKER_UNREACHABLE\)\n$/],
+    [['status'], 3, /^shmbroker: cannot reach the broker at \/nonexistent\/shmbroker\/broker\.sock \(is it running\?\) \(BROKER_UNREACHABLE\)\n$/],
     [['region', 'create', 'x'], 2, /^shmbroker: required option '--size <size>' not specified \(USAGE; see --help\)\n$/],
     [['region', 'create', 'x', '--size', '12XB'], 1, /^shmbroker: --size: invalid size unit "XB".* \(INVALID_SIZE\)\n$/],
     [['region', 'create', 'x', '--size', '0'], 1, /^shmbroker: --size must be greater than 0 \(INVALID_SIZE\)\n$/],

@@ -37,8 +37,8 @@ export async function main(argv: string[]): Promise<number> {
       await serve(o, ctx.runtimeDir());
     });
   withExamples(serveCmd, [
-    ['Run the broker as root on the memfd backend', 'sudo shmbroker serve --backend memfd'],
-    ['With a configuration file and metrics on localhost', 'sudo shmbroker serve --config /etc/shmbroker/broker.yaml --metrics-addr 127.0.0.1:9464'],
+    ['Run the broker (as root) on the memfd backend', 'shmbroker serve --backend memfd'],
+    ['With a configuration file and metrics on localhost', 'shmbroker serve --config /etc/shmbroker/broker.yaml --metrics-addr 127.0.0.1:9464'],
   ]);
   statusCommand.register(program, ctx);
   regionCommands.register(program, ctx);
@@ -53,6 +53,11 @@ export async function main(argv: string[]): Promise<number> {
     mod?.register?.(program, ctx);
   }
   completionCommand.register(program, ctx);
+  withExamples(program, [
+    ['Is a broker running, and on which backend?', 'shmbroker status'],
+    ['Share 1 MiB with uid 1001, read-only', 'shmbroker region create frames --size 1MiB\n  shmbroker grant create frames --uid 1001'],
+    ['The help of one command', 'shmbroker help region create'],
+  ]);
   configureHelp(program);
   // Every subcommand accepts -o/--runtime-dir after its own name too.
   // Usage errors too are one line on stderr (the contract), pointing at
