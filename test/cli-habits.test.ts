@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, BrokerProcess, REPO, run } from './support/broker-process';
+import { BIN, BrokerProcess, REPO, run, runNode } from './support/broker-process';
 
 const PKG = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
 const cliNoBroker = (args: string[]) => run(process.execPath, [BIN, '--runtime-dir', '/nonexistent/shmbroker', ...args]);
@@ -232,6 +232,32 @@ describe('against a broker', () => {
     }
     const after = await broker.json(['audit', 'list', '--action', 'DataPlaneProtocolError']);
     expect(after).toEqual(before);
+    expect(broker.log).not.toMatch(/data plane protocol error/);
+  });
+
+  it("the broker does not count a peer's close during its reply as a protocol error or a denial", async () => {
+    // An SDK client that releases and closes at once, without drain(): the
+    // broker's release reply meets a closed socket (EPIPE/ECONNRESET).
+    const before = await broker.json(['audit', 'list', '--action', 'DataPlaneProtocolError']);
+    const deniedBefore = await broker.json(['audit', 'list', '--result', 'denied']);
+    const r = await runNode(
+      `const { BrokerClient } = require(REPO + '/dist/clients/sdk/broker-client');
+      (async () => {
+        for (let i = 0; i < 30; i++) {
+          const c = await BrokerClient.connect({ runtimeDir: process.argv[2], reconnect: false });
+          const region = await c.acquire('small', { mode: 'ro' });
+          await region.release();
+          c.close();
+        }
+      })().catch((e) => { console.error(e); process.exit(1); });`,
+      { args: [broker.runtimeDir] },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    await new Promise((res) => setTimeout(res, 300));
+    const after = await broker.json(['audit', 'list', '--action', 'DataPlaneProtocolError']);
+    expect(after.slice(before.length).map((e: any) => `${e.reason} ${JSON.stringify(e.details)}`)).toEqual([]);
+    const denied = await broker.json(['audit', 'list', '--result', 'denied']);
+    expect(denied.slice(deniedBefore.length).map((e: any) => `${e.action} ${e.reason}`)).toEqual([]);
     expect(broker.log).not.toMatch(/data plane protocol error/);
   });
 });

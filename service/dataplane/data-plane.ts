@@ -133,6 +133,14 @@ export class DataPlane implements LeaseNotifier {
     this.connections.set(conn.id, conn);
     sock.on('message', (data: Buffer, fds: number[]) => this.onPacket(conn, data, fds));
     sock.on('error', (err: native.NativeError) => {
+      // A peer that closes while its last reply is in flight (a CLI that
+      // exits after release) is a normal end of the connection, not abuse:
+      // no protocol-error audit row, no denial, no WARN.
+      if (err.code === 'EPIPE' || err.code === 'ECONNRESET') {
+        this.deps.log.debug({ 'peer.uid': conn.caller.uid, 'peer.pid': conn.caller.pid, code: err.code }, 'data-plane peer closed before its reply');
+        this.drop(conn);
+        return;
+      }
       const reason = err.code === 'EMSGSIZE' ? 'PACKET_TOO_LARGE' : err.code === 'ETOOMANYREFS' ? 'TOO_MANY_FDS' : `SOCKET_${err.code}`;
       this.protocolError(conn, reason, err.message);
     });
