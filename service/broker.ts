@@ -5,6 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import type * as native from '../native';
 import { loadShmbrokerGrpc } from '../proto/load';
+import { controlSocketPath, dataSocketPath } from '../proto/wire';
 import type { GetStatusResponse } from '../proto/generated/shmbroker/v1/GetStatusResponse';
 import { AuditTrail, loadOrCreateAuditKey, startAuditRetention } from './audit/audit-trail';
 import { auditServiceHandlers } from './rpc/audit-rpc';
@@ -45,13 +46,7 @@ export interface BrokerOptions {
   resolvePod?: (pid: number) => Caller['pod'] | undefined;
 }
 
-export function controlSocketPath(runtimeDir: string): string {
-  return path.join(runtimeDir, 'broker.sock');
-}
-
-export function dataSocketPath(runtimeDir: string): string {
-  return path.join(runtimeDir, 'data.sock');
-}
+export { controlSocketPath, dataSocketPath };
 
 /** True if something already accepts connections on the socket. */
 function socketIsLive(socketPath: string): Promise<boolean> {

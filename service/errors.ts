@@ -1,36 +1,12 @@
-// One error class per condition the broker reports, each with a stable
-// `reason` (machine-readable, UPPER_SNAKE_CASE) and the canonical gRPC code
-// it maps to. Handlers throw these; grpc-status.ts turns them into a status
-// in one place, and the data plane turns them into an ErrorReply.
+// One error class per canonical code the broker reports, each carrying a
+// stable `reason` from the registry (proto/wire/reasons.ts). A class only
+// accepts the reasons the registry lists under its code, so the code a
+// reason travels with is checked at compile time. Handlers throw these;
+// rpc/grpc-status.ts turns them into a gRPC status in one place, and the
+// data plane turns them into an ErrorReply.
+import { Code, type CodeName, type CodeValue, type ReasonWithCode } from '../proto/wire';
 
-/** Canonical codes (google.rpc.Code), duplicated here so the data plane and the SDK need not load grpc-js. */
-export const Code = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-} as const;
-export type CodeValue = (typeof Code)[keyof typeof Code];
-
-const CODE_NAMES = new Map<number, string>(Object.entries(Code).map(([name, value]) => [value, name]));
-
-/** 'PERMISSION_DENIED' for 7; 'CODE_n' for a number outside google.rpc.Code. */
-export function codeName(code: number): string {
-  return CODE_NAMES.get(code) ?? `CODE_${code}`;
-}
+export { Code, codeName, type CodeValue, type Reason } from '../proto/wire';
 
 /** Facts a client can act on, sent as google.rpc error details (rpc/grpc-status.ts). */
 export interface ErrorDetails {
@@ -62,34 +38,21 @@ export abstract class BrokerError extends Error {
   }
 }
 
-export class InvalidArgumentError extends BrokerError {
-  readonly code = Code.INVALID_ARGUMENT;
+/** The error class of canonical code C: its constructor takes only C's reasons. */
+function errorClass<C extends CodeName>(code: C) {
+  return class extends BrokerError {
+    readonly code = Code[code];
+    constructor(reason: ReasonWithCode<C>, message: string, details: ErrorDetails = {}) {
+      super(reason, message, details);
+    }
+  };
 }
 
-export class NotFoundError extends BrokerError {
-  readonly code = Code.NOT_FOUND;
-}
-
-export class AlreadyExistsError extends BrokerError {
-  readonly code = Code.ALREADY_EXISTS;
-}
-
-export class PermissionDeniedError extends BrokerError {
-  readonly code = Code.PERMISSION_DENIED;
-}
-
-export class ResourceExhaustedError extends BrokerError {
-  readonly code = Code.RESOURCE_EXHAUSTED;
-}
-
-export class FailedPreconditionError extends BrokerError {
-  readonly code = Code.FAILED_PRECONDITION;
-}
-
-export class UnavailableError extends BrokerError {
-  readonly code = Code.UNAVAILABLE;
-}
-
-export class InternalError extends BrokerError {
-  readonly code = Code.INTERNAL;
-}
+export class InvalidArgumentError extends errorClass('INVALID_ARGUMENT') {}
+export class NotFoundError extends errorClass('NOT_FOUND') {}
+export class AlreadyExistsError extends errorClass('ALREADY_EXISTS') {}
+export class PermissionDeniedError extends errorClass('PERMISSION_DENIED') {}
+export class ResourceExhaustedError extends errorClass('RESOURCE_EXHAUSTED') {}
+export class FailedPreconditionError extends errorClass('FAILED_PRECONDITION') {}
+export class UnavailableError extends errorClass('UNAVAILABLE') {}
+export class InternalError extends errorClass('INTERNAL') {}

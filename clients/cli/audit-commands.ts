@@ -1,6 +1,6 @@
 // shmbroker audit list|verify|export|watch
 import type { Command } from 'commander';
-import { parseDuration } from '../../service/config';
+import { parseDuration } from '../../proto/wire';
 import type { ServiceError } from '@grpc/grpc-js';
 import { toError } from '../sdk/control-client';
 import { FailedPreconditionError, InvalidArgumentError } from '../sdk/errors';

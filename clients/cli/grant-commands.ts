@@ -1,6 +1,6 @@
 // shmbroker grant create|list|revoke
 import type { Command } from 'commander';
-import { parseDuration } from '../../service/config';
+import { fromAccessMode, parseDuration, parseGrantMode, toAccessMode } from '../../proto/wire';
 import { InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { formatTime, table, type CliContext } from './context';
@@ -25,7 +25,7 @@ function grantee(g: GrantJson, names?: Map<number, string>): string {
 }
 
 function mode(g: GrantJson): string {
-  return g.mode === 'ACCESS_MODE_READ_WRITE' ? 'rw' : 'ro';
+  return fromAccessMode(g.mode) ?? 'ro';
 }
 
 function grantId(g: GrantJson): string {
@@ -53,7 +53,8 @@ export function register(program: Command, ctx: CliContext): void {
       if (given !== 1) {
         throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_GRANTEE', 'give exactly one of --uid, --gid, --namespace and --service-account');
       }
-      if (o.mode !== 'ro' && o.mode !== 'rw') {
+      const grantMode = parseGrantMode(o.mode);
+      if (!grantMode) {
         throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_MODE', `--mode must be ro or rw, got ${JSON.stringify(o.mode)}`);
       }
       const ttlSeconds = o.ttl === undefined ? 0 : ttlArg(o.ttl);
@@ -67,7 +68,7 @@ export function register(program: Command, ctx: CliContext): void {
               : { kubernetesServiceAccount: o.serviceAccount! };
       const res = await ctx.control().call<{ grant: GrantJson }>('BrokerService', 'CreateGrant', {
         parent: `regions/${name}`,
-        grant: { ...who, mode: o.mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' },
+        grant: { ...who, mode: toAccessMode(grantMode) },
         ttlSeconds,
       });
       const g = res.grant;

@@ -9,6 +9,7 @@ import { EXIT, exitCodeFor } from './exit-codes';
 import * as grantCommands from './grant-commands';
 import { configureHelp, withExamples } from './help';
 import * as regionCommands from './region-commands';
+import * as serveCommand from './serve-command';
 import * as statusCommand from './status-command';
 import { endQuietlyOnClosedStdout, isClosedPipe } from './stdio';
 import * as versionCommand from './version-command';
@@ -24,22 +25,7 @@ export async function main(argv: string[]): Promise<number> {
   endQuietlyOnClosedStdout();
   versionCommand.register(program, ctx);
 
-  const serveCmd = program
-    .command('serve')
-    .description('run the broker')
-    .option('--state-dir <dir>', 'state directory (default /var/lib/shmbroker)')
-    .addOption(new Option('--backend <backend>', 'where regions live').choices(['auto', 'kmod', 'memfd']).default('auto'))
-    .option('--config <file>', 'configuration file (YAML or JSON)')
-    .option('--metrics-addr <host:port>', 'serve Prometheus metrics here')
-    .action(async (o: { stateDir?: string; backend: string; config?: string; metricsAddr?: string }) => {
-      // Loaded on demand: admin commands should not pay for the whole broker at start-up.
-      const { serve } = require('../../service/serve') as typeof import('../../service/serve');
-      await serve(o, ctx.runtimeDir());
-    });
-  withExamples(serveCmd, [
-    ['Run the broker (as root) on the memfd backend', 'shmbroker serve --backend memfd'],
-    ['With a configuration file and metrics on localhost', 'shmbroker serve --config /etc/shmbroker/broker.yaml --metrics-addr 127.0.0.1:9464'],
-  ]);
+  serveCommand.register(program, ctx);
   statusCommand.register(program, ctx);
   regionCommands.register(program, ctx);
   grantCommands.register(program, ctx);

@@ -1,6 +1,6 @@
 // shmbroker quota set|show|list|reset
 import type { Command } from 'commander';
-import { parseSize } from '../../service/config';
+import { parseSize } from '../../proto/wire';
 import { InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { formatBytes, table, type CliContext } from './context';

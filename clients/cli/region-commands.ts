@@ -1,6 +1,6 @@
 // shmbroker region create|list|show|delete|read|write
 import type { Command } from 'commander';
-import { parseSize } from '../../service/config';
+import { parseSize } from '../../proto/wire';
 import { BrokerClient } from '../sdk/broker-client';
 import { InvalidArgumentError } from '../sdk/errors';
 import * as fs from 'node:fs';

@@ -12,7 +12,8 @@ import type { DataRequest } from '../../proto/generated/shmbroker/v1/DataRequest
 import { errorFromStatus, InvalidArgumentError, ProtocolError, ShmbrokerError, UnavailableError } from './errors';
 import { BrokerNotTrustedError, checkPeer, checkRegionFd, checkSocketPath, trustedUids } from './broker-trust';
 import { MappedRegion, type Mode } from './mapped-region';
-import { DATA_SOCKET, resolveRuntimeDir } from './runtime-dir';
+import { DATA_SOCKET, isValidRegionId, parseGrantMode, REGION_ID_PATTERN, toAccessMode } from '../../proto/wire';
+import { resolveRuntimeDir } from './runtime-dir';
 
 export interface ConnectOptions {
   /** Broker runtime directory; default per DESIGN.md discovery rules. */
@@ -37,7 +38,6 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
-const REGION_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
 export class BrokerClient extends EventEmitter {
   readonly socketPath: string;
@@ -142,7 +142,7 @@ export class BrokerClient extends EventEmitter {
       let accepted: boolean;
       try {
         const { reply } = await this.#request(
-          { offer: { region: region.name, leaseId: region.leaseId, mode: region.mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' } },
+          { offer: { region: region.name, leaseId: region.leaseId, mode: toAccessMode(region.mode) } },
           [region.fd],
         );
         // An error reply (rate limited, say) is not a refusal: keep the region.
@@ -225,17 +225,17 @@ export class BrokerClient extends EventEmitter {
 
   /** Acquires a region by name and maps it. */
   async acquire(name: string, options: AcquireOptions = {}): Promise<MappedRegion> {
-    if (typeof name !== 'string' || !REGION_NAME.test(name)) {
-      throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_REGION_NAME', `name must match [a-z0-9][a-z0-9._-]{0,62}, got ${JSON.stringify(name)}`);
+    if (!isValidRegionId(name)) {
+      throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_REGION_NAME', `name must match ${REGION_ID_PATTERN.source.slice(1, -1)}, got ${JSON.stringify(name)}`);
     }
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-    const mode = options.mode ?? 'ro';
-    if (mode !== 'ro' && mode !== 'rw') throw new TypeError(`options.mode must be 'ro' or 'rw', got ${JSON.stringify(mode)}`);
+    const mode = parseGrantMode(options.mode ?? 'ro');
+    if (!mode) throw new TypeError(`options.mode must be 'ro' or 'rw', got ${JSON.stringify(options.mode)}`);
     if (options.shared !== undefined && typeof options.shared !== 'boolean') throw new TypeError('options.shared must be a boolean');
     if (options.events !== undefined && typeof options.events !== 'boolean') throw new TypeError('options.events must be a boolean');
     const wantEvents = options.events ?? false;
     const { reply, fds } = await this.#request({
-      acquire: { region: name, mode: mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY', wantEvents },
+      acquire: { region: name, mode: toAccessMode(mode), wantEvents },
     });
     if (reply.error) {
       for (const fd of fds) fs.closeSync(fd);
@@ -264,7 +264,8 @@ export class BrokerClient extends EventEmitter {
       this.#request({ release: { leaseId: a.leaseId } }).catch(() => undefined);
       if (err instanceof ShmbrokerError) throw err;
       const e = err as native.NativeError;
-      throw new ShmbrokerError('INTERNAL', `MAP_${e.code ?? 'FAILED'}`, `cannot map region ${name}: ${e.message}`);
+      // One stable reason (the registry's MAP_FAILED); the errno is in the message.
+      throw new ShmbrokerError('INTERNAL', 'MAP_FAILED', `cannot map region ${name}: ${e.code ? `${e.code}: ` : ''}${e.message}`);
     }
     const region = new MappedRegion({
       name,

@@ -9,7 +9,8 @@ import { loadShmbrokerGrpc } from '../../proto/load';
 import { BrokerNotTrustedError, checkPeer, checkSocketPath, trustedUids } from './broker-trust';
 import { STATUS_DETAILS_KEY, decodeStatus, type RichStatus } from '../../proto/status-details';
 import { errorFromStatus, ShmbrokerError } from './errors';
-import { CONTROL_SOCKET, resolveRuntimeDir } from './runtime-dir';
+import { CONTROL_SOCKET } from '../../proto/wire';
+import { resolveRuntimeDir } from './runtime-dir';
 
 type Callable = (req: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => unknown;
 

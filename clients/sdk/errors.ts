@@ -1,5 +1,5 @@
-// Canonical code names come from the one table the broker uses too.
-import { codeName } from '../../service/errors';
+// Canonical code names come from the wire vocabulary the broker uses too.
+import { codeName } from '../../proto/wire';
 import type { RichStatus } from '../../proto/status-details';
 
 // Errors the SDK raises: one class per condition, each with a stable `code`

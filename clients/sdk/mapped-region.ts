@@ -5,8 +5,9 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as native from '../../native';
 import { RegionEvents, type NotifyEvent, type RegionEvent, type RevokedEvent, type WaitOptions } from './region-events';
+import type { GrantMode } from '../../proto/wire';
 
-export type Mode = 'ro' | 'rw';
+export type Mode = GrantMode;
 
 export interface RevocationEvent {
   reason: string;

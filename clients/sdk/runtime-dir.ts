@@ -4,14 +4,14 @@
 // explicit directory. There is no XDG or /tmp fallback: a directory another
 // uid could create first is a directory it could serve a fake broker from.
 import * as path from 'node:path';
+import { DEFAULT_RUNTIME_DIR, RUNTIME_DIR_ENV } from '../../proto/wire';
+
+export { CONTROL_SOCKET, DATA_SOCKET } from '../../proto/wire';
 
 export function defaultRuntimeDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.SHMBROKER_RUNTIME_DIR || '/run/shmbroker';
+  return env[RUNTIME_DIR_ENV] || DEFAULT_RUNTIME_DIR;
 }
 
 export function resolveRuntimeDir(explicit?: string): string {
   return path.resolve(explicit ?? defaultRuntimeDir());
 }
-
-export const CONTROL_SOCKET = 'broker.sock';
-export const DATA_SOCKET = 'data.sock';

@@ -45,7 +45,7 @@ export class KmodBackend implements Backend {
         throw new InvalidArgumentError('BACKEND_REFUSED', `the kernel module refused the region: ${e.message}`);
       }
       if (e.code === 'ENODEV' || e.code === 'EOPNOTSUPP') {
-        throw new FailedPreconditionError('BACKEND_REFUSED', `the kernel module cannot do this here: ${e.message}`);
+        throw new FailedPreconditionError('BACKEND_UNSUPPORTED', `the kernel module cannot do this here: ${e.message}`);
       }
       throw err;
     }

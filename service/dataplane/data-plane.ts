@@ -8,7 +8,7 @@ import * as native from '../../native';
 import { dataReplyCodec, dataRequestCodec, MAX_DATA_PACKET_BYTES } from '../../proto/load';
 import type { DataReply } from '../../proto/generated/shmbroker/v1/DataReply';
 import type { DataRequest__Output } from '../../proto/generated/shmbroker/v1/DataRequest';
-import type { AccessMode__Output } from '../../proto/generated/shmbroker/v1/AccessMode';
+import { ACCESS_MODE_RULE, fromAccessMode, toAccessMode } from '../../proto/wire';
 import type { Caller } from '../identity/caller';
 import { BrokerError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError } from '../errors';
 import type { GrantMode } from '../store/grant-store';
@@ -37,14 +37,6 @@ interface RateBucket {
   tokens: number;
   last: number;
 }
-
-function toMode(mode: AccessMode__Output | string | undefined): GrantMode | undefined {
-  if (mode === 'ACCESS_MODE_READ_ONLY') return 'ro';
-  if (mode === 'ACCESS_MODE_READ_WRITE') return 'rw';
-  return undefined;
-}
-
-const MODE_NAME = { ro: 'ACCESS_MODE_READ_ONLY', rw: 'ACCESS_MODE_READ_WRITE' } as const;
 
 /** Replies the broker queues for one connection (beyond the kernel's socket buffer) before it drops the peer. */
 const MAX_QUEUED_REPLIES = 64;
@@ -141,8 +133,9 @@ export class DataPlane implements LeaseNotifier {
         this.drop(conn);
         return;
       }
-      const reason = err.code === 'EMSGSIZE' ? 'PACKET_TOO_LARGE' : err.code === 'ETOOMANYREFS' ? 'TOO_MANY_FDS' : `SOCKET_${err.code}`;
-      this.protocolError(conn, reason, err.message);
+      // A stable reason (proto/wire EVENT_REASONS); the errno goes in the message.
+      const reason = err.code === 'EMSGSIZE' ? 'PACKET_TOO_LARGE' : err.code === 'ETOOMANYREFS' ? 'TOO_MANY_FDS' : 'SOCKET_ERROR';
+      this.protocolError(conn, reason, `${err.code}: ${err.message}`);
     });
     sock.on('close', () => this.drop(conn));
   }
@@ -272,13 +265,13 @@ export class DataPlane implements LeaseNotifier {
       }
       switch (req.request) {
         case 'acquire':
-          this.acquire(conn, requestId, req.acquire!.region, toMode(req.acquire!.mode), req.acquire!.wantEvents === true);
+          this.acquire(conn, requestId, req.acquire!.region, fromAccessMode(req.acquire!.mode), req.acquire!.wantEvents === true);
           break;
         case 'release':
           this.release(conn, requestId, req.release!.leaseId);
           break;
         case 'offer':
-          this.offer(conn, requestId, req.offer!.region, req.offer!.leaseId, toMode(req.offer!.mode), fds[0]!);
+          this.offer(conn, requestId, req.offer!.region, req.offer!.leaseId, fromAccessMode(req.offer!.mode), fds[0]!);
           break;
       }
     } catch (err) {
@@ -306,7 +299,7 @@ export class DataPlane implements LeaseNotifier {
       this.audit(caller, 'Acquire', resource, 'DENIED', err.reason, { mode });
       throw err;
     };
-    if (!mode) refuse(new InvalidArgumentError('INVALID_MODE', 'mode must be ACCESS_MODE_READ_ONLY or ACCESS_MODE_READ_WRITE'));
+    if (!mode) refuse(new InvalidArgumentError('INVALID_MODE', `mode must be ${ACCESS_MODE_RULE}`));
     const region = this.deps.regions.get(name);
     if (!region) return refuse(new NotFoundError('REGION_NOT_FOUND', `region ${resource} does not exist`));
     const now = Date.now();
@@ -362,7 +355,7 @@ export class DataPlane implements LeaseNotifier {
             leaseId: lease!.id,
             region: name,
             sizeBytes: region.sizeBytes,
-            mode: MODE_NAME[mode!],
+            mode: toAccessMode(mode!),
             grant: grant ? grantName(name, grant.id) : '',
             backend: this.deps.backend.kind,
             ...(bell ? { events: { mayNotify, pageVersion: EVENT_PAGE.version } } : {}),

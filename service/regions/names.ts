@@ -1,8 +1,10 @@
 // Resource names (AIP-122): "regions/{region}" and
-// "regions/{region}/grants/{grant}", with the region id grammar of DESIGN.md.
+// "regions/{region}/grants/{grant}", with the region id rule the clients
+// check too (proto/wire/region-name.ts).
+import { REGION_ID_PATTERN, REGION_ID_RULE } from '../../proto/wire';
 import { InvalidArgumentError } from '../errors';
 
-export const REGION_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+export { REGION_ID_PATTERN };
 
 export function validateRegionId(id: unknown, field = 'region_id'): string {
   if (typeof id !== 'string' || id.length === 0) {
@@ -11,7 +13,7 @@ export function validateRegionId(id: unknown, field = 'region_id'): string {
   if (!REGION_ID_PATTERN.test(id)) {
     throw new InvalidArgumentError(
       'INVALID_REGION_NAME',
-      `${field} ${JSON.stringify(id.slice(0, 80))} is not a valid region name: use 1-63 characters of [a-z0-9._-], starting with a letter or digit`,
+      `${field} ${JSON.stringify(id.slice(0, 80))} is not a valid region name: ${REGION_ID_RULE}`,
     );
   }
   return id;

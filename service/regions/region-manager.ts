@@ -2,6 +2,7 @@
 // handlers and the expiry timer. Each change commits in one transaction with
 // its quota charge and its audit event; a refusal is audited too. Revoking
 // what clients have mapped happens after the commit, through the Revoker.
+import { ACCESS_MODE_RULE } from '../../proto/wire';
 import type { Caller } from '../identity/caller';
 import { callerGids } from '../identity/caller';
 import {
@@ -238,7 +239,7 @@ export class RegionManager {
         throw new InvalidArgumentError('INVALID_GRANTEE', `grantee ${kind} must be a number 0..4294967294, got ${id}`);
       }
       if (input.mode !== 'ro' && input.mode !== 'rw') {
-        throw new InvalidArgumentError('INVALID_MODE', 'mode must be ACCESS_MODE_READ_ONLY or ACCESS_MODE_READ_WRITE');
+        throw new InvalidArgumentError('INVALID_MODE', `mode must be ${ACCESS_MODE_RULE}`);
       }
       if (!Number.isSafeInteger(input.ttlMs) || input.ttlMs < 0 || input.ttlMs > 10 * 365 * 86400_000) {
         throw new InvalidArgumentError('INVALID_TTL', `ttl must be between 0 and 10 years, got ${input.ttlMs} ms`);

@@ -8,6 +8,7 @@ import type { CreateGrantRequest__Output } from '../../proto/generated/shmbroker
 import type { ListGrantsRequest__Output } from '../../proto/generated/shmbroker/v1/ListGrantsRequest';
 import type { ListRegionsRequest__Output } from '../../proto/generated/shmbroker/v1/ListRegionsRequest';
 import type { GetStatusResponse } from '../../proto/generated/shmbroker/v1/GetStatusResponse';
+import { ACCESS_MODE_RULE, fromAccessMode, toAccessMode } from '../../proto/wire';
 import type { Caller } from '../identity/caller';
 import type { UnaryHandler } from './control-server';
 import { InvalidArgumentError } from '../errors';
@@ -51,7 +52,7 @@ export function grantToProto(g: GrantRecord): Grant {
   return {
     name: grantName(g.region, g.id),
     ...granteeToProto(g),
-    mode: g.mode === 'ro' ? 'ACCESS_MODE_READ_ONLY' : 'ACCESS_MODE_READ_WRITE',
+    mode: toAccessMode(g.mode),
     createTime: timestamp(g.createTime),
     expireTime: g.expireTime === null ? null : timestamp(g.expireTime),
     creatorUid: g.creatorUid,
@@ -87,8 +88,8 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       if (!g || !g.grantee) {
         throw new InvalidArgumentError('INVALID_GRANTEE', 'grant must name a uid, a gid, a kubernetes_namespace or a kubernetes_service_account');
       }
-      const mode = g.mode === 'ACCESS_MODE_READ_ONLY' ? 'ro' : g.mode === 'ACCESS_MODE_READ_WRITE' ? 'rw' : undefined;
-      if (!mode) throw new InvalidArgumentError('INVALID_MODE', 'grant.mode must be ACCESS_MODE_READ_ONLY or ACCESS_MODE_READ_WRITE');
+      const mode = fromAccessMode(g.mode);
+      if (!mode) throw new InvalidArgumentError('INVALID_MODE', `grant.mode must be ${ACCESS_MODE_RULE}`);
       let ttlMs = Number(req.ttlSeconds) * 1000;
       if (ttlMs === 0 && g.expireTime) {
         ttlMs = Number(g.expireTime.seconds) * 1000 + Math.floor(g.expireTime.nanos / 1e6) - Date.now();

@@ -1,8 +1,9 @@
 // Grant rows: access to a region by a uid or a gid, read-only or read-write,
 // optionally until an expiry time.
+import type { GrantMode } from '../../proto/wire';
 import type { Db } from './state-db';
 
-export type GrantMode = 'ro' | 'rw';
+export type { GrantMode };
 
 export type GranteeKind = 'uid' | 'gid' | 'namespace' | 'serviceaccount';
 

@@ -1,0 +1,42 @@
+// shmbroker serve: the command line of the broker. The broker itself is not
+// part of the clients: it is loaded at run time through its documented entry
+// point, service/index.ts (docs/ARCHITECTURE.md, "Entry points"), by path,
+// so nothing under clients/ imports service/ (test/layering.test.ts).
+import * as path from 'node:path';
+import { Option, type Command } from 'commander';
+import type { CliContext } from './context';
+import { withExamples } from './help';
+
+export interface ServeCommandOptions {
+  stateDir?: string;
+  backend: string;
+  config?: string;
+  metricsAddr?: string;
+}
+
+/** The part of the broker's entry point this command uses. */
+interface BrokerEntryPoint {
+  serve(options: ServeCommandOptions, runtimeDir: string): Promise<void>;
+}
+
+/** service/index.js beside clients/ in this checkout (or installed broker package). */
+export const BROKER_ENTRY_POINT = path.join(__dirname, '..', '..', 'service', 'index');
+
+export function register(program: Command, ctx: CliContext): void {
+  const serveCmd = program
+    .command('serve')
+    .description('run the broker')
+    .option('--state-dir <dir>', 'state directory (default /var/lib/shmbroker)')
+    .addOption(new Option('--backend <backend>', 'where regions live').choices(['auto', 'kmod', 'memfd']).default('auto'))
+    .option('--config <file>', 'configuration file (YAML or JSON)')
+    .option('--metrics-addr <host:port>', 'serve Prometheus metrics here')
+    .action(async (o: ServeCommandOptions) => {
+      // Loaded on demand: admin commands should not pay for the whole broker at start-up.
+      const broker = require(BROKER_ENTRY_POINT) as BrokerEntryPoint;
+      await broker.serve(o, ctx.runtimeDir());
+    });
+  withExamples(serveCmd, [
+    ['Run the broker (as root) on the memfd backend', 'shmbroker serve --backend memfd'],
+    ['With a configuration file and metrics on localhost', 'shmbroker serve --config /etc/shmbroker/broker.yaml --metrics-addr 127.0.0.1:9464'],
+  ]);
+}
