@@ -30,6 +30,7 @@ import { RegionStore } from './store/region-store';
 import { Revoker } from './leases/revoker';
 import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
 import { inTransaction, openStateDb, type Db } from './store/state-db';
+import { onWriteFailure } from './write-failures';
 
 export const VERSION = '0.1.0';
 
@@ -95,6 +96,7 @@ export class Broker {
 
   private metricsServer: { close(): Promise<void>; address: string } | undefined;
   private stopRetention: (() => void) | undefined;
+  private stopCountingFailures: (() => void) | undefined;
 
   static async start(options: BrokerOptions): Promise<Broker> {
     const { log, config } = options;
@@ -174,7 +176,18 @@ export class Broker {
     metrics.setConnectionSource(() => dataPlane.connectionCount());
     metrics.setQuotaSource(() => quotas.list());
     metrics.followAudit(audit);
+    metrics.setBuildInfo({ version: VERSION, backend: backend.kind, api: 'shmbroker.v1' });
+    metrics.setGaugeSource('shmbroker_leases', () => leases.all().length);
+    metrics.setGaugeSource('shmbroker_regions_lost', () => regions.all().filter((r) => r.state === 'LOST').length);
+    metrics.setGaugeSource('shmbroker_revocations_in_flight', () => revoker.inFlight);
+    metrics.setGaugeSource('shmbroker_audit_window_events', () => audit.windowDepth);
+    const stopCountingFailures = onWriteFailure((store) => metrics.recordWriteFailure(store));
+    audit.on('anchorError', (err: unknown) => {
+      metrics.recordWriteFailure('audit');
+      log.error({ err }, 'audit anchor write failed');
+    });
     const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control, metrics);
+    broker.stopCountingFailures = stopCountingFailures;
     const pkg = loadShmbrokerGrpc();
     control.addService(pkg.BrokerService.service, brokerServiceHandlers(manager, (caller) => broker.status(caller)));
     control.addService(pkg.QuotaService.service, quotaServiceHandlers({ quotas, audit, db }) as never);
@@ -194,8 +207,8 @@ export class Broker {
       });
     }
     if (config.metricsAddr) {
-      broker.metricsServer = await metrics.startServer(config.metricsAddr);
-      log.info({ address: broker.metricsServer.address }, 'metrics served at /metrics');
+      broker.metricsServer = await metrics.startServer(config.metricsAddr, () => control.isServing());
+      log.info({ address: broker.metricsServer.address }, 'metrics served at /metrics (probes at /healthz, /readyz)');
     }
     log.info({ runtimeDir, stateDir, backend: backend.kind, regions: adopted.length, lost: lost.length }, 'broker serving');
     return broker;
@@ -223,6 +236,7 @@ export class Broker {
 
   async stop(): Promise<void> {
     this.revoker.close();
+    this.stopCountingFailures?.();
     await this.metricsServer?.close();
     await this.control.close();
     this.dataPlane.close();

@@ -34,7 +34,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('BrokerMetrics', () => {
   it('serves recorded values over real HTTP in the Prometheus text format', async () => {
-    const m = new BrokerMetrics();
+    const m = new BrokerMetrics({ processMetrics: true });
     const db = new BetterSqlite3(path.join(dir, 'm.db'));
     const quotas = new QuotaStore(db, {});
     quotas.set({ kind: 'uid', id: 1001 }, { bytes: 1048576, regions: 2 });
@@ -102,8 +102,12 @@ describe('BrokerMetrics', () => {
       expect(sample(t, 'shmbroker_quota_usage_bytes{subject="gid:50"}')).toBe(524288);
       expect(sample(t, 'shmbroker_quota_limit_bytes{subject="gid:50"}')).toBeUndefined(); // unlimited
 
-      // Open fds: matches /proc/self/fd, and follows new fds.
-      const before = sample(t, 'shmbroker_open_fds')!;
+      // Per-RPC counters in the go-grpc-prometheus shape.
+      expect(sample(t, 'grpc_server_handled_total{grpc_type="unary",grpc_service="shmbroker.v1.QuotaService",grpc_method="SetQuota",grpc_code="PERMISSION_DENIED"}')).toBe(1);
+      expect(sample(t, 'grpc_server_handled_total{grpc_type="unary",grpc_service="grpc.health.v1.Health",grpc_method="Check",grpc_code="CODE_99"}')).toBe(1);
+      // Open fds: the standard unprefixed process_open_fds (no shmbroker_ duplicate), following new fds.
+      expect(t).not.toMatch(/^shmbroker_(open_fds|process_|nodejs_)/m);
+      const before = sample(t, 'process_open_fds')!;
       expect(before).toBeGreaterThan(3);
       const fds = Array.from({ length: 10 }, () => fs.openSync('/dev/null', 'r'));
       // Values are read at scrape time: a change in the sources shows at once.
@@ -111,8 +115,8 @@ describe('BrokerMetrics', () => {
       quotas.refundRegion('a');
       const t2 = (await get(`http://${server.address}/metrics`)).body;
       for (const fd of fds) fs.closeSync(fd);
-      expect(sample(t2, 'shmbroker_open_fds')! - before).toBeGreaterThanOrEqual(10);
-      expect(sample(t2, 'shmbroker_open_fds')! - before).toBeLessThan(14);
+      expect(sample(t2, 'process_open_fds')! - before).toBeGreaterThanOrEqual(10);
+      expect(sample(t2, 'process_open_fds')! - before).toBeLessThan(14);
       expect(sample(t2, 'shmbroker_regions{backend="memfd"}')).toBe(9);
       expect(sample(t2, 'shmbroker_quota_usage_bytes{subject="uid:1001"}')).toBe(0);
       expect(sample(t2, 'shmbroker_quota_usage_bytes{subject="gid:50"}')).toBeUndefined(); // no usage, no limit: gone
@@ -171,7 +175,8 @@ describe('BrokerMetrics', () => {
     const b = new BrokerMetrics({ processMetrics: true });
     a.recordAcquire('ALLOWED');
     expect(await b.scrape()).not.toMatch(/shmbroker_acquires_total\{result="ALLOWED"/);
-    expect(await b.scrape()).toContain('shmbroker_process_cpu_seconds_total');
+    expect(await b.scrape()).toContain('\nprocess_cpu_seconds_total ');
+    expect(await b.scrape()).toContain('\nnodejs_heap_size_used_bytes ');
     const s = await a.startServer('127.0.0.1:0');
     try {
       await expect(b.startServer(s.address)).rejects.toThrow(/EADDRINUSE/);

@@ -1,5 +1,11 @@
 // Broker metrics in the Prometheus text format (prom-client), served on
-// `--metrics-addr HOST:PORT` at /metrics (everything else is 404).
+// `--metrics-addr HOST:PORT` at /metrics, beside the /healthz and /readyz
+// probes (metrics-server.ts). docs/METRICS.md is the catalogue: every name
+// here is listed there, and test/metrics-catalogue.test.ts checks both ways.
+//
+// Process and Node.js metrics keep their standard unprefixed names
+// (process_cpu_seconds_total, process_open_fds, nodejs_heap_size_used_bytes)
+// so stock dashboards and alerts find them.
 //
 // The broker records events (RPCs, data-plane requests, acquires, denials)
 // as they happen; state that lives in the database (regions, grants, quota
@@ -7,11 +13,8 @@
 // (setRegionSource, setGrantSource, setQuotaSource), so the numbers never
 // drift from the database. Each registry is private to its BrokerMetrics, so
 // several brokers in one process (tests) do not collide.
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import * as fs from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { parseHostPort } from './config';
+import { startMetricsServer, type MetricsServer, type Readiness } from './metrics-server';
 import { codeName } from './errors';
 import type { QuotaInfo } from './store/quota-store';
 
@@ -46,8 +49,12 @@ export class BrokerMetrics {
   readonly dataPlaneDuration: Histogram<'type'>;
   /** Open data-plane connections. */
   readonly dataConnections: Gauge;
-  /** Open file descriptors of the broker process (/proc/self/fd). */
-  readonly openFds: Gauge;
+  /** 1, labelled with what runs: version, backend, API and Node versions. */
+  readonly buildInfo: Gauge<'version' | 'backend' | 'api' | 'node'>;
+  /** Per-RPC outcomes in the shape of go-grpc-prometheus (grpc_server_handled_total). */
+  readonly grpcHandled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>;
+  /** Writes that failed, by store: 'audit' (the trail or its anchor) or 'state' (the database). */
+  readonly writeFailures: Counter<'store'>;
   /** Quota usage and limits by subject ("uid:1001", "gid:50"); limits only where set. */
   readonly quotaUsageBytes: Gauge<'subject'>;
   readonly quotaUsageRegions: Gauge<'subject'>;
@@ -58,6 +65,7 @@ export class BrokerMetrics {
   private grantSource: (() => number) | undefined;
   private quotaSource: (() => QuotaInfo[]) | undefined;
   private connectionSource: (() => number) | undefined;
+  private readonly gaugeSources = new Map<string, () => number>();
 
   constructor(options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -120,15 +128,37 @@ export class BrokerMetrics {
         if (self.connectionSource) this.set(self.connectionSource());
       },
     });
-    this.openFds = new Gauge({
-      name: 'shmbroker_open_fds',
-      help: 'Open file descriptors of the broker process.',
+    this.buildInfo = new Gauge({
+      name: 'shmbroker_build_info',
+      help: 'Always 1; the labels say which build runs (version, backend, API version, Node.js version).',
+      labelNames: ['version', 'backend', 'api', 'node'],
       registers,
-      collect() {
-        const n = countOpenFds();
-        if (n !== undefined) this.set(n);
-      },
     });
+    this.grpcHandled = new Counter({
+      name: 'grpc_server_handled_total',
+      help: 'Control-plane RPCs completed, by type, service, method and status code (go-grpc-prometheus names).',
+      labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'],
+      registers,
+    });
+    this.writeFailures = new Counter({
+      name: 'shmbroker_write_failures_total',
+      help: "Failed writes by store: audit (an event or the anchor file) or state (the database); any increase needs a look.",
+      labelNames: ['store'],
+      registers,
+    });
+    for (const store of ['audit', 'state']) this.writeFailures.inc({ store }, 0); // present from the start, so rate() works
+    // Gauges read at scrape time from the broker's live objects (setGaugeSource).
+    for (const [name, help] of GAUGES) {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const source = self.gaugeSources.get(name);
+          if (source) this.set(source());
+        },
+      });
+    }
     this.quotaUsageBytes = new Gauge({
       name: 'shmbroker_quota_usage_bytes',
       help: 'Bytes charged against each quota subject.',
@@ -156,7 +186,23 @@ export class BrokerMetrics {
       labelNames: ['subject'],
       registers,
     });
-    if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'shmbroker_' });
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Sets shmbroker_build_info's labels (once, at start). */
+  setBuildInfo(info: { version: string; backend: string; api: string }): void {
+    this.buildInfo.reset();
+    this.buildInfo.set({ ...info, node: process.version }, 1);
+  }
+
+  /** Reads one of the GAUGES at every scrape, e.g. setGaugeSource('shmbroker_leases', () => leases.count()). */
+  setGaugeSource(name: GaugeName, source: () => number): void {
+    this.gaugeSources.set(name, source);
+  }
+
+  /** Counts a failed write to the audit trail or the state database. */
+  recordWriteFailure(store: 'audit' | 'state'): void {
+    this.writeFailures.inc({ store });
   }
 
   /** Reads region counts and bytes per backend at every scrape. */
@@ -179,8 +225,14 @@ export class BrokerMetrics {
    * (method path, seconds, numeric status code): records rpcDuration with
    * method "BrokerService/CreateRegion" and code "OK", "RESOURCE_EXHAUSTED", ...
    */
-  rpcObserver(): (method: string, seconds: number, code: number) => void {
-    return (method, seconds, code) => this.observeRpc(method.replace(/^\/?shmbroker\.v1\./, ''), codeName(code), seconds);
+  rpcObserver(): (method: string, seconds: number, code: number, type?: 'unary' | 'server_stream') => void {
+    return (method, seconds, code, type = 'unary') => {
+      const name = codeName(code);
+      // A watch stream's duration is how long someone watched: not a latency.
+      if (type === 'unary') this.observeRpc(method.replace(/^\/?shmbroker\.v1\./, ''), name, seconds);
+      const [service = '', rpc = ''] = method.replace(/^\//, '').split('/');
+      this.grpcHandled.inc({ grpc_type: type, grpc_service: service, grpc_method: rpc, grpc_code: name });
+    };
   }
 
   /** Reads quota usage at every scrape, e.g. `() => quotas.list()`. */
@@ -235,44 +287,12 @@ export class BrokerMetrics {
   }
 
   /**
-   * Serves /metrics on HOST:PORT (port 0 picks one; ":9464" is every
-   * interface). Resolves once listening, with the bound address.
+   * Serves /metrics (and /healthz, /readyz) on HOST:PORT (port 0 picks one;
+   * ":9464" is every interface). Resolves once listening, with the bound
+   * address. Without `readiness`, /readyz answers 200 while the process runs.
    */
-  async startServer(addr: string): Promise<{ close(): Promise<void>; address: string }> {
-    const { host, port } = parseHostPort(addr);
-    const server = http.createServer((req, res) => {
-      const url = (req.url ?? '/').split('?')[0];
-      if (url !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
-        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
-        return;
-      }
-      this.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': this.registry.contentType });
-          res.end(req.method === 'HEAD' ? undefined : text);
-        },
-        (err: unknown) => {
-          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(`metrics collection failed: ${String(err)}\n`);
-        },
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host || undefined, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const a = server.address() as AddressInfo;
-    const address = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
-    return {
-      address,
-      close: () =>
-        new Promise<void>((resolve, reject) => {
-          server.close((err) => (err ? reject(err) : resolve()));
-          server.closeAllConnections();
-        }),
-    };
+  async startServer(addr: string, readiness?: Readiness): Promise<MetricsServer> {
+    return startMetricsServer(addr, this.registry, readiness);
   }
 
   private collectRegions(): void {
@@ -298,10 +318,12 @@ export class BrokerMetrics {
   }
 }
 
-function countOpenFds(): number | undefined {
-  try {
-    return fs.readdirSync('/proc/self/fd').length - 1; // minus the directory handle readdir itself holds
-  } catch {
-    return undefined;
-  }
-}
+/** Gauges whose value is read from the broker at scrape time (setGaugeSource). */
+const GAUGES = [
+  ['shmbroker_leases', 'Leases held: regions mapped by client processes right now.'],
+  ['shmbroker_regions_lost', 'Regions in state LOST: their memory did not survive a broker restart (memfd), waiting for deletion.'],
+  ['shmbroker_revocations_in_flight', 'Leases notified of a revocation and still inside their grace period.'],
+  ['shmbroker_audit_window_events', 'Audit events appended but not yet committed and published (the open group-commit window).'],
+] as const;
+
+export type GaugeName = (typeof GAUGES)[number][0];

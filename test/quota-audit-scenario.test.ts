@@ -166,7 +166,7 @@ describe('metrics (memfd)', () => {
       expect(value('shmbroker_denials_total{action="CreateRegion",reason="QUOTA_BYTES"}')).toBe(1);
       expect(text).toMatch(/shmbroker_acquires_total\{result="DENIED",reason="[A-Z_]+"\} 1/);
       expect(text).toMatch(/shmbroker_rpc_duration_seconds_count\{method="BrokerService\/CreateRegion",code="OK"\} 1/);
-      expect(value('shmbroker_open_fds')).toBeGreaterThan(5);
+      expect(value('process_open_fds')).toBeGreaterThan(5);
       expect((await fetch(`http://${address}/`)).status).toBe(404);
     } finally {
       await broker.cleanup();

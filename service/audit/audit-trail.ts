@@ -296,6 +296,11 @@ export class AuditTrail extends EventEmitter {
     this.maybeWriteAnchor();
   }
 
+  /** Events appended but not yet committed and published: the open window (a metric). */
+  get windowDepth(): number {
+    return this.pending.length;
+  }
+
   /** Writes the anchor file now (if configured and the head moved). Also runs on close(). */
   writeAnchor(): void {
     if (!this.anchorFile || this.anchorProblem !== undefined || !this.db.open || this.db.inTransaction) return;

@@ -18,6 +18,7 @@ import type { LeaseNotifier, RevocationReason } from '../leases/revoker';
 import type { BrokerCore } from '../core';
 import { processGone, processIdentity, type ProcessIdentity } from '../leases/process-liveness';
 import { Doorbells, EVENT_PAGE, type DoorbellFds } from './doorbells';
+import { reportWriteFailure } from '../write-failures';
 
 export interface DataPlaneLimits {
   maxConnectionsPerUid: number;
@@ -213,6 +214,7 @@ export class DataPlane implements LeaseNotifier {
         this.deps.audit.append({ actor: caller, action, resource, result, ...(reason ? { reason } : {}), ...(details ? { details } : {}) });
       });
     } catch (err) {
+      reportWriteFailure('audit', err);
       this.deps.log.error({ err: (err as Error).message, action, resource }, 'audit write failed');
     }
   }

@@ -19,6 +19,11 @@ export interface LeaseNotifier {
 export class Revoker {
   private notifier: LeaseNotifier | undefined;
   private readonly waiting = new Map<number, () => void>();
+
+  /** Leases notified of a revocation and still inside their grace period (a metric). */
+  get inFlight(): number {
+    return this.waiting.size;
+  }
   private expiryTimer: NodeJS.Timeout | undefined;
   private expiryAt = Infinity;
   private expiryHandler: (() => Promise<void>) | undefined;

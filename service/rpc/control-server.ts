@@ -27,6 +27,8 @@ interface SocketWithHandle extends net.Socket {
 export class ControlServer {
   readonly grpcServer: grpc.Server;
   readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
+  /** Mirrors the '' service of `health` (grpc-health-check keeps its map private). */
+  private serving = false;
   private readonly injector;
   private netServer: net.Server | undefined;
   private readonly callers = new Map<string, Caller>();
@@ -40,7 +42,7 @@ export class ControlServer {
     private readonly deps: {
       log: Logger;
       identify: (cred: native.PeerCred) => Caller;
-      observe?: (method: string, seconds: number, code: number) => void;
+      observe?: (method: string, seconds: number, code: number, type?: 'unary' | 'server_stream') => void;
       /** Open control connections one non-admin uid may hold (default 64); admins are not limited. */
       maxConnectionsPerUid?: number;
     },
@@ -93,15 +95,27 @@ export class ControlServer {
   }
 
   private async stream(path: string, handler: StreamHandler, call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
+    const start = performance.now();
+    let code = 0;
     const abort = new AbortController();
     call.on('cancelled', () => abort.abort());
     call.on('close', () => abort.abort());
     try {
       await handler(this.callerOf(call), call.request, (r) => call.write(r), abort.signal);
       if (!abort.signal.aborted) call.end();
+      else code = grpc.status.CANCELLED;
     } catch (err) {
-      call.destroy(toServiceError(err, this.deps.log, path) as grpc.ServiceError);
+      const status = toServiceError(err, this.deps.log, path);
+      code = status.code ?? grpc.status.UNKNOWN;
+      call.destroy(status as grpc.ServiceError);
+    } finally {
+      this.deps.observe?.(path, (performance.now() - start) / 1000, code, 'server_stream');
     }
+  }
+
+  /** The gRPC health state of the whole server ('' service): what /readyz reports. */
+  isServing(): boolean {
+    return this.serving;
   }
 
   async listen(socketPath: string): Promise<void> {
@@ -127,6 +141,7 @@ export class ControlServer {
     this.netServer = server;
     this.health.setStatus('', 'SERVING');
     this.health.setStatus('shmbroker.v1.BrokerService', 'SERVING');
+    this.serving = true;
   }
 
   private accept(socket: SocketWithHandle): void {
@@ -170,6 +185,7 @@ export class ControlServer {
 
   async close(graceMs = 2000): Promise<void> {
     this.health.setStatus('', 'NOT_SERVING');
+    this.serving = false;
     const server = this.netServer;
     this.netServer = undefined;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();

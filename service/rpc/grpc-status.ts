@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ERROR_DOMAIN, STATUS_DETAILS_KEY, encodeStatus, type RichStatus } from '../../proto/status-details';
 import { BrokerError, Code } from '../errors';
 import type { Logger } from '../logger';
+import { isSqliteError, reportWriteFailure } from '../write-failures';
 
 /** The request field each INVALID_ARGUMENT reason is about, when the thrower did not say (BadRequest.field). */
 const FIELD_OF_REASON: Record<string, string> = {
@@ -87,6 +88,7 @@ function plain(code: number, reason: string, message: string): RichStatus {
 
 export function toServiceError(err: unknown, log: Logger, method: string): Partial<grpc.StatusObject> {
   if (err instanceof BrokerError) return withDetails(richStatusOf(err));
+  if (isSqliteError(err)) reportWriteFailure('state', err);
   const sqliteCode = (err as { code?: unknown } | null)?.code;
   if (sqliteCode === 'SQLITE_FULL') {
     // The transaction rolled back: nothing was written. Say so, instead of a bare INTERNAL.
