@@ -99,9 +99,10 @@ describe('deploy/docker/Dockerfile (static checks; no docker engine here)', () =
   it('the paths the DaemonSet execs exist in the images', () => {
     const ds = YAML.parse(fs.readFileSync(path.join(ROOT, 'deploy/kubernetes/daemonset.yaml'), 'utf8'));
     const spec = ds.spec.template.spec;
-    const probe = spec.containers[0].livenessProbe.exec.command[0] as string;
+    // The broker container execs nothing for its probes (HTTP GETs); its entry point is the image's.
+    expect(spec.containers[0].livenessProbe.exec).toBeUndefined();
     const brokerDests = instrs.filter((i) => i.stage === 'broker' && i.op === 'COPY').map((i) => copyParts(i.args).dest);
-    expect(probe).toBe('/opt/shmbroker/bin/shmbroker');
+    expect(instrs.find((i) => i.stage === 'broker' && i.op === 'ENTRYPOINT')?.args).toBe('["/opt/shmbroker/bin/shmbroker"]');
     expect(brokerDests).toContain('bin'); // relative to WORKDIR /opt/shmbroker
     expect(fs.existsSync(path.join(ROOT, 'bin/shmbroker'))).toBe(true);
     const initCmd = spec.initContainers[0].command[0] as string;
@@ -109,6 +110,18 @@ describe('deploy/docker/Dockerfile (static checks; no docker engine here)', () =
     expect(loaderDests).toContain(initCmd);
     expect(loaderDests).toContain('/opt/shmbroker/kmod-src');
     expect(loaderDests).toContain('/opt/shmbroker/kmod');
+  });
+
+  it('HEALTHCHECK is a plain HTTP GET of /readyz on the metrics address CMD serves (not the CLI)', () => {
+    const broker = instrs.filter((i) => i.stage === 'broker');
+    const hc = broker.find((i) => i.op === 'HEALTHCHECK')!;
+    const cmd = JSON.parse(hc.args.slice(hc.args.indexOf('CMD ') + 4)) as string[];
+    expect(cmd[0]).toBe('node');
+    expect(cmd.join(' ')).not.toMatch(/shmbroker status/);
+    const url = /http:\/\/([0-9.]+:\d+)\/readyz/.exec(cmd.join(' '))?.[1];
+    expect(url).toBeDefined();
+    const serveArgs = JSON.parse(broker.find((i) => i.op === 'CMD')!.args) as string[];
+    expect(serveArgs).toContain(`--metrics-addr=${url}`);
   });
 
   it('the example client requires the SDK where the image puts it', () => {

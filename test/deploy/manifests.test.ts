@@ -261,14 +261,35 @@ describe('kustomization', () => {
   }
 });
 
-function patchedDaemonSet(component: string): Obj {
-  const c = loadDocs(path.join(K8S, 'components', component, 'kustomization.yaml'))[0]!.obj;
-  let ds = find('DaemonSet', 'shmbroker');
-  for (const p of c['patches'] as Obj[]) {
-    expect(p['target']).toMatchObject({ kind: 'DaemonSet', name: 'shmbroker' });
-    ds = applyJsonPatch(ds, YAML.parse(p['patch']) as Obj[]);
+/**
+ * What kustomize renders for the base plus these components, in this order:
+ * each component adds its resources, then each patch applies to every object
+ * its target matches; a patch whose target is absent is skipped, as kustomize
+ * skips it. (The kubectl kustomize suite below checks the same with the real
+ * renderer where kubectl is installed.)
+ */
+function render(components: string[]): Obj[] {
+  const base = loadDocs(path.join(K8S, 'kustomization.yaml'))[0]!.obj;
+  let objs = (base['resources'] as string[]).flatMap((r) => loadDocs(path.join(K8S, r)).map((d) => d.obj));
+  for (const comp of components) {
+    const dir = path.join(K8S, 'components', comp);
+    const c = loadDocs(path.join(dir, 'kustomization.yaml'))[0]!.obj;
+    for (const r of (c['resources'] ?? []) as string[]) objs.push(...loadDocs(path.join(dir, r)).map((d) => d.obj));
+    for (const p of (c['patches'] ?? []) as Obj[]) {
+      expect(p['target']['kind']).toBe('DaemonSet');
+      const ops = YAML.parse(p['patch']) as Obj[];
+      objs = objs.map((o) => (o['kind'] === p['target']['kind'] && o['metadata']['name'] === p['target']['name'] ? applyJsonPatch(o, ops) : o));
+    }
   }
-  return ds;
+  return objs;
+}
+
+function daemonSetOf(objs: Obj[], name: string): Obj | undefined {
+  return objs.find((o) => o['kind'] === 'DaemonSet' && o['metadata']['name'] === name);
+}
+
+function patchedDaemonSet(component: string): Obj {
+  return daemonSetOf(render([component]), 'shmbroker')!;
 }
 
 // ---------------------------------------------------------------------------
@@ -336,14 +357,16 @@ describe('security posture', () => {
     expect(pod['shareProcessNamespace'] ?? false).toBe(false);
   });
 
-  it('liveness, readiness and startup probes run `shmbroker status` on the runtime dir', () => {
-    for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
-      const cmd = broker[probe]?.['exec']?.['command'] as string[] | undefined;
-      expect(cmd, probe).toBeDefined();
-      expect(path.basename(cmd![0]!)).toBe('shmbroker');
-      expect(cmd!.slice(1)).toEqual(['status', '--runtime-dir=/run/shmbroker']);
+  it('probes are HTTP GETs on the metrics port: liveness /healthz, readiness /readyz, startup /healthz (no exec of the CLI)', () => {
+    const want: Record<string, string> = { livenessProbe: '/healthz', readinessProbe: '/readyz', startupProbe: '/healthz' };
+    for (const [probe, p] of Object.entries(want)) {
+      expect(broker[probe]?.['exec'], probe).toBeUndefined();
+      expect(broker[probe]['httpGet'], probe).toEqual({ path: p, port: 'metrics' });
       expect(broker[probe]['timeoutSeconds'], probe).toBeGreaterThanOrEqual(1);
     }
+    expect(broker['ports'].map((x: Obj) => x['name'])).toContain('metrics');
+    // Liveness must not be readiness: a live but not-ready broker is not restarted.
+    expect(broker['livenessProbe']['httpGet']['path']).not.toBe(broker['readinessProbe']['httpGet']['path']);
     expect(broker['args']).toContain('--runtime-dir=/run/shmbroker');
   });
 
@@ -404,6 +427,21 @@ describe('security posture', () => {
     expect(broker['args']).toContain('--config=/etc/shmbroker/broker.yaml');
   });
 
+  it('a NetworkPolicy admits only the monitoring namespace, only on the metrics port, to the broker pods', () => {
+    const np = find('NetworkPolicy', 'shmbroker-metrics');
+    // It selects exactly the broker's pods.
+    expect(np['spec']['podSelector']['matchLabels']).toEqual(ds['spec']['template']['metadata']['labels']);
+    expect(np['spec']['policyTypes']).toEqual(['Ingress']);
+    expect(np['spec']['ingress']).toHaveLength(1);
+    const rule = np['spec']['ingress'][0];
+    expect(rule['from']).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+    expect(rule['ports']).toEqual([{ protocol: 'TCP', port: 'metrics' }]);
+    // The named port is the one the broker listens on for metrics and probes.
+    const port = broker['ports'].find((p: Obj) => p['name'] === 'metrics');
+    const cfg = parseConfig(find('ConfigMap', 'shmbroker-config')['data']['broker.yaml']);
+    expect(port['containerPort']).toBe(Number(cfg.metricsAddr!.split(':').pop()));
+  });
+
   it('component kmod-build adds only /usr/src, read-only, to the init container', () => {
     const p = patchedDaemonSet('kmod-build')['spec']['template']['spec'];
     expect(hostPathsOf(p).sort()).toEqual(['/lib/modules', '/run/shmbroker', '/usr/src', '/var/lib/shmbroker']);
@@ -411,6 +449,36 @@ describe('security posture', () => {
     const m = p['initContainers'][0]['volumeMounts'].find((x: Obj) => hp.get(x['name']) === '/usr/src');
     expect(m).toMatchObject({ mountPath: '/usr/src', readOnly: true });
     expect(p['containers'][0]['volumeMounts']).toEqual(broker['volumeMounts']);
+  });
+
+  // The README's own example: the loader DaemonSet (kmod-device) is the one
+  // that builds the module, so it needs the headers kmod-build mounts.
+  // kustomize applies components in order and a patch sees only what is
+  // rendered so far, so kmod-build comes after kmod-device, as the README says.
+  const readmeOrder = [...fs.readFileSync(path.join(ROOT, 'deploy/README.md'), 'utf8').matchAll(/^ {2}- \.\.\/deploy\/kubernetes\/components\/([a-z-]+)/gm)].map((m) => m[1]!);
+  it("deploy/README.md's overlay lists kmod-device, then kmod-build", () => {
+    expect(readmeOrder).toEqual(['kmod-device', 'kmod-build']);
+  });
+  for (const order of [readmeOrder]) {
+    it(`components ${order.join(' + ')}: both DaemonSets' kmod init containers get /usr/src read-only; no long-running container does`, () => {
+      const objs = render(order);
+      for (const name of ['shmbroker', 'shmbroker-kmod-loader']) {
+        const ds = daemonSetOf(objs, name)!;
+        expect(ds, name).toBeDefined();
+        const spec = ds['spec']['template']['spec'];
+        const hp = hostPathVolumes(spec);
+        expect([...hp.values()], name).toContain('/usr/src');
+        const init = spec['initContainers'].find((c: Obj) => c['name'] === 'kmod');
+        expect(init['volumeMounts'].find((m: Obj) => hp.get(m['name']) === '/usr/src'), name).toMatchObject({ mountPath: '/usr/src', readOnly: true });
+        for (const c of spec['containers']) expect(c['volumeMounts'] ?? [], `${name}/${c['name']}`).not.toContainEqual(expect.objectContaining({ mountPath: '/usr/src' }));
+        const { cls } = modelFor('apps/v1', 'DaemonSet');
+        expect(() => new cls(ds).validate()).not.toThrow();
+      }
+    });
+  }
+
+  it('component kmod-build alone renders no loader DaemonSet (its loader patch is skipped)', () => {
+    expect(daemonSetOf(render(['kmod-build']), 'shmbroker-kmod-loader')).toBeUndefined();
   });
 
   it('component kmod-device requests the device from a device plugin instead of any privilege', () => {
@@ -465,7 +533,7 @@ describe.skipIf(!KUBECTL)('kubectl kustomize renders what `kubectl apply -k` wou
   it('base: every object validates, in the namespace, images pinned, posture kept', () => {
     const objs = kustomize(K8S);
     expect(objs.map((o) => o['kind']).sort()).toEqual(
-      ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'ResourceQuota', 'Role', 'RoleBinding', 'ServiceAccount'].sort(),
+      ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'NetworkPolicy', 'ResourceQuota', 'Role', 'RoleBinding', 'ServiceAccount'].sort(),
     );
     for (const o of objs) {
       const { cls } = modelFor(o['apiVersion'], o['kind']);
@@ -506,6 +574,18 @@ describe.skipIf(!KUBECTL)('kubectl kustomize renders what `kubectl apply -k` wou
       expect(hostPathsOf(broker['spec']['template']['spec'])).toContain('/usr/src');
       const loader = objs.find((o) => o['kind'] === 'DaemonSet' && o['metadata']['name'] === 'shmbroker-kmod-loader');
       expect(loader?.['metadata']['namespace']).toBe(NAMESPACE);
+      // The loader builds the module: its init container gets the headers too.
+      const lspec = loader!['spec']['template']['spec'];
+      const lhp = hostPathVolumes(lspec);
+      expect(lspec['initContainers'][0]['volumeMounts'].find((m: Obj) => lhp.get(m['name']) === '/usr/src')).toMatchObject({ mountPath: '/usr/src', readOnly: true });
+      // Our offline renderer agrees with kubectl's on every DaemonSet's volumes and mounts.
+      const ours = render(['kmod-device', 'kmod-build']);
+      for (const o of objs.filter((x) => x['kind'] === 'DaemonSet')) {
+        const mine = daemonSetOf(ours, o['metadata']['name'])!['spec']['template']['spec'];
+        const theirs = o['spec']['template']['spec'];
+        expect(theirs['volumes'], o['metadata']['name']).toEqual(mine['volumes']);
+        expect(containersOf(theirs).map((c) => c['volumeMounts']), o['metadata']['name']).toEqual(containersOf(mine).map((c) => c['volumeMounts']));
+      }
       for (const o of objs.filter((x) => x['kind'] === 'DaemonSet')) {
         for (const c of containersOf(o['spec']['template']['spec'])) expect(c['image'], `${o['metadata']['name']}/${c['name']}`).toMatch(/:0\.1\.0$/);
       }
