@@ -93,6 +93,8 @@ interface Binding {
   getSeals(fd: number): number;
   closeFd(fd: number): void;
   peerCredOfFd(fd: number): PeerCred;
+  flockExclusive(fd: number): boolean;
+  sdNotify(socketPath: string, message: string): void;
   SEAL: { SEAL: number; SHRINK: number; GROW: number; WRITE: number; FUTURE_WRITE: number };
   pageSize: number;
   Mapping: { map(fd: number, length: number, writable: boolean, shared: boolean, offset: number): NativeMappingHandle };
@@ -264,6 +266,16 @@ export function eventfdCreate(): number {
 /** fcntl(F_DUPFD_CLOEXEC). The caller owns the new fd. */
 export function dupFd(fd: number): number {
   return native.dupFd(checkFd('fd', fd));
+}
+
+/** flock(fd, LOCK_EX|LOCK_NB): true when now held by this process, false when another holds it. */
+export function flockExclusive(fd: number): boolean {
+  return native.flockExclusive(checkFd('fd', fd));
+}
+
+/** One sd_notify(3) datagram ("READY=1", ...) to `socketPath` ($NOTIFY_SOCKET; "@name" is abstract). */
+export function sdNotify(socketPath: string, message: string): void {
+  native.sdNotify(checkString('socketPath', socketPath), checkString('message', message));
 }
 
 /** close(2). */

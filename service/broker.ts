@@ -31,6 +31,7 @@ import { Revoker } from './leases/revoker';
 import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
 import { inTransaction, openStateDb, type Db } from './store/state-db';
 import { onWriteFailure } from './write-failures';
+import { lockStateDir, privatizeStateFiles, type StateLock } from './store/state-dir';
 
 export const VERSION = '0.1.0';
 
@@ -97,11 +98,36 @@ export class Broker {
   private metricsServer: { close(): Promise<void>; address: string } | undefined;
   private stopRetention: (() => void) | undefined;
   private stopCountingFailures: (() => void) | undefined;
+  private stateLock: StateLock | undefined;
 
+  /**
+   * All or nothing: if any step fails, everything opened so far is closed
+   * again (listeners, sockets, database, backend, state lock) and the error
+   * is thrown, so a broker either serves everything or is not running.
+   */
   static async start(options: BrokerOptions): Promise<Broker> {
+    const undo: Array<() => unknown> = [];
+    try {
+      return await Broker.open(options, undo);
+    } catch (err) {
+      for (const step of undo.reverse()) {
+        try {
+          await step();
+        } catch {
+          // already failing: report the first error, not the clean-up's
+        }
+      }
+      throw err;
+    }
+  }
+
+  private static async open(options: BrokerOptions, undo: Array<() => unknown>): Promise<Broker> {
     const { log, config } = options;
     const runtimeDir = ensureSecureDir(options.runtimeDir, { createMode: 0o755, what: 'runtime directory' });
-    const stateDir = ensureSecureDir(options.stateDir, { createMode: 0o700, what: 'state directory' });
+    // 0700 enforced: the database, its WAL and the audit key are nobody else's business.
+    const stateDir = ensureSecureDir(options.stateDir, { createMode: 0o700, enforceMode: 0o700, what: 'state directory' });
+    const stateLock = lockStateDir(stateDir);
+    undo.push(() => stateLock.release());
     const controlPath = controlSocketPath(runtimeDir);
     const dataPath = dataSocketPath(runtimeDir);
     if (await socketIsLive(controlPath)) {
@@ -109,7 +135,9 @@ export class Broker {
     }
 
     const db = openStateDb(stateDir);
+    undo.push(() => db.close());
     const backend = selectBackend(options.backend, log);
+    undo.push(() => backend.close());
     const regions = new RegionStore(db);
     const grants = new GrantStore(db);
     const leases = new LeaseStore(db);
@@ -119,6 +147,9 @@ export class Broker {
       // Outside the database: catches a database wiped or rolled back to an older copy.
       anchorFile: path.join(stateDir, 'audit.anchor'),
     });
+    undo.push(() => audit.close());
+    const madePrivate = privatizeStateFiles(stateDir);
+    if (madePrivate.length > 0) log.warn({ files: madePrivate }, 'state files were readable by others; made 0600');
     if (audit.anchorProblem) log.error({ problem: audit.anchorProblem }, 'AUDIT TRAIL DOES NOT MATCH ITS ANCHOR: the state database was replaced or rolled back');
     const policy = new Policy(config);
     const identify = (cred: native.PeerCred): Caller => {
@@ -147,6 +178,7 @@ export class Broker {
     if (lost.length > 0) log.warn({ lost }, 'regions whose memory did not survive the restart are marked LOST');
 
     const revoker = new Revoker({ backend, leases, graceMs: config.revocationGraceMs, log });
+    undo.push(() => revoker.close());
     const core = { db, regions, grants, leases, backend, policy, audit, revoker, log };
     const manager = new RegionManager({
       ...core,
@@ -182,12 +214,14 @@ export class Broker {
     metrics.setGaugeSource('shmbroker_revocations_in_flight', () => revoker.inFlight);
     metrics.setGaugeSource('shmbroker_audit_window_events', () => audit.windowDepth);
     const stopCountingFailures = onWriteFailure((store) => metrics.recordWriteFailure(store));
+    undo.push(() => stopCountingFailures());
     audit.on('anchorError', (err: unknown) => {
       metrics.recordWriteFailure('audit');
       log.error({ err }, 'audit anchor write failed');
     });
     const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control, metrics);
     broker.stopCountingFailures = stopCountingFailures;
+    broker.stateLock = stateLock;
     const pkg = loadShmbrokerGrpc();
     control.addService(pkg.BrokerService.service, brokerServiceHandlers(manager, (caller) => broker.status(caller)));
     control.addService(pkg.QuotaService.service, quotaServiceHandlers({ quotas, audit, db }) as never);
@@ -198,13 +232,22 @@ export class Broker {
     removeStaleSocket(dataPath);
     removeStaleSocket(controlPath);
     dataPlane.listen(dataPath);
+    undo.push(() => {
+      dataPlane.close();
+      removeStaleSocket(dataPath);
+    });
     await control.listen(controlPath);
+    undo.push(async () => {
+      await control.close();
+      removeStaleSocket(controlPath);
+    });
     revoker.scheduleExpiry(grants.nextExpiry());
     if (config.auditRetentionDays) {
       broker.stopRetention = startAuditRetention(audit, config.auditRetentionDays, {
         onPruned: (count) => log.info({ count }, 'audit events past retention pruned (a signed checkpoint keeps the chain verifiable)'),
         onError: (err) => log.error({ err }, 'audit retention failed'),
       });
+      undo.push(() => broker.stopRetention?.());
     }
     if (config.metricsAddr) {
       broker.metricsServer = await metrics.startServer(config.metricsAddr, () => control.isServing());
@@ -251,6 +294,7 @@ export class Broker {
     this.backend.close();
     this.audit.close();
     this.db.close();
+    this.stateLock?.release();
     this.options.log.info('broker stopped');
   }
 }

@@ -12,6 +12,12 @@ export interface SecureDirOptions {
   createMode: number;
   /** What the directory is, for messages ("runtime directory"). */
   what: string;
+  /**
+   * Mode the directory must have (the state directory: 0700). An existing
+   * directory of the broker's with another mode is chmod'ed to it, and the
+   * fix logged by the caller; one of another uid was refused already.
+   */
+  enforceMode?: number;
 }
 
 export function ensureSecureDir(dir: string, options: SecureDirOptions): string {
@@ -28,6 +34,9 @@ export function ensureSecureDir(dir: string, options: SecureDirOptions): string 
     st = fs.lstatSync(abs);
   }
   checkDirStat(abs, st, options.what);
+  if (options.enforceMode !== undefined && (st.mode & 0o7777) !== options.enforceMode) {
+    fs.chmodSync(abs, options.enforceMode);
+  }
   return abs;
 }
 
@@ -52,15 +61,22 @@ function checkDirStat(abs: string, st: fs.Stats, what: string): void {
 
 // A directory is only as safe as the path to it: a parent that another uid
 // can write (without the sticky bit) lets that uid swap the directory out.
+// Parents are lstat'ed, never followed: a symlinked parent is refused, since
+// whoever controls the link (or the directory holding it) could point it
+// elsewhere after this check. Checked from the top down would be the same
+// verdict; any order works because the check refuses on the first problem.
 function checkAncestors(abs: string, what: string): void {
   const uid = process.geteuid?.() ?? 0;
   let dir = path.dirname(abs);
   for (;;) {
     let st: fs.Stats;
     try {
-      st = fs.statSync(dir);
+      st = fs.lstatSync(dir);
     } catch {
       throw new FailedPreconditionError('UNSAFE_DIRECTORY', `${what} ${abs}: parent ${dir} does not exist`);
+    }
+    if (st.isSymbolicLink()) {
+      throw new FailedPreconditionError('UNSAFE_DIRECTORY', `${what} ${abs}: parent ${dir} is a symbolic link; give the real path`);
     }
     const foreignOwner = st.uid !== 0 && st.uid !== uid;
     const openlyWritable = (st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0;

@@ -1,11 +1,19 @@
 // `shmbroker serve`: load and check the whole configuration first (a bad
 // file stops the broker before anything is applied), start the broker, and
 // shut down cleanly on SIGTERM/SIGINT.
+//
+// Start-up is all or nothing (Broker.start undoes what it opened), and the
+// exit code says which kind of failure it was: EX_CONFIG (78) for a bad
+// configuration (file, flags, unsafe directories: a restart cannot fix those,
+// so the systemd unit has RestartPreventExitStatus=78), 1 for anything else.
+// Readiness: the "broker serving" log line, and sd_notify READY=1 on
+// $NOTIFY_SOCKET (Type=notify) only once every listener serves.
 import * as path from 'node:path';
 import * as os from 'node:os';
+import * as native from '../native';
 import { Broker } from './broker';
 import type { BackendKind } from './backends/backend';
-import { loadConfig } from './config';
+import { ConfigError, loadConfig, parseHostPort } from './config';
 import { createLogger } from './logger';
 import { startPodIdentity } from './identity/pods';
 
@@ -23,10 +31,51 @@ export function defaultStateDir(uid: number = process.getuid?.() ?? 0): string {
   return path.join(process.env.XDG_STATE_HOME ?? path.join(os.homedir(), '.local', 'state'), 'shmbroker');
 }
 
+/** sysexits.h EX_CONFIG: the configuration is wrong; restarting will not help. */
+export const EX_CONFIG = 78;
+
+/** Reasons that mean "fix the configuration or the filesystem", not "try again". */
+const CONFIG_REASONS = new Set(['INVALID_CONFIG', 'UNSAFE_DIRECTORY', 'UNSAFE_SOCKET_PATH', 'UNSAFE_STATE_FILE', 'KMOD_UNAVAILABLE']);
+
+/** The exit code for an error that stopped `serve`. */
+export function serveExitCode(err: unknown): number {
+  if (err instanceof ConfigError) return EX_CONFIG;
+  const reason = (err as { reason?: unknown } | null)?.reason;
+  return typeof reason === 'string' && CONFIG_REASONS.has(reason) ? EX_CONFIG : 1;
+}
+
+function configError(message: string): Error {
+  return Object.assign(new Error(message), { reason: 'INVALID_CONFIG' });
+}
+
+function notify(message: string): void {
+  const where = process.env.NOTIFY_SOCKET;
+  if (where) native.sdNotify(where, message);
+}
+
+/** Runs the broker until SIGTERM/SIGINT; a start-up failure carries its `exitCode` (78 or 1). */
 export async function serve(options: ServeOptions, runtimeDir: string): Promise<void> {
+  try {
+    await runBroker(options, runtimeDir);
+  } catch (err) {
+    throw Object.assign(err instanceof Error ? err : new Error(String(err)), { exitCode: serveExitCode(err) });
+  }
+}
+
+async function runBroker(options: ServeOptions, runtimeDir: string): Promise<void> {
+  // Before any file is created: the database, its -wal and -shm, the audit
+  // key and anchor are born 0600 (sockets set their own mode explicitly).
+  process.umask(0o077);
   const backend = options.backend ?? 'auto';
   if (backend !== 'auto' && backend !== 'kmod' && backend !== 'memfd') {
-    throw new Error(`--backend must be auto, kmod or memfd, got ${JSON.stringify(backend)}`);
+    throw configError(`--backend must be auto, kmod or memfd, got ${JSON.stringify(backend)}`);
+  }
+  if (options.metricsAddr !== undefined) {
+    try {
+      parseHostPort(options.metricsAddr);
+    } catch (err) {
+      throw configError(`--metrics-addr: ${(err as Error).message}`);
+    }
   }
   const config = loadConfig(options.config);
   const log = createLogger();
@@ -43,12 +92,18 @@ export async function serve(options: ServeOptions, runtimeDir: string): Promise<
     await podIdentity.stop(); // its watch would keep the process alive
     throw err;
   });
+  notify(`READY=1\nMAINPID=${process.pid}\nSTATUS=serving`);
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
+      try {
+        notify('STOPPING=1');
+      } catch {
+        // the service manager went away: nothing to tell
+      }
       Promise.all([broker.stop(), podIdentity.stop()]).then(() => resolve(), (err: unknown) => {
         log.error({ err }, 'error during shutdown');
         resolve();

@@ -23,6 +23,9 @@ const UNREACHABLE_REASONS = new Set(['BROKER_UNREACHABLE']);
 
 /** The exit code for an error a command threw. */
 export function exitCodeFor(err: unknown): number {
+  // `serve` says itself which failures are configuration (78) and which are not.
+  const own = (err as { exitCode?: unknown } | null)?.exitCode;
+  if (typeof own === 'number' && Number.isInteger(own) && own > 0) return own;
   if (err instanceof ShmbrokerError && UNREACHABLE_REASONS.has(err.reason)) return EXIT.UNREACHABLE;
   if (err instanceof ShmbrokerError && err.reason === 'INVALID_CONFIG') return EXIT.CONFIG;
   return EXIT.ERROR;

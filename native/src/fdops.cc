@@ -1,11 +1,15 @@
 // memfd_create and friends: the operations on plain fds.
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
+#include <cstring>
 #include <vector>
 
 #include "handles.h"
@@ -129,7 +133,46 @@ static Napi::Value DupFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), d);
 }
 
+// flockExclusive(fd) -> true when this process now holds flock(LOCK_EX) on
+// fd, false when another open file description holds it. Held until the fd
+// is closed or the process exits (however it exits): the broker's state-dir lock.
+static Napi::Value FlockExclusive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_ARGUMENT_FD(0, fd);
+  int rc;
+  do {
+    rc = flock(static_cast<int>(fd), LOCK_EX | LOCK_NB);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) return Napi::Boolean::New(env, true);
+  if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+  THROW_ERRNO(env, errno, "flock");
+}
+
+// sdNotify(socketPath, message): one datagram to $NOTIFY_SOCKET, the
+// sd_notify(3) protocol ("@name" is an abstract socket). Node has no
+// AF_UNIX datagram sockets, so this lives here.
+static Napi::Value SdNotify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  REQUIRE_ARGUMENT_STRING(0, where);
+  REQUIRE_ARGUMENT_STRING(1, message);
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (where.empty() || where.size() >= sizeof(addr.sun_path)) THROW_RANGE_ERROR(env, "NOTIFY_SOCKET path must be 1 to 107 bytes");
+  memcpy(addr.sun_path, where.data(), where.size());
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+  socklen_t len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + where.size());
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) THROW_ERRNO(env, errno, "socket");
+  ssize_t n = sendto(fd, message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<struct sockaddr*>(&addr), len);
+  int err = errno;
+  close(fd);
+  if (n < 0) THROW_ERRNO(env, err, "sendto");
+  return env.Undefined();
+}
+
 void InitFdOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("flockExclusive", Napi::Function::New(env, FlockExclusive, "flockExclusive"));
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
   exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
   exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate, "eventfdCreate"));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
