@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, hasSetpriv, makeTempDir, REPO, run, type RunResult } from '../support/broker-process';
+import { BIN, BrokerProcess, hasSetpriv, makeTempDir, REPO, run, type RunResult } from '../support/broker-process';
 import { execFileSync } from 'node:child_process';
 
 const U1 = { uid: 1001, gid: 1001 };
@@ -159,6 +159,33 @@ describe.skipIf(!hasSetpriv())('clients authenticate the broker (uid 1002 serves
     } finally {
       await fake.stop();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('item 3: a symlinked parent that uid 1002 swaps during the check (real broker / fake broker): root\'s CLI refuses every time', async () => {
+    const real = await BrokerProcess.start();
+    const evil = path.join(top, 'evil');
+    const fake = await startFake(path.join(evil, 'fake', 'run')); // creates evil/ and evil/fake/ as uid 1002
+    const swapper = spawn('setpriv', [`--reuid=${U2.uid}`, `--regid=${U2.gid}`, '--clear-groups', '--', process.execPath, '-e', `
+      const fs = require('node:fs');
+      const [link, a, b] = process.argv.slice(1);
+      for (let i = 0; ; i++) {
+        fs.symlinkSync(i % 2 ? a : b, link + '.new');
+        fs.renameSync(link + '.new', link); // atomic swap of the parent
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // 1 ms: a shared machine
+      }`, path.join(evil, 'p'), real.dir, path.join(evil, 'fake')], { stdio: 'ignore' });
+    try {
+      while (!fs.existsSync(path.join(evil, 'p'))) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 10; i++) {
+        const r = await run(process.execPath, [BIN, '--runtime-dir', path.join(evil, 'p', 'run'), 'status']);
+        expect(r.code, r.stderr).toBe(1);
+        expect(r.stderr).toMatch(/owned by uid 1002.*BROKER_NOT_TRUSTED/);
+      }
+      expect(fake.events).toEqual([]);
+    } finally {
+      swapper.kill('SIGKILL');
+      await fake.stop();
+      await real.cleanup();
     }
   }, 120_000);
 });
