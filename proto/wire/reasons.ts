@@ -85,6 +85,7 @@ export const REASONS = {
   KMOD_UNAVAILABLE: { code: 'FAILED_PRECONDITION', origin: 'start', message: '--backend kmod: cannot open {device}: {error} (is shmbroker.ko loaded?)' },
   UNSAFE_DIRECTORY: { code: 'FAILED_PRECONDITION', origin: 'start', message: '{what} {dir} is not a directory owned by the broker and writable only by it: {problem}' },
   UNSAFE_SOCKET_PATH: { code: 'FAILED_PRECONDITION', origin: 'start', message: '{path} exists and is not a socket; refusing to replace it' },
+  UNSAFE_STATE_FILE: { code: 'FAILED_PRECONDITION', origin: 'start', message: 'state file {file} is owned by uid {uid}, not by the broker (uid {brokerUid})' },
   STATE_DATABASE_UNUSABLE: { code: 'FAILED_PRECONDITION', origin: 'start', message: 'state database {file} is unusable ({error}); restore it from a backup or move it away to start empty' },
   INVALID_CONFIG: { code: 'INVALID_ARGUMENT', origin: 'start', message: 'invalid configuration: {file}:{line}: {key}: {problem}; ...' },
 
