@@ -1,6 +1,6 @@
 // Where the broker listens and how a client finds it (the command-line
 // contract in docs/ARCHITECTURE.md): --runtime-dir, else
-// SHMBROKER_RUNTIME_DIR, else /run/shmbroker for root.
+// SHMBROKER_RUNTIME_DIR, else /run/shmbroker, for every uid (no fallback).
 import * as path from 'node:path';
 
 /** The gRPC control plane, in the runtime directory. */
