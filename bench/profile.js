@@ -23,13 +23,13 @@ async function main() {
     const size = Number(a1 ?? 4096);
     n = Number(a2 ?? 2000);
     const uid = granteeUid();
-    await c.call('BrokerService', 'CreateRegion', { regionId: 'p', sizeBytes: size });
+    await c.call('BrokerService', 'CreateRegion', { regionId: 'p', region: { sizeBytes: size } });
     if (uid !== undefined) await c.call('BrokerService', 'CreateGrant', { parent: 'regions/p', grant: { uid, mode: 'ACCESS_MODE_READ_WRITE' } });
     const w = new Worker('acquire', [b.runtimeDir, 'p', String(n), '0'], { uid, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'client')}`] });
     await w.done();
   } else if (what === 'create') {
     n = Number(a1 ?? 2000);
-    for (let i = 0; i < n; i++) await c.call('BrokerService', 'CreateRegion', { regionId: `x${i}`, sizeBytes: 4096 });
+    for (let i = 0; i < n; i++) await c.call('BrokerService', 'CreateRegion', { regionId: `x${i}`, region: { sizeBytes: 4096 } });
   } else throw new Error(`unknown: ${what}`);
   const cpu = b.cpuMs() - c0;
   console.log(`${n} ${what} in ${Date.now() - t0} ms; broker CPU ${((cpu * 1000) / n).toFixed(0)} µs per ${what}`);

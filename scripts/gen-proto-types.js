@@ -29,6 +29,7 @@ execFileSync(
     '--includeComments',
     '--grpcLib=@grpc/grpc-js',
     `-I${protoRoot}`,
+    `-I${path.join(root, 'dist', 'protoset', 'deps')}`, // google/api, google/rpc (scripts/build-descriptor-set.js)
     `-O${outDir}`,
     ...files,
   ],

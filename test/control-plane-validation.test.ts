@@ -12,7 +12,7 @@ describe('control-plane validation', () => {
   beforeAll(async () => {
     broker = await BrokerProcess.start({ backend: 'memfd' });
     client = new ControlClient({ runtimeDir: broker.runtimeDir });
-    await client.call('BrokerService', 'CreateRegion', { regionId: 'taken', sizeBytes: 4096 });
+    await client.call('BrokerService', 'CreateRegion', { regionId: 'taken', region: { sizeBytes: 4096 } });
   });
   afterAll(async () => {
     client?.close();
@@ -20,20 +20,21 @@ describe('control-plane validation', () => {
   });
 
   const createCases: Array<[string, object, string, string, RegExp]> = [
-    ['size 0', { regionId: 'a', sizeBytes: 0 }, 'INVALID_ARGUMENT', 'INVALID_SIZE', /positive/],
-    ['size not a page multiple', { regionId: 'a', sizeBytes: 4097 }, 'INVALID_ARGUMENT', 'SIZE_NOT_ALIGNED', /multiple of 4096/],
-    ['size 2^63', { regionId: 'a', sizeBytes: '9223372036854775808' }, 'INVALID_ARGUMENT', 'INVALID_SIZE', /positive number/],
-    ['size over the configured maximum', { regionId: 'a', sizeBytes: 32 * 1024 ** 3 }, 'INVALID_ARGUMENT', 'SIZE_OUT_OF_RANGE', /allowed range/],
-    ['hugepages with a 4 KiB size', { regionId: 'a', sizeBytes: 4096, hugepages: true }, 'INVALID_ARGUMENT', 'SIZE_NOT_ALIGNED', /2 MiB/],
-    ['empty name', { regionId: '', sizeBytes: 4096 }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /required/],
-    ['upper-case name', { regionId: 'Frames', sizeBytes: 4096 }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid region name/],
-    ['name starting with a dot', { regionId: '.x', sizeBytes: 4096 }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid region name/],
-    ['name of 64 characters', { regionId: 'a'.repeat(64), sizeBytes: 4096 }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /1-63 characters/],
-    ['name with a slash', { regionId: 'a/b', sizeBytes: 4096 }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid/],
-    ['name with unicode', { regionId: 'régión', sizeBytes: 4096 }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid/],
-    ['name with a control character', { regionId: 'a\u0000b', sizeBytes: 4096 }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid/],
-    ['numa node on memfd', { regionId: 'a', sizeBytes: 4096, numaNode: 0 }, 'INVALID_ARGUMENT', 'NUMA_UNSUPPORTED', /NUMA/],
-    ['duplicate name', { regionId: 'taken', sizeBytes: 4096 }, 'ALREADY_EXISTS', 'REGION_EXISTS', /already exists/],
+    ['no region', { regionId: 'a' }, 'INVALID_ARGUMENT', 'INVALID_SIZE', /positive/],
+    ['size 0', { regionId: 'a', region: { sizeBytes: 0 } }, 'INVALID_ARGUMENT', 'INVALID_SIZE', /positive/],
+    ['size not a page multiple', { regionId: 'a', region: { sizeBytes: 4097 } }, 'INVALID_ARGUMENT', 'SIZE_NOT_ALIGNED', /multiple of 4096/],
+    ['size 2^63', { regionId: 'a', region: { sizeBytes: '9223372036854775808' } }, 'INVALID_ARGUMENT', 'INVALID_SIZE', /positive number/],
+    ['size over the configured maximum', { regionId: 'a', region: { sizeBytes: 32 * 1024 ** 3 } }, 'INVALID_ARGUMENT', 'SIZE_OUT_OF_RANGE', /allowed range/],
+    ['hugepages with a 4 KiB size', { regionId: 'a', region: { sizeBytes: 4096, hugepages: true } }, 'INVALID_ARGUMENT', 'SIZE_NOT_ALIGNED', /2 MiB/],
+    ['empty name', { regionId: '', region: { sizeBytes: 4096 } }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /required/],
+    ['upper-case name', { regionId: 'Frames', region: { sizeBytes: 4096 } }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid region name/],
+    ['name starting with a dot', { regionId: '.x', region: { sizeBytes: 4096 } }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid region name/],
+    ['name of 64 characters', { regionId: 'a'.repeat(64), region: { sizeBytes: 4096 } }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /1-63 characters/],
+    ['name with a slash', { regionId: 'a/b', region: { sizeBytes: 4096 } }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid/],
+    ['name with unicode', { regionId: 'régión', region: { sizeBytes: 4096 } }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid/],
+    ['name with a control character', { regionId: 'a\u0000b', region: { sizeBytes: 4096 } }, 'INVALID_ARGUMENT', 'INVALID_REGION_NAME', /not a valid/],
+    ['numa node on memfd', { regionId: 'a', region: { sizeBytes: 4096, numaNode: 0 } }, 'INVALID_ARGUMENT', 'NUMA_UNSUPPORTED', /NUMA/],
+    ['duplicate name', { regionId: 'taken', region: { sizeBytes: 4096 } }, 'ALREADY_EXISTS', 'REGION_EXISTS', /already exists/],
   ];
 
   for (const [name, req, code, reason, message] of createCases) {
@@ -72,7 +73,7 @@ describe('control-plane validation', () => {
   }
 
   it('pages through regions with page_size and page_token', async () => {
-    for (let i = 0; i < 5; i++) await client.call('BrokerService', 'CreateRegion', { regionId: `page-${i}`, sizeBytes: 4096 });
+    for (let i = 0; i < 5; i++) await client.call('BrokerService', 'CreateRegion', { regionId: `page-${i}`, region: { sizeBytes: 4096 } });
     const seen: string[] = [];
     let pageToken = '';
     let pages = 0;
@@ -106,6 +107,6 @@ describe('control-plane validation', () => {
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout.toString())).toEqual({ code: 7, reason: 'NOT_OWNER', callerUid: 1002, admin: false });
     const still = await client.call('BrokerService', 'GetRegion', { name: 'regions/taken' });
-    expect(still.region.name).toBe('regions/taken');
+    expect(still.name).toBe('regions/taken');
   });
 });

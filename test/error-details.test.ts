@@ -20,6 +20,7 @@ import {
 } from '../service/errors';
 import { richStatusOf } from '../service/rpc/grpc-status';
 import { encodeStatus } from '../proto/status-details';
+import { REASONS as REGISTRY } from '../proto/wire';
 import { BrokerProcess, makeTempDir } from './support/broker-process';
 import { buildClientProtoset, pyreflect } from './support/python-client';
 
@@ -35,24 +36,26 @@ const CODE: Record<string, [number, Ctor]> = {
   UNAVAILABLE: [14, UnavailableError],
 };
 
-// Every reason a gRPC call can end with today, its code, the resource it is
-// thrown about (as the audited-operation helper sets it) and the detail
-// types a client finds besides ErrorInfo.
+// Every reason the broker sends (the registry's origin 'broker'), its code,
+// the resource it is thrown about (as the audited-operation helper sets it)
+// and the detail types a client finds besides ErrorInfo.
 const REASONS: Array<[reason: string, code: keyof typeof CODE, resource: string | undefined, details: string[], field?: string]> = [
   ['INVALID_REGION_NAME', 'INVALID_ARGUMENT', undefined, ['BadRequest'], 'region_id'],
   ['INVALID_RESOURCE_NAME', 'INVALID_ARGUMENT', undefined, ['BadRequest'], 'name'],
-  ['INVALID_SIZE', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'size_bytes'],
-  ['SIZE_OUT_OF_RANGE', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'size_bytes'],
-  ['SIZE_NOT_ALIGNED', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'size_bytes'],
-  ['INVALID_NUMA_NODE', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'numa_node'],
-  ['NUMA_UNSUPPORTED', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'numa_node'],
+  ['INVALID_SIZE', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'region.size_bytes'],
+  ['SIZE_OUT_OF_RANGE', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'region.size_bytes'],
+  ['SIZE_NOT_ALIGNED', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'region.size_bytes'],
+  ['INVALID_NUMA_NODE', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'region.numa_node'],
+  ['NUMA_UNSUPPORTED', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'region.numa_node'],
   ['INVALID_GRANTEE', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'grant.grantee'],
   ['INVALID_MODE', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'grant.mode'],
-  ['INVALID_TTL', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'ttl_seconds'],
+  ['INVALID_TTL', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], 'grant.ttl'],
   ['INVALID_PAGE_SIZE', 'INVALID_ARGUMENT', undefined, ['BadRequest'], 'page_size'],
   ['INVALID_PAGE_TOKEN', 'INVALID_ARGUMENT', undefined, ['BadRequest'], 'page_token'],
   ['INVALID_TIME', 'INVALID_ARGUMENT', undefined, ['BadRequest'], 'filter'],
   ['INVALID_RESULT', 'INVALID_ARGUMENT', undefined, ['BadRequest'], 'filter.result'],
+  ['INVALID_AUDIT_EVENT', 'INVALID_ARGUMENT', undefined, ['BadRequest'], ''],
+  ['INVALID_UPDATE_MASK', 'INVALID_ARGUMENT', 'quotas/uid:5', ['BadRequest'], 'update_mask'],
   ['MISSING_QUOTA', 'INVALID_ARGUMENT', undefined, ['BadRequest'], 'quota'],
   ['INVALID_QUOTA', 'INVALID_ARGUMENT', 'quotas/uid:5', ['BadRequest'], 'quota'],
   ['INVALID_QUOTA_NAME', 'INVALID_ARGUMENT', undefined, ['BadRequest'], 'name'],
@@ -61,18 +64,25 @@ const REASONS: Array<[reason: string, code: keyof typeof CODE, resource: string 
   ['BACKEND_REFUSED', 'INVALID_ARGUMENT', 'regions/a', ['BadRequest'], ''],
   ['REGION_NOT_FOUND', 'NOT_FOUND', 'regions/a', ['ResourceInfo']],
   ['GRANT_NOT_FOUND', 'NOT_FOUND', 'regions/a/grants/7', ['ResourceInfo']],
+  ['LEASE_NOT_FOUND', 'NOT_FOUND', undefined, []],
   ['REGION_EXISTS', 'ALREADY_EXISTS', 'regions/a', ['ResourceInfo']],
   ['NOT_OWNER', 'PERMISSION_DENIED', 'regions/a', ['ResourceInfo']],
   ['ADMIN_ONLY', 'PERMISSION_DENIED', undefined, []],
   ['NOT_YOUR_QUOTA', 'PERMISSION_DENIED', 'quotas/uid:5', ['ResourceInfo']],
   ['CREATE_NOT_ALLOWED', 'PERMISSION_DENIED', 'regions/a', ['ResourceInfo']],
+  ['NO_GRANT', 'PERMISSION_DENIED', 'regions/a', ['ResourceInfo']],
+  ['GRANT_READ_ONLY', 'PERMISSION_DENIED', 'regions/a', ['ResourceInfo']],
   ['QUOTA_BYTES', 'RESOURCE_EXHAUSTED', 'regions/a', ['QuotaFailure']],
   ['QUOTA_REGIONS', 'RESOURCE_EXHAUSTED', 'regions/a', ['QuotaFailure']],
   ['QUOTA_GRANTS', 'RESOURCE_EXHAUSTED', 'regions/a', ['QuotaFailure']],
   ['BACKEND_EXHAUSTED', 'RESOURCE_EXHAUSTED', 'regions/a', []],
   ['RATE_LIMITED', 'RESOURCE_EXHAUSTED', undefined, ['RetryInfo']],
+  ['STATE_STORAGE_FULL', 'RESOURCE_EXHAUSTED', 'regions/a', []],
   ['TOO_MANY_GRANTS', 'FAILED_PRECONDITION', 'regions/a', ['ResourceInfo']],
   ['REGION_LOST', 'FAILED_PRECONDITION', 'regions/a', ['ResourceInfo']],
+  ['HUGEPAGES_UNAVAILABLE', 'FAILED_PRECONDITION', 'regions/a', ['ResourceInfo']],
+  ['BACKEND_UNSUPPORTED', 'FAILED_PRECONDITION', 'regions/a', ['ResourceInfo']],
+  ['INTERNAL', 'INTERNAL', undefined, []],
   ['UNKNOWN_PEER', 'INTERNAL', undefined, []],
 ];
 
@@ -90,6 +100,12 @@ describe('error details (google.rpc.Status)', () => {
   afterAll(async () => {
     await broker?.cleanup();
     fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('the table covers every reason of the registry the broker sends, with the registry\'s code', () => {
+    const broker = Object.entries(REGISTRY).filter(([, r]) => r.origin === 'broker');
+    expect(REASONS.map(([r]) => r).sort()).toEqual(broker.map(([r]) => r).sort());
+    for (const [reason, code] of REASONS) expect(code, reason).toBe(REGISTRY[reason as keyof typeof REGISTRY].code);
   });
 
   it('every reason -> its code and ErrorInfo, decoded by python3-grpcio with Google\'s protos', async () => {
@@ -129,9 +145,9 @@ describe('error details (google.rpc.Status)', () => {
 
   it('over the real wire: quota, not found, bad request, not owner, admin only, as uids 1001 and 1002', async () => {
     await broker.cli(['quota', 'set', '--uid', '1001', '--bytes', '8KiB']);
-    const create = (id: string, size: string) => ['call', 'shmbroker.v1.BrokerService/CreateRegion', { regionId: id, sizeBytes: size }];
+    const create = (id: string, size: string) => ['call', 'shmbroker.v1.BrokerService/CreateRegion', { regionId: id, region: { sizeBytes: size } }];
     const [ok, overQuota, badSize, badName] = await pyreflect(sock, protoset, [create('mine', '4096'), create('big', '1048576'), create('odd', '100'), create('Bad/Name', '4096')], 1001);
-    expect(ok.ok.region.name).toBe('regions/mine');
+    expect(ok.ok.name).toBe('regions/mine');
 
     expect(overQuota.error.code).toBe('RESOURCE_EXHAUSTED');
     const [quotaInfo, quotaFailure] = overQuota.error.status.details;
@@ -140,7 +156,7 @@ describe('error details (google.rpc.Status)', () => {
 
     expect(badSize.error.code).toBe('INVALID_ARGUMENT');
     expect(badSize.error.status.details[0]).toMatchObject({ reason: 'SIZE_NOT_ALIGNED', metadata: { region: 'regions/odd' } });
-    expect(badSize.error.status.details[1]).toMatchObject({ '@type': 'google.rpc.BadRequest', fieldViolations: [{ field: 'size_bytes' }] });
+    expect(badSize.error.status.details[1]).toMatchObject({ '@type': 'google.rpc.BadRequest', fieldViolations: [{ field: 'region.size_bytes' }] });
     expect(badName.error.status.details[0]).toMatchObject({ reason: 'INVALID_REGION_NAME' });
     expect(badName.error.status.details[1].fieldViolations[0].field).toBe('region_id');
 

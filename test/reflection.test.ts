@@ -76,9 +76,9 @@ describe('server reflection', () => {
       const stub = new Ctor(`unix:${sock}`, grpc.credentials.createInsecure()) as any;
       const unary = (name: string, req: object) =>
         new Promise<any>((resolve, reject) => stub[name](req, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));
-      const created = await unary('CreateRegion', { region_id: 'reflected-js', size_bytes: 8192 });
-      expect(created.region.name).toBe('regions/reflected-js');
-      expect(created.region.size_bytes).toBe('8192');
+      const created = await unary('CreateRegion', { region_id: 'reflected-js', region: { size_bytes: 8192 } });
+      expect(created.name).toBe('regions/reflected-js');
+      expect(created.size_bytes).toBe('8192');
       const listed = await unary('ListRegions', {});
       expect(listed.regions.map((r: { name: string }) => r.name)).toContain('regions/reflected-js');
       stub.close();
@@ -100,7 +100,7 @@ describe('server reflection', () => {
       const [list, described, created, listed] = await py([
         ['list'],
         ['describe', 'shmbroker.v1.Region'],
-        ['call', 'shmbroker.v1.BrokerService/CreateRegion', { regionId: 'reflected-py', sizeBytes: '4096' }],
+        ['call', 'shmbroker.v1.BrokerService/CreateRegion', { regionId: 'reflected-py', region: { sizeBytes: '4096' } }],
         ['call', 'shmbroker.v1.BrokerService/ListRegions', {}],
       ]);
       expect(list.ok).toEqual(SERVICES);
@@ -110,8 +110,8 @@ describe('server reflection', () => {
       expect(fields['size_bytes']).toMatchObject({ json_name: 'sizeBytes', number: 2 });
       expect(fields['create_time']).toMatchObject({ json_name: 'createTime', message_type: 'google.protobuf.Timestamp' });
       expect(fields['state']).toMatchObject({ enum_type: 'shmbroker.v1.RegionState' });
-      expect(created.ok.region).toMatchObject({ name: 'regions/reflected-py', sizeBytes: '4096', ownerUid: 1001, state: 'REGION_STATE_ACTIVE' });
-      expect(created.ok.region.createTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+      expect(created.ok).toMatchObject({ name: 'regions/reflected-py', sizeBytes: '4096', ownerUid: 1001, state: 'REGION_STATE_ACTIVE' });
+      expect(created.ok.createTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
       expect(listed.ok.regions.map((r: { name: string }) => r.name)).toContain('regions/reflected-py');
     });
 

@@ -39,7 +39,7 @@ module.exports = async function acquire(ctx) {
     }
     for (const s of SIZES) {
       const name = `bench-acquire-${s.id}`;
-      await admin.call('BrokerService', 'CreateRegion', { regionId: name, sizeBytes: s.bytes });
+      await admin.call('BrokerService', 'CreateRegion', { regionId: name, region: { sizeBytes: s.bytes } });
       if (uid !== undefined) {
         await admin.call('BrokerService', 'CreateGrant', { parent: `regions/${name}`, grant: { uid, mode: 'ACCESS_MODE_READ_WRITE' } });
       }

@@ -41,7 +41,7 @@ module.exports = async function dataplane(ctx) {
   const sockDir = makeTempDir('shmbroker-bench-sock-');
   const rates = { ringAb: [], ring: [], grpc: [], sock: [], memcpyNode: [], memcpyC: [] };
   try {
-    await admin.call('BrokerService', 'CreateRegion', { regionId: 'bench-ring', sizeBytes: 4096 + slots * chunk });
+    await admin.call('BrokerService', 'CreateRegion', { regionId: 'bench-ring', region: { sizeBytes: 4096 + slots * chunk } });
     for (let t = 0; t < trials; t++) {
       // Interleaved, so a change in machine load hits every method alike.
       const rc = runJson(memcpyBin, [String(total), String(chunk), '3']);

@@ -90,7 +90,7 @@ module.exports = async function scale(ctx) {
     await pipelined(N, 32, async (i) => {
       if (wall !== null) return;
       try {
-        await c.call('BrokerService', 'CreateRegion', { regionId: `r-${String(i).padStart(6, '0')}`, sizeBytes: 4096 });
+        await c.call('BrokerService', 'CreateRegion', { regionId: `r-${String(i).padStart(6, '0')}`, region: { sizeBytes: 4096 } });
         created++;
       } catch (err) {
         if (err.reason !== 'BACKEND_EXHAUSTED' && !/EMFILE|Too many open files/.test(String(err.message))) throw err;
@@ -138,7 +138,7 @@ module.exports = async function scale(ctx) {
     try {
       for (let i = 0; i < 200; i++) {
         // Warm its JIT and channel as much as the full one's.
-        await cs.call('BrokerService', 'CreateRegion', { regionId: `warm-${i}`, sizeBytes: 4096 });
+        await cs.call('BrokerService', 'CreateRegion', { regionId: `warm-${i}`, region: { sizeBytes: 4096 } });
         await cs.call('BrokerService', 'DeleteRegion', { name: `regions/warm-${i}` });
       }
       for (let i = 0; i < probe; i++) {
@@ -147,7 +147,7 @@ module.exports = async function scale(ctx) {
           [c, fullNs, 'full'],
         ]) {
           const t = process.hrtime.bigint();
-          await client.call('BrokerService', 'CreateRegion', { regionId: `probe-${tag}-${i}`, sizeBytes: 4096 });
+          await client.call('BrokerService', 'CreateRegion', { regionId: `probe-${tag}-${i}`, region: { sizeBytes: 4096 } });
           out.push(Number(process.hrtime.bigint() - t));
         }
       }
@@ -156,7 +156,7 @@ module.exports = async function scale(ctx) {
         await cs.call('BrokerService', 'DeleteRegion', { name: `regions/probe-empty-${i}` });
       }
       // The List baseline: a page of 1,000 when 1,000 regions exist.
-      await pipelined(1000, 32, (i) => cs.call('BrokerService', 'CreateRegion', { regionId: `r-${String(i).padStart(6, '0')}`, sizeBytes: 4096 }));
+      await pipelined(1000, 32, (i) => cs.call('BrokerService', 'CreateRegion', { regionId: `r-${String(i).padStart(6, '0')}`, region: { sizeBytes: 4096 } }));
       listSmall = await listPages(cs, pages, 'ListRegions', {});
     } finally {
       cs.close();

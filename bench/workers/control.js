@@ -33,7 +33,7 @@ async function main() {
   // Warm the channel and the JIT on a few throwaway regions.
   for (let i = 0; i < 50; i++) {
     const name = `${prefix}-warm-${i}`;
-    await c.call('BrokerService', 'CreateRegion', { regionId: name, sizeBytes: 4096 });
+    await c.call('BrokerService', 'CreateRegion', { regionId: name, region: { sizeBytes: 4096 } });
     await c.call('BrokerService', 'CreateGrant', { parent: `regions/${name}`, grant: { uid, mode: 'ACCESS_MODE_READ_ONLY' } });
     await c.call('BrokerService', 'DeleteRegion', { name: `regions/${name}` });
   }
@@ -42,7 +42,7 @@ async function main() {
   await new Promise((r) => rl.once('line', r));
   rl.close();
   const cpu0 = process.cpuUsage();
-  const create = await phase(count, inflight, (i) => c.call('BrokerService', 'CreateRegion', { regionId: `${prefix}-${i}`, sizeBytes: 4096 }));
+  const create = await phase(count, inflight, (i) => c.call('BrokerService', 'CreateRegion', { regionId: `${prefix}-${i}`, region: { sizeBytes: 4096 } }));
   const grant = await phase(count, inflight, (i) =>
     c.call('BrokerService', 'CreateGrant', { parent: `regions/${prefix}-${i}`, grant: { uid, mode: 'ACCESS_MODE_READ_ONLY' } }),
   );

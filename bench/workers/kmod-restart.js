@@ -20,7 +20,7 @@ async function main() {
   const t0 = Date.now();
   await Promise.all(
     Array.from({ length: 8 }, async () => {
-      for (let i = next++; i < count; i = next++) await c.call('BrokerService', 'CreateRegion', { regionId: `k-${i}`, sizeBytes: 4096 });
+      for (let i = next++; i < count; i = next++) await c.call('BrokerService', 'CreateRegion', { regionId: `k-${i}`, region: { sizeBytes: 4096 } });
     }),
   );
   const createMs = Date.now() - t0;

@@ -66,12 +66,10 @@ export function register(program: Command, ctx: CliContext): void {
             : o.namespace !== undefined
               ? { kubernetesNamespace: o.namespace }
               : { kubernetesServiceAccount: o.serviceAccount! };
-      const res = await ctx.control().call<{ grant: GrantJson }>('BrokerService', 'CreateGrant', {
+      const g = await ctx.control().call<GrantJson>('BrokerService', 'CreateGrant', {
         parent: `regions/${name}`,
-        grant: { ...who, mode: toAccessMode(grantMode) },
-        ttlSeconds,
+        grant: { ...who, mode: toAccessMode(grantMode), ...(ttlSeconds ? { ttl: { seconds: ttlSeconds } } : {}) },
       });
-      const g = res.grant;
       ctx.print(g, () => `granted ${mode(g)} on regions/${name} to ${grantee(g)}: grant ${grantId(g)}${g.expireTime ? `, expires ${formatTime(g.expireTime)}` : ''}`);
     });
   withExamples(create, [

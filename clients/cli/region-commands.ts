@@ -37,7 +37,7 @@ function showRegion(r: RegionJson): string {
     `size:      ${formatBytes(r.sizeBytes)} (${r.sizeBytes} bytes)`,
     `owner:     uid ${r.ownerUid}${ownerName(r.ownerUid)}, gid ${r.ownerGid}`,
     `backend:   ${r.backend}${r.hugepages ? ' (hugepages)' : ''}`,
-    `numa node: ${r.numaNode < 0 ? 'any' : r.numaNode}`,
+    `numa node: ${r.numaNode ?? 'any'}`,
     `state:     ${r.state.replace('REGION_STATE_', '')}`,
     `created:   ${formatTime(r.createTime)} (${formatAge(r.createTime)} ago)`,
   ].join('\n');
@@ -63,10 +63,10 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--numa <node>', 'allocate on this NUMA node')
     .action(async (name: string, o: { size: string; hugepages?: boolean; numa?: string }) => {
       const sizeBytes = parseSizeArg('--size', o.size);
-      const req: Record<string, unknown> = { regionId: name, sizeBytes, hugepages: o.hugepages ?? false };
-      if (o.numa !== undefined) req.numaNode = parseNonNegativeInt('--numa', o.numa);
-      const res = await ctx.control().call<{ region: RegionJson }>('BrokerService', 'CreateRegion', req);
-      ctx.print(res.region, () => `created ${res.region.name} (${formatBytes(res.region.sizeBytes)}, ${res.region.backend})`);
+      const region: Record<string, unknown> = { sizeBytes, hugepages: o.hugepages ?? false };
+      if (o.numa !== undefined) region.numaNode = parseNonNegativeInt('--numa', o.numa);
+      const created = await ctx.control().call<RegionJson>('BrokerService', 'CreateRegion', { regionId: name, region });
+      ctx.print(created, () => `created ${created.name} (${formatBytes(created.sizeBytes)}, ${created.backend})`);
     });
   withExamples(create, [
     ['A 1 MiB region named frames', 'shmbroker region create frames --size 1MiB'],
@@ -97,8 +97,8 @@ export function register(program: Command, ctx: CliContext): void {
     .alias('get')
     .description('show one region')
     .action(async (name: string) => {
-      const res = await ctx.control().call<{ region: RegionJson }>('BrokerService', 'GetRegion', { name: `regions/${name}` });
-      ctx.print(res.region, () => showRegion(res.region));
+      const r = await ctx.control().call<RegionJson>('BrokerService', 'GetRegion', { name: `regions/${name}` });
+      ctx.print(r, () => showRegion(r));
     });
   withExamples(show, [['One region in full', 'shmbroker region show frames']]);
 

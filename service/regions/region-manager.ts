@@ -313,7 +313,20 @@ export class RegionManager {
     return { grants: out, next: '' };
   }
 
-  async revokeGrant(caller: Caller, ref: { region?: string; id: number }): Promise<void> {
+  /** One grant, for admins, the region's owner and the grantee; NOT_FOUND for anyone else, as for a missing one. */
+  getGrant(caller: Caller, ref: { region?: string; id: number }): GrantRecord {
+    const resource = ref.region ? grantName(ref.region, ref.id) : `grants/${ref.id}`;
+    return this.audited(caller, 'GetGrant', resource, () => {
+      const g = this.deps.grants.get(ref.id);
+      const r = g && (ref.region === undefined || ref.region === g.region) ? this.deps.regions.get(g.region) : undefined;
+      if (!g || !r || !(caller.isAdmin || r.ownerUid === caller.uid || granteeMatches(g, callerPrincipals(caller)))) {
+        throw new NotFoundError('GRANT_NOT_FOUND', `grant ${resource} does not exist or is not visible to uid ${caller.uid}`);
+      }
+      return g;
+    });
+  }
+
+  async revokeGrant(caller: Caller, ref: { region?: string; id: number }): Promise<GrantRecord> {
     const resource = ref.region ? grantName(ref.region, ref.id) : `grants/${ref.id}`;
     const { grant, leases } = this.audited(caller, 'RevokeGrant', resource, () => {
       const g = this.deps.grants.get(ref.id);
@@ -333,6 +346,7 @@ export class RegionManager {
     });
     this.deps.log.info({ grant: grantName(grant.region, grant.id), leases: leases.length }, 'grant revoked');
     await this.deps.revoker.revoke(leases, 'GRANT_REVOKED');
+    return grant;
   }
 
   /** Removes every grant whose TTL has passed and revokes what was mapped through it. */

@@ -29,7 +29,8 @@ export function regionToProto(r: RegionRecord): Region {
     ownerGid: r.ownerGid,
     backend: r.backend,
     hugepages: r.hugepages,
-    numaNode: r.numaNode,
+    // No preference is stored as -1; on the wire it is an unset optional field.
+    numaNode: r.numaNode >= 0 ? r.numaNode : undefined,
     createTime: timestamp(r.createTime),
     state: r.state === 'ACTIVE' ? 'REGION_STATE_ACTIVE' : 'REGION_STATE_LOST',
   };
@@ -54,25 +55,25 @@ export function grantToProto(g: GrantRecord): Grant {
     ...granteeToProto(g),
     mode: toAccessMode(g.mode),
     createTime: timestamp(g.createTime),
-    expireTime: g.expireTime === null ? null : timestamp(g.expireTime),
+    ...(g.expireTime === null ? {} : { expireTime: timestamp(g.expireTime) }),
     creatorUid: g.creatorUid,
   };
 }
 
 export function brokerServiceHandlers(manager: RegionManager, status: (caller: Caller) => GetStatusResponse): Record<string, UnaryHandler> {
   return {
-    createRegion(caller, req: CreateRegionRequest__Output) {
+    createRegion(caller, req: CreateRegionRequest__Output): Region {
       const id = validateRegionId(req.regionId, 'region_id');
       const region = manager.createRegion(caller, {
         id,
-        sizeBytes: Number(req.sizeBytes),
-        hugepages: req.hugepages,
-        numaNode: req.numaNode ?? -1,
+        sizeBytes: Number(req.region?.sizeBytes ?? 0),
+        hugepages: req.region?.hugepages ?? false,
+        numaNode: req.region?.numaNode ?? -1,
       });
-      return { region: regionToProto(region) };
+      return regionToProto(region);
     },
-    getRegion(caller, req: { name: string }) {
-      return { region: regionToProto(manager.getRegion(caller, parseRegionName(req.name))) };
+    getRegion(caller, req: { name: string }): Region {
+      return regionToProto(manager.getRegion(caller, parseRegionName(req.name)));
     },
     listRegions(caller, req: ListRegionsRequest__Output) {
       const { regions, next } = manager.listRegions(caller, req.pageSize, req.pageToken);
@@ -82,7 +83,7 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       await manager.deleteRegion(caller, parseRegionName(req.name));
       return {};
     },
-    createGrant(caller, req: CreateGrantRequest__Output) {
+    createGrant(caller, req: CreateGrantRequest__Output): Grant {
       const region = parseRegionName(req.parent, 'parent');
       const g = req.grant;
       if (!g || !g.grantee) {
@@ -90,10 +91,14 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       }
       const mode = fromAccessMode(g.mode);
       if (!mode) throw new InvalidArgumentError('INVALID_MODE', `grant.mode must be ${ACCESS_MODE_RULE}`);
-      let ttlMs = Number(req.ttlSeconds) * 1000;
-      if (ttlMs === 0 && g.expireTime) {
+      // AIP-214: a TTL or an expiry time, or neither (0: no expiry).
+      let ttlMs = 0;
+      if (g.ttl) {
+        ttlMs = Number(g.ttl.seconds) * 1000 + Math.floor(g.ttl.nanos / 1e6);
+        if (ttlMs <= 0) throw new InvalidArgumentError('INVALID_TTL', 'grant.ttl must be positive', { field: 'grant.ttl' });
+      } else if (g.expireTime) {
         ttlMs = Number(g.expireTime.seconds) * 1000 + Math.floor(g.expireTime.nanos / 1e6) - Date.now();
-        if (ttlMs <= 0) throw new InvalidArgumentError('INVALID_TTL', 'grant.expire_time is in the past');
+        if (ttlMs <= 0) throw new InvalidArgumentError('INVALID_TTL', 'grant.expire_time is in the past', { field: 'grant.expire_time' });
       }
       const created = manager.createGrant(caller, {
         region,
@@ -108,16 +113,18 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
         mode,
         ttlMs,
       });
-      return { grant: grantToProto(created) };
+      return grantToProto(created);
+    },
+    getGrant(caller, req: { name: string }): Grant {
+      return grantToProto(manager.getGrant(caller, parseGrantName(req.name)));
     },
     listGrants(caller, req: ListGrantsRequest__Output) {
       const parent = req.parent === 'regions/-' || req.parent === '' ? undefined : parseRegionName(req.parent, 'parent');
       const { grants, next } = manager.listGrants(caller, parent, req.pageSize, req.pageToken);
       return { grants: grants.map(grantToProto), nextPageToken: next };
     },
-    async revokeGrant(caller, req: { name: string }) {
-      await manager.revokeGrant(caller, parseGrantName(req.name));
-      return {};
+    async revokeGrant(caller, req: { name: string }): Promise<Grant> {
+      return grantToProto(await manager.revokeGrant(caller, parseGrantName(req.name)));
     },
     getStatus(caller) {
       return status(caller);

@@ -15,14 +15,14 @@ import { isSqliteError, reportWriteFailure } from '../write-failures';
 const FIELD_OF_REASON: Record<string, string> = {
   INVALID_REGION_NAME: 'region_id',
   INVALID_RESOURCE_NAME: 'name',
-  INVALID_SIZE: 'size_bytes',
-  SIZE_OUT_OF_RANGE: 'size_bytes',
-  SIZE_NOT_ALIGNED: 'size_bytes',
-  INVALID_NUMA_NODE: 'numa_node',
-  NUMA_UNSUPPORTED: 'numa_node',
+  INVALID_SIZE: 'region.size_bytes',
+  SIZE_OUT_OF_RANGE: 'region.size_bytes',
+  SIZE_NOT_ALIGNED: 'region.size_bytes',
+  INVALID_NUMA_NODE: 'region.numa_node',
+  NUMA_UNSUPPORTED: 'region.numa_node',
   INVALID_GRANTEE: 'grant.grantee',
   INVALID_MODE: 'grant.mode',
-  INVALID_TTL: 'ttl_seconds',
+  INVALID_TTL: 'grant.ttl',
   INVALID_PAGE_SIZE: 'page_size',
   INVALID_PAGE_TOKEN: 'page_token',
   INVALID_TIME: 'filter',
@@ -31,6 +31,7 @@ const FIELD_OF_REASON: Record<string, string> = {
   INVALID_QUOTA: 'quota',
   INVALID_QUOTA_NAME: 'name',
   INVALID_QUOTA_SUBJECT: 'name',
+  INVALID_UPDATE_MASK: 'update_mask',
 };
 
 /** Default RetryInfo delay of a rate-limit refusal that did not say how long to wait. */

@@ -38,7 +38,7 @@ async function call(service, method, req) {
   try {
     const res = await client.call(service, method, req);
     summary.ok++;
-    if (method === 'CreateRegion') created.add(res.region.name);
+    if (method === 'CreateRegion') created.add(res.name);
     if (method === 'DeleteRegion') created.delete(req.name);
     return res;
   } catch (e) {
@@ -107,11 +107,12 @@ const quotaName = fc.oneof(weirdString, fc.tuple(fc.constantFrom('uid', 'gid', '
 const timestamp = fc.oneof(fc.constant(undefined), fc.record({ seconds: fc.oneof(fc.integer(), fc.constantFrom(-1, 2 ** 53, '9223372036854775807')), nanos: int32ish }));
 
 const properties = [
-  ['BrokerService', 'CreateRegion', fc.record({ regionId, sizeBytes: size, hugepages: fc.boolean(), numaNode: fc.option(int32ish, { nil: undefined }) }, { requiredKeys: [] })],
+  ['BrokerService', 'CreateRegion', fc.record({ regionId, region: fc.record({ sizeBytes: size, hugepages: fc.boolean(), numaNode: fc.option(int32ish, { nil: undefined }) }, { requiredKeys: [] }) }, { requiredKeys: [] })],
   ['BrokerService', 'GetRegion', fc.record({ name: resourceName }, { requiredKeys: [] })],
   ['BrokerService', 'DeleteRegion', fc.record({ name: resourceName }, { requiredKeys: [] })],
   ['BrokerService', 'ListRegions', fc.record({ pageSize: int32ish, pageToken }, { requiredKeys: [] })],
-  ['BrokerService', 'CreateGrant', fc.record({ parent: resourceName, grant: fc.record({ uid: idish, gid: idish, mode }, { requiredKeys: [] }), ttlSeconds: size }, { requiredKeys: [] })],
+  ['BrokerService', 'CreateGrant', fc.record({ parent: resourceName, grant: fc.record({ uid: idish, gid: idish, mode, ttl: fc.record({ seconds: size, nanos: int32ish }, { requiredKeys: [] }), expireTime: timestamp }, { requiredKeys: [] }) }, { requiredKeys: [] })],
+  ['BrokerService', 'GetGrant', fc.record({ name: resourceName }, { requiredKeys: [] })],
   ['BrokerService', 'ListGrants', fc.record({ parent: resourceName, pageSize: int32ish, pageToken }, { requiredKeys: [] })],
   ['BrokerService', 'RevokeGrant', fc.record({ name: resourceName }, { requiredKeys: [] })],
   ['QuotaService', 'SetQuota', fc.record({ quota: fc.record({ name: quotaName, maxBytes: size, maxRegions: size, maxGrantsPerRegion: size }, { requiredKeys: [] }), updateMask: fc.option(fc.record({ paths: fc.array(weirdString, { maxLength: 4 }) }), { nil: undefined }) }, { requiredKeys: [] })],

@@ -72,7 +72,7 @@ describe('attack matrix (memfd)', () => {
       parent: `regions/${region}`,
       grant: { uid, mode: mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' },
     });
-    return g.grant.name as string;
+    return g.name as string;
   }
 
   /** uid 1001 acquires the region with the SDK and hands the fd (as fd 3) to fdattack. */
@@ -97,7 +97,7 @@ describe('attack matrix (memfd)', () => {
 
   it('read-only grantee: no write path, no growth, nothing past the end (mremap, /proc/self/mem, map_files, fallocate, seals)', async () => {
     const size = 16384;
-    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'fd-ro', sizeBytes: size });
+    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'fd-ro', region: { sizeBytes: size } });
     await broker.cli(['region', 'write', 'fd-ro'], { input: Buffer.from('intact') });
     await grant('fd-ro', 1001, 'ro');
     const out = await fdAttack('fd-ro', 'ro', size);
@@ -137,7 +137,7 @@ describe('attack matrix (memfd)', () => {
 
   it('read-write grantee: cannot grow, shrink or reach past the region', async () => {
     const size = 16384;
-    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'fd-rw', sizeBytes: size });
+    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'fd-rw', region: { sizeBytes: size } });
     await grant('fd-rw', 1001, 'rw');
     const out = await fdAttack('fd-rw', 'rw', size);
     figure('fdattack memfd rw', out);
@@ -158,11 +158,11 @@ describe('attack matrix (memfd)', () => {
       sizeAfter: size,
     });
     const info = await ctl.call('BrokerService', 'GetRegion', { name: 'regions/fd-rw' });
-    expect(Number(info.region.sizeBytes)).toBe(size);
+    expect(Number(info.sizeBytes)).toBe(size);
   });
 
   it('a recycled pid does not inherit the lease of the uid that had it', async () => {
-    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'victim', sizeBytes: 4096 });
+    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'victim', region: { sizeBytes: 4096 } });
     await grant('victim', 1001, 'rw');
     // The victim (uid 1001) acquires and exits without releasing: its lease stays on record with its pid.
     const victim = await runNode(
@@ -219,7 +219,7 @@ describe('attack matrix (memfd)', () => {
 
   it('revoke racing acquires: every lease handed out before the revoke gets its notice, none after', async () => {
     const rounds = scale(8, 60);
-    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'race', sizeBytes: 4096 });
+    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'race', region: { sizeBytes: 4096 } });
     // uid 1001 keeps 4 acquires in flight until the broker says NO_GRANT, then tries 20 more.
     const child = new NodeChild(
       `
@@ -291,7 +291,7 @@ describe('attack matrix (memfd)', () => {
         const c = new ControlClient({ runtimeDir: process.argv[2] });
         const tag = process.argv[3];
         const results = await Promise.all(Array.from({ length: 10 }, (_, i) =>
-          c.call('BrokerService', 'CreateRegion', { regionId: 'q' + process.getuid() + '-' + tag + '-' + i, sizeBytes: 8192 })
+          c.call('BrokerService', 'CreateRegion', { regionId: 'q' + process.getuid() + '-' + tag + '-' + i, region: { sizeBytes: 8192 } })
             .then(() => 'OK', (e) => e.reason)));
         c.close();
         process.stdout.write(JSON.stringify(results));
@@ -413,7 +413,7 @@ sys.stdin.readline()`,
   });
 
   it('a client that sends acquires and never reads the replies is cut off; the broker keeps no fds for it', async () => {
-    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'hoard', sizeBytes: 4096 });
+    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'hoard', region: { sizeBytes: 4096 } });
     await grant('hoard', 1001, 'ro');
     const base = broker.fdCount();
     const packet = dataRequestCodec().encode({ requestId: 1, acquire: { region: 'hoard', mode: 'ACCESS_MODE_READ_ONLY' } });

@@ -40,13 +40,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   while (!stop) {
     const name = tag + '-' + n++;
     try {
-      await ctl.call('BrokerService', 'CreateRegion', { regionId: name, sizeBytes: 4096 });
+      await ctl.call('BrokerService', 'CreateRegion', { regionId: name, region: { sizeBytes: 4096 } });
       report({ ack: 'create', name });
       live.push(name);
     } catch (e) { note(e); await sleep(50); continue; }
     try {
       const g = await ctl.call('BrokerService', 'CreateGrant', { parent: 'regions/' + name, grant: { uid: 4000 + (n % 7), mode: 'ACCESS_MODE_READ_ONLY' } });
-      report({ ack: 'grant', name: g.grant.name });
+      report({ ack: 'grant', name: g.name });
     } catch (e) { note(e); }
     try {
       data = data || (await connect({ runtimeDir, reconnect: true }));
@@ -282,7 +282,7 @@ describe('faults', () => {
       for (let i = 0; i < 2000 && !failure; i++) {
         const name = `full-${i}-${'x'.repeat(40)}`;
         try {
-          await ctl.call('BrokerService', 'CreateRegion', { regionId: name, sizeBytes: 4096 });
+          await ctl.call('BrokerService', 'CreateRegion', { regionId: name, region: { sizeBytes: 4096 } });
           acked.push(name);
         } catch (e) {
           failure = { name, code: (e as any).code, reason: (e as any).reason, message: (e as Error).message };
@@ -302,7 +302,7 @@ describe('faults', () => {
       execFileSync('mount', ['-o', 'remount,size=64m', stateDir]);
       const q = await ctl.call('QuotaService', 'GetQuota', { name: 'quotas/uid:0' });
       expect(Number(q.quota.usage.regions)).toBe(acked.length);
-      await ctl.call('BrokerService', 'CreateRegion', { regionId: 'after-room', sizeBytes: 4096 });
+      await ctl.call('BrokerService', 'CreateRegion', { regionId: 'after-room', region: { sizeBytes: 4096 } });
       // And everything acknowledged survives a kill -9.
       await broker.kill9();
       await broker.start();
@@ -327,7 +327,7 @@ describe('faults', () => {
       if (!template) {
         const b = await QuietBroker.launch({ backend: 'memfd' });
         const ctl = new ControlClient({ runtimeDir: b.runtimeDir });
-        for (let i = 0; i < 40; i++) await ctl.call('BrokerService', 'CreateRegion', { regionId: `r${i}`, sizeBytes: 4096 });
+        for (let i = 0; i < 40; i++) await ctl.call('BrokerService', 'CreateRegion', { regionId: `r${i}`, region: { sizeBytes: 4096 } });
         ctl.close();
         await b.stop();
         template = b.stateDir;

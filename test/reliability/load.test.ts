@@ -48,9 +48,9 @@ async function client(c, until) {
           case 3: await ctl.call('BrokerService', 'ListGrants', { parent: 'regions/' + regions[i % regions.length] }); break;
           default: {
             const own = 'own-' + uid + '-' + c;
-            await ctl.call('BrokerService', 'CreateRegion', { regionId: own, sizeBytes: 8192 });
+            await ctl.call('BrokerService', 'CreateRegion', { regionId: own, region: { sizeBytes: 8192 } });
             const g = await ctl.call('BrokerService', 'CreateGrant', { parent: 'regions/' + own, grant: { uid: uid + 1, mode: 'ACCESS_MODE_READ_ONLY' } });
-            await ctl.call('BrokerService', 'RevokeGrant', { name: g.grant.name });
+            await ctl.call('BrokerService', 'RevokeGrant', { name: g.name });
             await ctl.call('BrokerService', 'DeleteRegion', { name: 'regions/' + own });
             stats.control += 3;
             stats.requests += 3;
@@ -84,7 +84,7 @@ describe('load', () => {
     broker = await QuietBroker.launch({ backend: 'memfd' });
     const ctl = new ControlClient({ runtimeDir: broker.runtimeDir });
     for (const r of regions) {
-      await ctl.call('BrokerService', 'CreateRegion', { regionId: r, sizeBytes: 256 * 1024 });
+      await ctl.call('BrokerService', 'CreateRegion', { regionId: r, region: { sizeBytes: 256 * 1024 } });
       await ctl.call('BrokerService', 'CreateGrant', { parent: `regions/${r}`, grant: { gid: 3000, mode: 'ACCESS_MODE_READ_WRITE' } });
     }
     ctl.close();

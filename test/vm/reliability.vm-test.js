@@ -117,7 +117,7 @@ function child(script, args, who) {
     const grant = (region, uid, mode) =>
       ctl.call('BrokerService', 'CreateGrant', { parent: `regions/${region}`, grant: { uid, mode: mode === 'rw' ? 'ACCESS_MODE_READ_WRITE' : 'ACCESS_MODE_READ_ONLY' } });
     for (const mode of ['ro', 'rw']) {
-      await ctl.call('BrokerService', 'CreateRegion', { regionId: `fd-${mode}`, sizeBytes: 16384 });
+      await ctl.call('BrokerService', 'CreateRegion', { regionId: `fd-${mode}`, region: { sizeBytes: 16384 } });
       await grant(`fd-${mode}`, 1001, mode);
     }
     await cli(['region', 'write', 'fd-ro'], { input: Buffer.from('intact') });
@@ -144,7 +144,7 @@ function child(script, args, who) {
     ok(still.stdout.toString() === 'intact', 'kmod: the read-only region is unchanged', still.stdout.toString());
 
     // 3. The data-plane fuzzer against the kmod broker.
-    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'fuzz', sizeBytes: 16384 });
+    await ctl.call('BrokerService', 'CreateRegion', { regionId: 'fuzz', region: { sizeBytes: 16384 } });
     await grant('fuzz', 1001, 'rw');
     ctl.close();
     const fds0 = fdCount();
@@ -164,7 +164,7 @@ function child(script, args, who) {
         let n = 0;
         while (!stop) {
           const name = process.argv[3] + '-' + n++;
-          try { await c.call('BrokerService', 'CreateRegion', { regionId: name, sizeBytes: 4096 }); report({ ack: name }); }
+          try { await c.call('BrokerService', 'CreateRegion', { regionId: name, region: { sizeBytes: 4096 } }); report({ ack: name }); }
           catch (e) { await new Promise((r) => setTimeout(r, 100)); }
         }
         report({ done: true }); c.close(); process.exit(0);
