@@ -6,7 +6,7 @@
 //
 //   --quick          small counts, skip the VM (kmod) section
 //   --out DIR        where to write the results (default bench/results)
-//   --only a,b       run only these sections: acquire, control, dataplane, scale, vm
+//   --only a,b       run only these sections: acquire, control, dataplane, scale, events, vm
 //   --skip a,b       skip these sections
 //   --no-vm          skip the VM section in a full run
 //
@@ -16,7 +16,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { Report } = require('./lib/report');
 
-const SECTIONS = ['acquire', 'control', 'dataplane', 'scale', 'vm'];
+const SECTIONS = ['acquire', 'control', 'dataplane', 'scale', 'events', 'vm'];
 
 function parseArgs(argv) {
   const o = { quick: false, out: path.join(__dirname, 'results'), only: null, skip: new Set(), vm: true };
