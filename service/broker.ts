@@ -12,6 +12,8 @@ import { auditServiceHandlers } from './rpc/audit-rpc';
 import { quotaServiceHandlers } from './rpc/quota-rpc';
 import type { Backend, BackendKind } from './backends/backend';
 import { brokerServiceHandlers } from './rpc/broker-service';
+import { watchRegionsHandler } from './rpc/watch-rpc';
+import { RegionWatch } from './regions/region-watch';
 import type { Caller } from './identity/caller';
 import type { BrokerConfig } from './config';
 import { ControlServer } from './rpc/control-server';
@@ -180,8 +182,10 @@ export class Broker {
     const revoker = new Revoker({ backend, leases, graceMs: config.revocationGraceMs, log });
     undo.push(() => revoker.close());
     const core = { db, regions, grants, leases, backend, policy, audit, revoker, log };
+    const watch = new RegionWatch();
     const manager = new RegionManager({
       ...core,
+      watch,
       quotas,
       limits: { minBytes: config.regionSize.min, maxBytes: config.regionSize.max, maxGrantsPerRegion: config.maxGrantsPerRegion },
     });
@@ -223,7 +227,10 @@ export class Broker {
     broker.stopCountingFailures = stopCountingFailures;
     broker.stateLock = stateLock;
     const pkg = loadShmbrokerGrpc();
-    control.addService(pkg.BrokerService.service, brokerServiceHandlers(manager, (caller) => broker.status(caller)));
+    control.addService(pkg.BrokerService.service, {
+      ...brokerServiceHandlers(manager, (caller) => broker.status(caller)),
+      watchRegions: watchRegionsHandler(manager, watch),
+    });
     control.addService(pkg.QuotaService.service, quotaServiceHandlers({ quotas, audit, db }) as never);
     control.addService(pkg.AuditService.service, auditServiceHandlers({ audit, db }) as never);
 

@@ -54,5 +54,6 @@ export class AlreadyExistsError extends errorClass('ALREADY_EXISTS') {}
 export class PermissionDeniedError extends errorClass('PERMISSION_DENIED') {}
 export class ResourceExhaustedError extends errorClass('RESOURCE_EXHAUSTED') {}
 export class FailedPreconditionError extends errorClass('FAILED_PRECONDITION') {}
+export class OutOfRangeError extends errorClass('OUT_OF_RANGE') {}
 export class UnavailableError extends errorClass('UNAVAILABLE') {}
 export class InternalError extends errorClass('INTERNAL') {}

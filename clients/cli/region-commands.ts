@@ -8,6 +8,7 @@ import { formatBytes, formatTime, table, type CliContext } from './context';
 import { readStdin, writeStdout } from './stdio';
 import { parseNonNegativeInt } from './args';
 import { withExamples } from './help';
+import { watchRegions } from './region-watch';
 import { formatAge, userLabel, userNames } from './humanize';
 import type { Region__Output } from '../../proto/generated/shmbroker/v1/Region';
 
@@ -76,7 +77,10 @@ export function register(program: Command, ctx: CliContext): void {
   const list = region
     .command('list')
     .description('list the regions you can see')
-    .action(async () => {
+    .option('-w, --watch', 'then print every change to regions and grants as it happens, until interrupted')
+    .option('--resource-version <v>', 'with --watch: only the changes after this version (from an earlier event)')
+    .action(async (o: { watch?: boolean; resourceVersion?: string }) => {
+      if (o.watch) return watchRegions(ctx, o.resourceVersion);
       const all: RegionJson[] = [];
       let pageToken = '';
       do {
@@ -90,6 +94,7 @@ export function register(program: Command, ctx: CliContext): void {
     ['Names, sizes, owners and ages', 'shmbroker region list'],
     ['With owner uids and exact creation times', 'shmbroker region list -o wide'],
     ['As JSON, for scripts', 'shmbroker region list -o json'],
+    ['Follow creations, deletions, grants and revocations', 'shmbroker region list --watch'],
   ]);
 
   const show = region

@@ -48,6 +48,10 @@ export const REASONS = {
   INVALID_AUDIT_EVENT: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'invalid audit event: {problem}' },
   BACKEND_REFUSED: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'the kernel module refused the region: {error}' },
 
+  // WatchRegions: a resume point the broker no longer keeps (Kubernetes' 410 Gone).
+  WATCH_VERSION_EXPIRED: { code: 'OUT_OF_RANGE', origin: 'broker', message: 'resource_version {version} is no longer kept (current {current}): watch again without one' },
+  INVALID_RESOURCE_VERSION: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'resource_version must be one from a WatchRegionsResponse, got {version}' },
+
   // Not there, or not visible to this caller (the two look the same).
   REGION_NOT_FOUND: { code: 'NOT_FOUND', origin: 'broker', message: 'region {region} does not exist (or is not visible to uid {uid})' },
   GRANT_NOT_FOUND: { code: 'NOT_FOUND', origin: 'broker', message: 'grant {grant} does not exist' },

@@ -22,6 +22,7 @@ import { parseSubject } from '../identity/pods/principals';
 import type { RegionRecord } from '../store/region-store';
 import { inTransaction } from '../store/state-db';
 import type { BrokerCore } from '../core';
+import type { RegionChange, RegionWatch } from './region-watch';
 
 export const PAGE_BYTES = 4096;
 export const HUGEPAGE_BYTES = 2 * 1024 * 1024;
@@ -69,8 +70,24 @@ export class RegionManager {
       quotas: QuotaCharger;
       limits: RegionLimits;
       now?: () => number;
+      /** Where committed changes go for WatchRegions. */
+      watch?: RegionWatch;
     },
   ) {}
+
+  private publish(change: RegionChange): void {
+    this.deps.watch?.publish(change);
+  }
+
+  /** Who may see a region: the same rule for Get, List and Watch. */
+  mayViewRegion(caller: Caller, region: RegionRecord, grants: GrantRecord[]): boolean {
+    return caller.isAdmin || this.deps.policy.mayView(caller, region, grants, this.now());
+  }
+
+  /** Who may see a grant: admins, its grantees, and the owner of its region. */
+  mayViewGrant(caller: Caller, g: GrantRecord, regionOwnerUid: number | undefined): boolean {
+    return caller.isAdmin || granteeMatches(g, callerPrincipals(caller)) || regionOwnerUid === caller.uid;
+  }
 
   private now(): number {
     return this.deps.now?.() ?? Date.now();
@@ -169,6 +186,7 @@ export class RegionManager {
         throw err;
       }
       this.deps.log.info({ region: resource, uid: caller.uid, sizeBytes: input.sizeBytes }, 'region created');
+      this.publish({ type: 'ADDED', region: record, grants: [] });
       return record;
     });
   }
@@ -189,11 +207,10 @@ export class RegionManager {
     const limit = pageSize(size);
     let after = decodePageToken<string>('regions', token, 'string') ?? '';
     const out: RegionRecord[] = [];
-    const now = this.now();
     for (;;) {
       const batch = this.deps.regions.page(after, limit + 1);
       for (const r of batch) {
-        if (caller.isAdmin || this.deps.policy.mayView(caller, r, this.deps.grants.forRegion(r.name), now)) out.push(r);
+        if (this.mayViewRegion(caller, r, this.deps.grants.forRegion(r.name))) out.push(r);
         if (out.length > limit) break;
       }
       if (out.length > limit || batch.length <= limit) break;
@@ -208,19 +225,23 @@ export class RegionManager {
 
   async deleteRegion(caller: Caller, id: string): Promise<void> {
     const resource = regionName(id);
-    const { region, leases } = this.audited(caller, 'DeleteRegion', resource, () => {
+    const { region, leases, grants } = this.audited(caller, 'DeleteRegion', resource, () => {
       const r = this.requireRegion(id);
       if (!this.deps.policy.mayManage(caller, r)) {
         throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${resource} and is not an admin`);
       }
       return inTransaction(this.deps.db, () => {
         const leases = this.deps.leases.forRegion(id);
+        const grants = this.deps.grants.forRegion(id);
         this.deps.quotas.refundRegion(id);
         this.deps.regions.remove(id);
         this.deps.audit.append({ actor: caller, action: 'DeleteRegion', resource, result: 'ALLOWED', details: { leases: leases.length } });
-        return { region: r, leases };
+        return { region: r, leases, grants };
       });
     });
+    // Its grants went with it (ON DELETE CASCADE): a watcher sees each go, then the region.
+    for (const g of grants) this.publish({ type: 'DELETED', region, grant: g, grants });
+    this.publish({ type: 'DELETED', region, grants });
     this.deps.log.info({ region: resource, uid: caller.uid, leases: leases.length }, 'region deleted');
     // The name is free at once; the memory goes after the clients had their notice.
     await this.deps.revoker.revoke(leases, 'REGION_DELETED', () => this.deps.backend.destroy(region));
@@ -228,7 +249,7 @@ export class RegionManager {
 
   createGrant(caller: Caller, input: CreateGrantInput): GrantRecord {
     const resource = regionName(input.region);
-    return this.audited(caller, 'CreateGrant', resource, () => {
+    const created = this.audited(caller, 'CreateGrant', resource, () => {
       const r = this.requireRegion(input.region);
       if (!this.deps.policy.mayManage(caller, r)) {
         throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${resource} and is not an admin`);
@@ -272,6 +293,8 @@ export class RegionManager {
         return g;
       });
     });
+    this.publish({ type: 'ADDED', region: this.deps.regions.get(created.region)!, grant: created, grants: this.deps.grants.forRegion(created.region) });
+    return created;
   }
 
   listGrants(caller: Caller, region: string | undefined, size: number | undefined, token: string | undefined): { grants: GrantRecord[]; next: string } {
@@ -285,17 +308,10 @@ export class RegionManager {
       }
     }
     const out: GrantRecord[] = [];
-    const owners = new Map<string, boolean>();
-    const principals = callerPrincipals(caller);
+    const owners = new Map<string, number | undefined>();
     const visible = (g: GrantRecord): boolean => {
-      if (caller.isAdmin) return true;
-      if (granteeMatches(g, principals)) return true;
-      let own = owners.get(g.region);
-      if (own === undefined) {
-        own = this.deps.regions.get(g.region)?.ownerUid === caller.uid;
-        owners.set(g.region, own);
-      }
-      return own;
+      if (!owners.has(g.region)) owners.set(g.region, this.deps.regions.get(g.region)?.ownerUid);
+      return this.mayViewGrant(caller, g, owners.get(g.region));
     };
     for (;;) {
       const batch = this.deps.grants.page(region, after, limit + 1);
@@ -328,7 +344,7 @@ export class RegionManager {
 
   async revokeGrant(caller: Caller, ref: { region?: string; id: number }): Promise<GrantRecord> {
     const resource = ref.region ? grantName(ref.region, ref.id) : `grants/${ref.id}`;
-    const { grant, leases } = this.audited(caller, 'RevokeGrant', resource, () => {
+    const { grant, leases, change } = this.audited(caller, 'RevokeGrant', resource, () => {
       const g = this.deps.grants.get(ref.id);
       if (!g || (ref.region !== undefined && ref.region !== g.region)) {
         throw new NotFoundError('GRANT_NOT_FOUND', `grant ${resource} does not exist`);
@@ -339,11 +355,13 @@ export class RegionManager {
       }
       return inTransaction(this.deps.db, () => {
         const leases = this.deps.leases.forGrant(g.id);
+        const grants = this.deps.grants.forRegion(g.region);
         this.deps.grants.remove(g.id);
         this.deps.audit.append({ actor: caller, action: 'RevokeGrant', resource: grantName(g.region, g.id), result: 'ALLOWED', details: { leases: leases.length } });
-        return { grant: g, leases };
+        return { grant: g, leases, change: { type: 'DELETED', region: r, grant: g, grants } as RegionChange };
       });
     });
+    this.publish(change);
     this.deps.log.info({ grant: grantName(grant.region, grant.id), leases: leases.length }, 'grant revoked');
     await this.deps.revoker.revoke(leases, 'GRANT_REVOKED');
     return grant;
@@ -352,9 +370,12 @@ export class RegionManager {
   /** Removes every grant whose TTL has passed and revokes what was mapped through it. */
   async expireGrants(): Promise<void> {
     const now = this.now();
+    const changes: RegionChange[] = [];
     const expired = inTransaction(this.deps.db, () => {
       const gone = this.deps.grants.expiredAt(now).map((g) => ({ grant: g, leases: this.deps.leases.forGrant(g.id) }));
       for (const { grant, leases } of gone) {
+        const region = this.deps.regions.get(grant.region);
+        if (region) changes.push({ type: 'DELETED', region, grant, grants: this.deps.grants.forRegion(grant.region) });
         this.deps.grants.remove(grant.id);
         this.deps.audit.append({
           actor: { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 },
@@ -367,6 +388,7 @@ export class RegionManager {
       }
       return gone;
     });
+    for (const c of changes) this.publish(c);
     await Promise.all(expired.map(({ leases }) => this.deps.revoker.revoke(leases, 'GRANT_EXPIRED')));
   }
 }

@@ -107,7 +107,10 @@ export class ControlServer {
     } catch (err) {
       const status = toServiceError(err, this.deps.log, path);
       code = status.code ?? grpc.status.UNKNOWN;
-      call.destroy(status as grpc.ServiceError);
+      // Not call.destroy(err): a destroyed Writable never runs _final, so
+      // grpc-js would never send the status and the client would hang.
+      // Its own 'error' listener records the status and ends the call.
+      call.emit('error', status);
     } finally {
       this.deps.observe?.(path, (performance.now() - start) / 1000, code, 'server_stream');
     }

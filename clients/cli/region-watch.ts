@@ -1,0 +1,45 @@
+// `shmbroker region list --watch`: the current regions and grants, then
+// every change as it happens (BrokerService.WatchRegions), one line per
+// event, until interrupted. `--resource-version V` resumes after an event.
+import type { ServiceError } from '@grpc/grpc-js';
+import { toError } from '../sdk/control-client';
+import { formatBytes, type CliContext } from './context';
+
+interface WatchEventJson {
+  type: string;
+  resourceVersion: string;
+  region?: { name: string; sizeBytes: string | number; ownerUid: number; state: string };
+  grant?: { name: string; mode: string; uid?: number; gid?: number; kubernetesNamespace?: string; kubernetesServiceAccount?: string };
+}
+
+function line(e: WatchEventJson): string {
+  const type = e.type.replace('WATCH_EVENT_TYPE_', '').padEnd(8);
+  if (e.region) {
+    const r = e.region;
+    return `${type} ${r.name}  ${formatBytes(Number(r.sizeBytes))}  owner ${r.ownerUid}  ${r.state.replace('REGION_STATE_', '')}  rv=${e.resourceVersion}`;
+  }
+  const g = e.grant!;
+  const who = g.uid !== undefined ? `uid ${g.uid}` : g.gid !== undefined ? `gid ${g.gid}` : (g.kubernetesNamespace ?? g.kubernetesServiceAccount ?? '?');
+  return `${type} ${g.name}  ${who}  ${g.mode.replace('ACCESS_MODE_', '').toLowerCase()}  rv=${e.resourceVersion}`;
+}
+
+export async function watchRegions(ctx: CliContext, resourceVersion: string | undefined): Promise<void> {
+  await ctx.control().verify();
+  const stream = ctx.control().stream('BrokerService', 'WatchRegions', { resourceVersion: resourceVersion ?? '' });
+  await new Promise<void>((resolve, reject) => {
+    const stop = (): void => stream.cancel();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    stream.on('data', (e: WatchEventJson) => {
+      const out = { type: e.type.replace('WATCH_EVENT_TYPE_', ''), resourceVersion: e.resourceVersion, ...(e.region ? { region: e.region } : { grant: e.grant }) };
+      process.stdout.write(ctx.format() === 'json' ? `${JSON.stringify(out)}\n` : `${line(e)}\n`);
+    });
+    stream.on('error', (err: ServiceError) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      if (err.code === 1) resolve(); // cancelled by us
+      else reject(toError(err, ctx.control().socketPath));
+    });
+    stream.on('end', () => resolve());
+  });
+}
