@@ -38,6 +38,7 @@ const CLASS_CODE: Record<string, string> = {
   FailedPrecondition: 'FAILED_PRECONDITION',
   Unavailable: 'UNAVAILABLE',
   Internal: 'INTERNAL',
+  OutOfRange: 'OUT_OF_RANGE',
 };
 
 describe('error-reason registry', () => {
