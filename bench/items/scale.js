@@ -16,6 +16,12 @@ const { Broker, Worker, latency, sdk, granteeUid } = require('../lib/common');
 
 const NOFILE = 250_000;
 
+/** The soft RLIMIT_NOFILE of a running process (from /proc). */
+function fdLimit(pid) {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(require('node:fs').readFileSync(`/proc/${pid}/limits`, 'utf8'));
+  return m && m[1] !== 'unlimited' ? Number(m[1]) : Infinity;
+}
+
 function canRaiseNofile() {
   const r = require('node:child_process').spawnSync('prlimit', [`--nofile=${NOFILE}:${NOFILE}`, '--', 'true']);
   return r.status === 0;
@@ -93,7 +99,7 @@ module.exports = async function scale(ctx) {
         await c.call('BrokerService', 'CreateRegion', { regionId: `r-${String(i).padStart(6, '0')}`, region: { sizeBytes: 4096 } });
         created++;
       } catch (err) {
-        if (err.reason !== 'BACKEND_EXHAUSTED' && !/EMFILE|Too many open files/.test(String(err.message))) throw err;
+        if (err.reason !== 'BACKEND_EXHAUSTED' && err.reason !== 'FD_LIMIT_REACHED' && !/EMFILE|Too many open files/.test(String(err.message))) throw err;
         wall = wall ?? { at: i, reason: `${err.reason}: ${err.message}` };
       }
     }, log('regions'));
@@ -123,6 +129,7 @@ module.exports = async function scale(ctx) {
       log('grants'),
     );
     const rssFull = broker.rss();
+    const nofile = fdLimit(broker.nodePid());
     const fds = require('node:fs').readdirSync(`/proc/${broker.nodePid()}/fd`).length;
 
     const listR = await listPages(c, pages, 'ListRegions', {});
@@ -180,6 +187,20 @@ module.exports = async function scale(ctx) {
     const MiB = 2 ** 20;
     const e = latency(emptyNs);
     const f = latency(fullNs);
+    // What the broker can hold is bounded by its fd limit on memfd (one fd per
+    // region): held ÷ min(asked, that ceiling) says whether it reaches it.
+    const ceiling = Number(status.regionCeiling ?? 0) > 0 ? Number(status.regionCeiling) : nofile;
+    ctx.figure({
+      id: 'scale.regions_held', chart: true, group: G,
+      label: `regions held ÷ min(asked ${N}, the fd ceiling ${ceiling})`,
+      value: createdAtWall, unit: 'regions',
+      baseline: { label: 'min(regions asked, fd ceiling)', value: Math.min(N, ceiling) },
+      better: 'higher',
+      goal: { ratioMin: 0.95, text: 'regions held ≥ 0.95 × min(asked, fd ceiling)' },
+      extra: { rlimitNofile: nofile, ceiling },
+    });
+    ctx.figure({ id: 'scale.rss_per_record', group: G, label: `broker RSS per region + grant, with ${R} regions and ${N} grants`, value: (rssFull - rssEmpty) / (R + N), unit: 'bytes', baseline: { label: 'target 3 KiB per region + grant', value: 3072 }, better: 'lower' });
+    ctx.figure({ id: 'scale.restart_per_region', group: G, label: `restart to answering, per region on record (${R} regions + ${N} grants)`, value: (restartFullMs * 1000) / R, unit: 'µs', baseline: { label: 'target 30 µs per region', value: 30 }, better: 'lower' });
     ctx.figure({ id: 'scale.regions', group: G, label: `regions the broker could hold (asked for ${N})`, value: R, unit: 'regions', baseline: { label: 'asked for', value: N }, better: 'higher', extra: wall ? { wallAt: createdAtWall } : undefined });
     ctx.figure({ id: 'scale.rss', group: G, label: `broker RSS with ${R} regions and ${N} grants`, value: rssFull / MiB, unit: 'MiB', baseline: { label: 'broker RSS, empty', value: rssEmpty / MiB }, better: 'lower', extra: { bytesPerRecord: (rssFull - rssEmpty) / (R + N), brokerFds: fds } });
     ctx.figure({ id: 'scale.rss_after_restart', group: G, label: `broker RSS after a restart with ${R} regions and ${N} grants on record`, value: rssRestarted / MiB, unit: 'MiB', baseline: { label: 'broker RSS, empty', value: rssEmpty / MiB }, better: 'lower' });

@@ -3,7 +3,9 @@
 // DeleteRegion on each, over gRPC on broker.sock; times every call.
 //   node control.js RUNTIME_DIR PREFIX COUNT INFLIGHT GRANT_UID
 // INFLIGHT 1 = one call at a time; more = that many outstanding calls on the
-// one channel. Reports {ready}, waits for "go" on stdin, then reports the result.
+// one channel. Reports {ready}, then for each phase waits for "go" on stdin
+// and reports {phaseDone} (so the caller can read the broker's CPU per phase),
+// then reports the result.
 const readline = require('node:readline');
 const { sdk } = require('../lib/common');
 
@@ -39,15 +41,27 @@ async function main() {
   }
   process.stdout.write(JSON.stringify({ ready: true }) + '\n');
   const rl = readline.createInterface({ input: process.stdin });
-  await new Promise((r) => rl.once('line', r));
-  rl.close();
-  const cpu0 = process.cpuUsage();
-  const create = await phase(count, inflight, (i) => c.call('BrokerService', 'CreateRegion', { regionId: `${prefix}-${i}`, region: { sizeBytes: 4096 } }));
-  const grant = await phase(count, inflight, (i) =>
+  const lines = [];
+  const waiters = [];
+  rl.on('line', (l) => (waiters.length ? waiters.shift()(l) : lines.push(l)));
+  const go = () => (lines.length ? Promise.resolve(lines.shift()) : new Promise((r) => waiters.push(r)));
+  let cpuUs = 0;
+  async function timed(name, fn) {
+    await go();
+    const cpu0 = process.cpuUsage();
+    const r = await phase(count, inflight, fn);
+    const cpu = process.cpuUsage(cpu0);
+    cpuUs += cpu.user + cpu.system;
+    process.stdout.write(JSON.stringify({ phaseDone: name }) + '\n');
+    return r;
+  }
+  const create = await timed('create', (i) => c.call('BrokerService', 'CreateRegion', { regionId: `${prefix}-${i}`, region: { sizeBytes: 4096 } }));
+  const grant = await timed('grant', (i) =>
     c.call('BrokerService', 'CreateGrant', { parent: `regions/${prefix}-${i}`, grant: { uid, mode: 'ACCESS_MODE_READ_ONLY' } }),
   );
-  const del = await phase(count, inflight, (i) => c.call('BrokerService', 'DeleteRegion', { name: `regions/${prefix}-${i}` }));
-  const cpu = process.cpuUsage(cpu0);
+  const del = await timed('delete', (i) => c.call('BrokerService', 'DeleteRegion', { name: `regions/${prefix}-${i}` }));
+  rl.close();
+  const cpu = { user: cpuUs, system: 0 };
   c.close();
   process.stdout.write(JSON.stringify({ result: { create, grant, delete: del, cpuUs: cpu.user + cpu.system } }) + '\n');
 }

@@ -34,13 +34,19 @@ describe('bench --quick', () => {
       expect(typeof f.ratio, f.id).toBe('number');
     }
     const ids = j.figures.map((f: { id: string }) => f.id);
-    for (const id of ['acquire.4k.p50', 'acquire.64m.p50', 'acquire.4k.p99', 'control.disk.create.one.ops', 'control.tmpfs.create.eight.p99', 'dataplane.ring', 'dataplane.grpc', 'dataplane.sock', 'scale.rss', 'scale.list_regions.p50', 'scale.create.p50', 'scale.restart', 'scale.readopt', 'events.notify_wake.p50', 'events.notify_wake.p99', 'events.notify_wake_8.p50', 'events.sdk.p50']) {
+    for (const id of ['acquire.4k.p50', 'acquire.64m.p50', 'acquire.4k.p99', 'control.disk.create.one.ops', 'control.tmpfs.create.eight.p99', 'dataplane.ring', 'dataplane.grpc', 'dataplane.sock', 'scale.rss', 'scale.list_regions.p50', 'scale.create.p50', 'scale.restart', 'scale.readopt', 'events.notify_wake.p50', 'events.notify_wake.p99', 'events.notify_wake_8.p50', 'events.sdk.p50',
+      // Issue 19's figures, each with its baseline from the same run.
+      'acquire.broker_cpu_per_cycle', 'control.disk.unary.one.ops', 'control.disk.unary.inflight16.ops', 'control.disk.create.one.vs_unary',
+      'control.disk.create.inflight16.vs_unary', 'control.disk.create.clients8.scaling', 'control.broker_cpu_per_create', 'scale.regions_held',
+      'scale.rss_per_record', 'scale.restart_per_region']) {
       expect(ids).toContain(id);
     }
     // Each goal is reported as met or not, whatever the machine.
-    // Region events: the eventfd-floor goal, and the iceoryx one where Debian's iceoryx is installed (.ci/run installs it).
+    // acquire 4 KiB and 64 MiB, CreateRegion against the empty unary (one at a
+    // time and 16 in flight), 8 clients against one, regions held, the ring (7);
+    // region events: the eventfd-floor goal, and the iceoryx one where Debian's iceoryx is installed (.ci/run installs it).
     const iceoryx = fs.existsSync('/usr/include/iceoryx/v2.0.3/iceoryx_binding_c/wait_set.h');
-    expect(j.goals.length).toBe(4 + 1 + (iceoryx ? 1 : 0));
+    expect(j.goals.length).toBe(7 + 1 + (iceoryx ? 1 : 0));
     for (const g of j.goals) expect(typeof g.met).toBe('boolean');
 
     const md = fs.readFileSync(path.join(out, 'latest.md'), 'utf8');
