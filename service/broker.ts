@@ -23,6 +23,7 @@ import { GrantStore } from './store/grant-store';
 import { KMOD_DEVICE, KmodBackend } from './backends/kmod-backend';
 import { BrokerMetrics } from './metrics';
 import { LeaseStore } from './leases/lease-store';
+import { LeaseService } from './leases/lease-service';
 import type { Logger } from './logger';
 import { MemfdBackend } from './backends/memfd-backend';
 import { Policy } from './regions/policy';
@@ -95,6 +96,7 @@ export class Broker {
     readonly dataPlane: DataPlane,
     readonly control: ControlServer,
     readonly metrics: BrokerMetrics,
+    readonly leases: LeaseService,
   ) {}
 
   private metricsServer: { close(): Promise<void>; address: string } | undefined;
@@ -142,16 +144,19 @@ export class Broker {
     undo.push(() => backend.close());
     const regions = new RegionStore(db);
     const grants = new GrantStore(db);
-    const leases = new LeaseStore(db);
     const quotas = new QuotaStore(db, config.defaultQuota, { maxGrantsPerRegion: config.maxGrantsPerRegion });
     const audit = new AuditTrail(db, {
       key: loadOrCreateAuditKey(path.join(stateDir, 'audit.key')),
       // Outside the database: catches a database wiped or rolled back to an older copy.
       anchorFile: path.join(stateDir, 'audit.anchor'),
+      groupCommit: config.audit,
     });
     undo.push(() => audit.close());
     const madePrivate = privatizeStateFiles(stateDir);
     if (madePrivate.length > 0) log.warn({ files: madePrivate }, 'state files were readable by others; made 0600');
+    audit.on('commitError', (err: Error) => log.error({ err: err.message }, 'audit group commit failed; retrying'));
+    const leases = new LeaseService({ store: new LeaseStore(db), backend, audit, log, windowMs: audit.windowMs });
+    undo.push(() => leases.close());
     if (audit.anchorProblem) log.error({ problem: audit.anchorProblem }, 'AUDIT TRAIL DOES NOT MATCH ITS ANCHOR: the state database was replaced or rolled back');
     const policy = new Policy(config);
     const identify = (cred: native.PeerCred): Caller => {
@@ -179,7 +184,7 @@ export class Broker {
     });
     if (lost.length > 0) log.warn({ lost }, 'regions whose memory did not survive the restart are marked LOST');
 
-    const revoker = new Revoker({ backend, leases, graceMs: config.revocationGraceMs, log });
+    const revoker = new Revoker({ leases, graceMs: config.revocationGraceMs, log });
     undo.push(() => revoker.close());
     const core = { db, regions, grants, leases, backend, policy, audit, revoker, log };
     const watch = new RegionWatch();
@@ -196,14 +201,20 @@ export class Broker {
       observe: (type, seconds) => metrics.observeDataPlane(type, seconds),
     });
     revoker.setNotifier(dataPlane);
-    const endedLeases = inTransaction(db, () => dataPlane.endLeasesOfExitedProcesses());
+    const endedLeases = leases.endLeasesOfExitedHolders(brokerActor);
     if (endedLeases > 0) log.info({ leases: endedLeases }, 'ended the leases of processes that exited while the broker was down');
     revoker.setExpiryHandler(async () => {
       await manager.expireGrants();
       revoker.scheduleExpiry(grants.nextExpiry());
     });
 
-    const control = new ControlServer({ log, identify, observe: metrics.rpcObserver() });
+    // Strict audit mode: every reply waits for its audit event on disk. Quota
+    // settings (typed by a person) always do: they must survive power loss,
+    // and the group commit's sync is what puts them on disk.
+    const typedSettings = new Set(['/shmbroker.v1.QuotaService/SetQuota', '/shmbroker.v1.QuotaService/DeleteQuota']);
+    const settle = (rpc: string): Promise<void> | undefined =>
+      audit.sync === 'strict' || typedSettings.has(rpc) ? audit.whenDurable() : undefined;
+    const control = new ControlServer({ log, identify, observe: metrics.rpcObserver(), settle });
     metrics.setRegionSource(() => {
       const t = regions.totals();
       return [{ backend: backend.kind, regions: t.count, bytes: t.bytes }];
@@ -223,7 +234,7 @@ export class Broker {
       metrics.recordWriteFailure('audit');
       log.error({ err }, 'audit anchor write failed');
     });
-    const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control, metrics);
+    const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control, metrics, leases);
     broker.stopCountingFailures = stopCountingFailures;
     broker.stateLock = stateLock;
     const pkg = loadShmbrokerGrpc();
@@ -299,6 +310,7 @@ export class Broker {
     }
     this.stopRetention?.();
     this.backend.close();
+    this.leases.close();
     this.audit.close();
     this.db.close();
     this.stateLock?.release();

@@ -16,6 +16,9 @@
 //   revocationGraceMs: 1s           # how long clients get to detach before a revoke
 //   metricsAddr: 127.0.0.1:9464
 //   auditRetentionDays: 90          # prune audit events older than this
+//   audit: { sync: batch, windowMs: 10ms, maxEvents: 1000 }
+//                                   # group commit: events reach the disk within the
+//                                   # window; `strict`: every RPC waits for its event
 //   dataPlane: { maxConnectionsPerUid: 64, maxRequestsPerSecondPerUid: 1000 }
 //
 // Sizes accept bytes or IEC strings ('64KiB', '2GiB'); durations accept
@@ -41,6 +44,8 @@ export interface BrokerConfig {
   revocationGraceMs: number;
   metricsAddr?: string;
   auditRetentionDays?: number;
+  /** Audit group commit (service/audit/group-commit.ts). */
+  audit: { sync: 'batch' | 'strict'; windowMs: number; maxEvents: number };
   dataPlane: { maxConnectionsPerUid: number; maxRequestsPerSecondPerUid: number };
   /** Kubernetes pod identity (service/identity/pods): on in a pod ('auto'), or forced on/off. */
   podIdentity?: PodIdentityConfig;
@@ -55,6 +60,7 @@ export const DEFAULT_CONFIG: BrokerConfig = deepFreeze({
   defaultQuota: { uid: { bytes: 1 * GiB, regions: 64 } },
   maxGrantsPerRegion: 64,
   revocationGraceMs: 1000,
+  audit: { sync: 'batch', windowMs: 10, maxEvents: 1000 },
   dataPlane: { maxConnectionsPerUid: 64, maxRequestsPerSecondPerUid: 1000 },
 });
 
@@ -235,6 +241,7 @@ const TOP_KEYS = [
   'revocationGraceMs',
   'metricsAddr',
   'auditRetentionDays',
+  'audit',
   'dataPlane',
   'podIdentity',
 ] as const;
@@ -318,6 +325,26 @@ function validate(doc: YAML.Document.Parsed, c: Checker): BrokerConfig {
     else {
       const v = c.int('auditRetentionDays', node, 1, 36500);
       if (v !== undefined) cfg.auditRetentionDays = v;
+    }
+  }
+  if (has('audit')) {
+    const au = c.mapping('audit', get('audit'), ['sync', 'windowMs', 'maxEvents']);
+    if (au) {
+      const sync = au.get('sync')?.value;
+      if (sync !== undefined) {
+        const v = scalarValue(sync);
+        if (v === 'batch' || v === 'strict') cfg.audit.sync = v;
+        else c.fail('audit.sync', sync, `expected batch or strict, got ${describe(sync)}`);
+      }
+      if (au.has('windowMs')) {
+        const v = c.duration('audit.windowMs', au.get('windowMs')!.value);
+        if (v !== undefined && v > 10_000) c.fail('audit.windowMs', au.get('windowMs')!.value, `${v} ms is more than the maximum of 10s`);
+        else if (v !== undefined) cfg.audit.windowMs = v;
+      }
+      if (au.has('maxEvents')) {
+        const v = c.int('audit.maxEvents', au.get('maxEvents')!.value, 1, 1_000_000);
+        if (v !== undefined) cfg.audit.maxEvents = v;
+      }
     }
   }
   if (has('dataPlane')) {

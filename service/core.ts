@@ -4,7 +4,7 @@
 import type { Backend } from './backends/backend';
 import type { GrantStore } from './store/grant-store';
 import type { AuditSink } from './hooks';
-import type { LeaseStore } from './leases/lease-store';
+import type { LeaseService } from './leases/lease-service';
 import type { Logger } from './logger';
 import type { Policy } from './regions/policy';
 import type { RegionStore } from './store/region-store';
@@ -15,7 +15,7 @@ export interface BrokerCore {
   db: Db;
   regions: RegionStore;
   grants: GrantStore;
-  leases: LeaseStore;
+  leases: LeaseService;
   backend: Backend;
   policy: Policy;
   audit: AuditSink;

@@ -19,6 +19,10 @@ export interface AuditEventInput {
 
 export interface AuditSink {
   append(input: AuditEventInput): unknown;
+  /** 'strict': acknowledgements wait for whenDurable() (audit/group-commit.ts). */
+  readonly sync?: 'batch' | 'strict';
+  /** Resolves once every event appended so far is on disk. */
+  whenDurable?(): Promise<void>;
 }
 
 export interface QuotaCharger {

@@ -23,6 +23,8 @@ export interface ServeOptions {
   backend?: string;
   config?: string;
   metricsAddr?: string;
+  /** --audit-sync: overrides the config file's audit.sync. */
+  auditSync?: 'batch' | 'strict';
 }
 
 export function defaultStateDir(uid: number = process.getuid?.() ?? 0): string {
@@ -85,7 +87,11 @@ async function runBroker(options: ServeOptions, runtimeDir: string): Promise<voi
     runtimeDir,
     stateDir: options.stateDir ?? defaultStateDir(),
     backend: backend as 'auto' | BackendKind,
-    config: options.metricsAddr ? { ...config, metricsAddr: options.metricsAddr } : config,
+    config: {
+      ...config,
+      ...(options.metricsAddr ? { metricsAddr: options.metricsAddr } : {}),
+      ...(options.auditSync ? { audit: { ...config.audit, sync: options.auditSync } } : {}),
+    },
     log,
     resolvePod: podIdentity.resolvePeerSync,
   }).catch(async (err: unknown) => {

@@ -12,6 +12,7 @@ export interface ServeCommandOptions {
   backend: string;
   config?: string;
   metricsAddr?: string;
+  auditSync?: 'batch' | 'strict';
 }
 
 /** The part of the broker's entry point this command uses. */
@@ -30,6 +31,9 @@ export function register(program: Command, ctx: CliContext): void {
     .addOption(new Option('--backend <backend>', 'where regions live').choices(['auto', 'kmod', 'memfd']).default('auto'))
     .option('--config <file>', 'configuration file (YAML or JSON)')
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics here')
+    .addOption(
+      new Option('--audit-sync <mode>', 'audit group commit: batch (events on disk within audit.windowMs) or strict (every change waits for its event on disk); overrides audit.sync').choices(['batch', 'strict']),
+    )
     .action(async (o: ServeCommandOptions) => {
       // Loaded on demand: admin commands should not pay for the whole broker at start-up.
       const broker = require(BROKER_ENTRY_POINT) as BrokerEntryPoint;

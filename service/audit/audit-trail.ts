@@ -24,18 +24,24 @@
 //   detected, but someone who understands the format can recompute the whole
 //   chain. The broker should run with a key; tests and tools may not.
 //
-// Writes (append, prune) are synchronous and belong inside the caller's
-// db.transaction, so an event commits (or rolls back) with the change it
-// records. 'event' is emitted only for events that committed: append queues
-// the event, and the queue is drained after the transaction (on the next
-// turn of the event loop, or at once by flushCommitted()); an event whose row
-// is not in the database with the same hash by then was rolled back and is
-// dropped.
+// Every event gets its place in the chain (seq, previous hash, hash) in
+// memory, in order, at append. Inside a transaction (a control-plane change)
+// it is written with that change, so it commits or rolls back with it (a
+// rolled-back event gives its place back). Outside one (the data plane, whose
+// reply path writes nothing) it waits in memory and is written in the next
+// batch: one transaction for the batch, then one fdatasync (group-commit.ts)
+// that also makes every commit before it durable. The window is bounded
+// (options.windowMs, options.maxEvents); a crash loses at most the events of
+// the open window, and always a suffix of the chain, so verify() stays green.
+// The anchor file never records more than what is synced. Reads (list,
+// verify, export, prune) write the waiting events first. 'event' is emitted
+// for events once written and committed, in order.
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import type { Database } from 'better-sqlite3';
 import { BrokerError, Code, InvalidArgumentError } from '../errors';
+import { DEFAULT_GROUP_COMMIT, syncDatabaseFile, syncDatabaseFileNow, syncTarget, type AuditSyncMode, type GroupCommitOptions } from './group-commit';
 
 export interface AuditActor {
   pid: number;
@@ -106,9 +112,18 @@ export interface AuditTrailOptions {
    */
   anchorFile?: string;
   anchorIntervalMs?: number;
+  /** Group commit: the window, the batch size and batch/strict (group-commit.ts). */
+  groupCommit?: GroupCommitOptions;
 }
 
 const GENESIS = '0'.repeat(64);
+
+interface ChainPoint {
+  seq: number;
+  hash: string;
+}
+
+
 const DOMAIN = 'shmbroker-audit-v1';
 
 /** Creates the audit tables if missing. Idempotent. */
@@ -198,8 +213,23 @@ export class AuditTrail extends EventEmitter {
    * then kept as evidence and not updated; the broker should log this loudly.
    */
   anchorProblem: string | undefined;
-  private pending: AuditEvent[] = [];
-  private flushScheduled = false;
+  /** The newest event appended (written or not): where the next one chains. */
+  private head: ChainPoint;
+  /** Newest event written and committed, and newest synced to disk. */
+  private written: ChainPoint;
+  private durable: ChainPoint;
+  /** Chained, not yet written (appended outside a transaction). */
+  private queue: Row[] = [];
+  /** Written inside a transaction still open (or not yet seen to have committed). */
+  private tentative: Array<{ row: Row; before: ChainPoint; requeued: Row[] }> = [];
+  private waiters: Array<{ seq: number; resolve: () => void; reject: (err: Error) => void }> = [];
+  private cycleTimer: { cancel(): void; immediate?: boolean } | undefined;
+  private syncing = false;
+  private closed = false;
+  private readonly syncFile: string | undefined;
+  readonly sync: AuditSyncMode;
+  readonly windowMs: number;
+  readonly maxEvents: number;
   private readonly stmt;
 
   constructor(
@@ -229,30 +259,58 @@ export class AuditTrail extends EventEmitter {
       setMeta: db.prepare<[string, string]>('INSERT OR REPLACE INTO audit_meta (key, value) VALUES (?, ?)'),
     };
     this.initMeta();
+    const gc = { ...DEFAULT_GROUP_COMMIT, ...options.groupCommit };
+    this.sync = gc.sync;
+    this.windowMs = gc.windowMs;
+    this.maxEvents = gc.maxEvents;
+    this.syncFile = syncTarget(db.name);
+    this.writeBatch = db.transaction((batch: Row[], last: Row) => {
+      for (const r of batch) this.stmt.insert.run(r);
+      this.stmt.setHead.run(last.seq, last.hash, this.mac(`head\n${last.seq}\n${last.hash}`));
+    });
+    const h = this.stmt.head.get() ?? this.stmt.checkpoint.get();
+    this.head = this.written = this.durable = h ? { seq: h.seq, hash: h.hash } : { seq: 0, hash: GENESIS };
     this.anchorFile = options.anchorFile;
     this.anchorIntervalMs = options.anchorIntervalMs ?? 1000;
     if (this.anchorFile) this.initAnchor(this.anchorFile);
   }
 
   /**
-   * Records an event. Call inside the transaction of the change it records
-   * (outside one, it runs in its own, so the row and the head anchor still
-   * commit together).
+   * Records an event: chained at once; inside a transaction, written with it
+   * (and rolled back with it); outside one, written in the next batch.
    */
   append(input: AuditEventInput): AuditEvent {
     validateInput(input);
-    const event = this.appendTx(input);
-    this.pending.push(event);
-    this.scheduleFlush();
-    return event;
+    this.settle();
+    const before = this.head;
+    const row = this.chain(input);
+    if (this.db.inTransaction) {
+      // Waiting events go first, so the table always holds a prefix of the chain.
+      const requeued = this.queue;
+      this.queue = [];
+      for (const r of requeued) this.stmt.insert.run(r);
+      this.stmt.insert.run(row);
+      this.stmt.setHead.run(row.seq, row.hash, this.mac(`head\n${row.seq}\n${row.hash}`));
+      this.tentative.push({ row, before, requeued });
+    } else {
+      this.queue.push(row);
+    }
+    this.schedule();
+    return rowToEvent(row);
   }
 
-  private readonly appendTx = (input: AuditEventInput): AuditEvent => this.db.transaction(() => this.appendRow(input))();
+  /** Resolves once every event appended so far is written and synced (strict mode's wait). */
+  whenDurable(seq = this.head.seq): Promise<void> {
+    if (seq <= this.durable.seq) return Promise.resolve();
+    if (this.closed) return Promise.reject(new Error('the audit trail is closed'));
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ seq, resolve, reject });
+      this.schedule(true);
+    });
+  }
 
-  private appendRow(input: AuditEventInput): AuditEvent {
-    const head = this.stmt.head.get();
-    const seq = (head?.seq ?? this.stmt.checkpoint.get()?.seq ?? 0) + 1;
-    const prevHash = head?.hash ?? this.stmt.checkpoint.get()?.hash ?? GENESIS;
+  private chain(input: AuditEventInput): Row {
+    const seq = this.head.seq + 1;
     const row: Omit<Row, 'hash'> & { hash?: string } = {
       seq,
       time: this.now().toISOString(),
@@ -265,40 +323,142 @@ export class AuditTrail extends EventEmitter {
       result: input.result,
       reason: input.reason ?? null,
       details: input.details !== undefined ? canonicalJson(input.details) : null,
-      prev_hash: prevHash,
+      prev_hash: this.head.hash,
     };
     row.hash = this.hashRow(row);
-    this.stmt.insert.run(row);
-    this.stmt.setHead.run(seq, row.hash, this.mac(`head\n${seq}\n${row.hash}`));
-    return rowToEvent(row as Row);
+    this.head = { seq, hash: row.hash };
+    return row as Row;
   }
 
   /**
-   * Emits 'event' for every appended event that has committed, in order, and
-   * drops those that were rolled back. Call right after the transaction; it
-   * also runs by itself on the next turn of the event loop.
+   * Decides the events written inside transactions: the newest one still in
+   * the table (committed, or in this very transaction) keeps everything
+   * before it; what a rollback took gives its place in the chain back (and
+   * what it had taken from the queue goes back into the queue).
    */
-  flushCommitted(): void {
-    if (this.pending.length === 0) return;
-    if (!this.db.open) {
-      this.pending = [];
-      return;
+  private settle(): void {
+    while (this.tentative.length > 0) {
+      const last = this.tentative[this.tentative.length - 1]!;
+      if (this.stmt.hashAt.get(last.row.seq)?.hash === last.row.hash) break;
+      this.tentative.pop();
+      this.head = last.before;
+      this.queue = [...last.requeued, ...this.queue];
     }
-    if (this.db.inTransaction) {
-      this.scheduleFlush(); // still open (a manual BEGIN spanning an await): decide later
-      return;
+    if (this.tentative.length === 0 || this.db.inTransaction) return;
+    const done = this.tentative;
+    this.tentative = [];
+    this.written = { seq: done[done.length - 1]!.row.seq, hash: done[done.length - 1]!.row.hash };
+    for (const t of done) {
+      for (const r of t.requeued) this.emit('event', rowToEvent(r));
+      this.emit('event', rowToEvent(t.row));
     }
-    const pending = this.pending;
-    this.pending = [];
-    for (const ev of pending) {
-      if (this.stmt.hashAt.get(ev.seq)?.hash === ev.hash) this.emit('event', ev);
-    }
-    this.maybeWriteAnchor();
   }
 
-  /** Events appended but not yet committed and published: the open window (a metric). */
+  /**
+   * Writes the waiting events now, in one transaction (no sync), and emits
+   * them. Returns false if a transaction is open (they stay queued).
+   */
+  private writeQueued(): boolean {
+    if (!this.db.open) return false;
+    this.settle();
+    if (this.db.inTransaction) return false;
+    if (this.queue.length === 0) return true;
+    const batch = this.queue;
+    this.queue = [];
+    const last = batch[batch.length - 1]!;
+    try {
+      this.writeBatch(batch, last);
+    } catch (err) {
+      this.queue = [...batch, ...this.queue]; // kept in order; the next cycle tries again
+      throw err;
+    }
+    this.written = { seq: last.seq, hash: last.hash };
+    for (const r of batch) this.emit('event', rowToEvent(r));
+    return true;
+  }
+
+  private readonly writeBatch: (batch: Row[], last: Row) => void;
+
+  /**
+   * Writes what waits and emits what committed, at once (no sync). Runs by
+   * itself within the window; call it to read your own writes sooner.
+   */
+  flushCommitted(): void {
+    if (!this.db.open) {
+      this.queue = [];
+      this.tentative = [];
+      return;
+    }
+    this.writeQueued();
+  }
+
+  private schedule(now = false): void {
+    if (this.closed || this.syncing) return; // after a sync, the cycle looks again
+    const urgent = now || this.sync === 'strict' || this.waiters.length > 0 || this.queue.length >= this.maxEvents || this.tentative.length > 0;
+    if (this.cycleTimer) {
+      if (!urgent || this.cycleTimer.immediate) return;
+      this.cycleTimer.cancel();
+    }
+    if (urgent) {
+      const t = setImmediate(() => this.cycle());
+      this.cycleTimer = { cancel: () => clearImmediate(t), immediate: true };
+    } else {
+      const t = setTimeout(() => this.cycle(), this.windowMs);
+      t.unref();
+      this.cycleTimer = { cancel: () => clearTimeout(t) };
+    }
+  }
+
+  /** One group commit: write the waiting events, sync once, wake the waiters, move the anchor. */
+  private cycle(): void {
+    this.cycleTimer = undefined;
+    if (this.closed || !this.db.open) return;
+    try {
+      if (!this.writeQueued()) {
+        // A transaction is open across an await: look again shortly.
+        const t = setTimeout(() => this.cycle(), 1);
+        t.unref();
+        this.cycleTimer = { cancel: () => clearTimeout(t) };
+        return;
+      }
+    } catch (err) {
+      this.emit('commitError', err);
+      const t = setTimeout(() => this.cycle(), 100);
+      t.unref();
+      this.cycleTimer = { cancel: () => clearTimeout(t) };
+      return;
+    }
+    const target = this.written;
+    if (target.seq <= this.durable.seq) return this.afterSync();
+    if (!this.syncFile) {
+      this.durable = target;
+      return this.afterSync();
+    }
+    this.syncing = true;
+    syncDatabaseFile(this.syncFile, (err) => {
+      this.syncing = false;
+      if (err) {
+        this.emit('commitError', err);
+      } else if (target.seq > this.durable.seq) {
+        this.durable = target;
+      }
+      this.afterSync();
+    });
+  }
+
+  private afterSync(): void {
+    if (this.waiters.length > 0) {
+      const still: typeof this.waiters = [];
+      for (const w of this.waiters) (w.seq <= this.durable.seq ? w.resolve : () => still.push(w))();
+      this.waiters = still;
+    }
+    this.maybeWriteAnchor();
+    if (this.queue.length > 0 || this.tentative.length > 0 || this.written.seq > this.durable.seq || this.waiters.length > 0) this.schedule();
+  }
+
+  /** Events appended but not yet on disk: the open group-commit window (a metric). */
   get windowDepth(): number {
-    return this.pending.length;
+    return this.head.seq - this.durable.seq;
   }
 
   /** Writes the anchor file now (if configured and the head moved). Also runs on close(). */
@@ -308,10 +468,9 @@ export class AuditTrail extends EventEmitter {
       clearTimeout(this.anchorTimer);
       this.anchorTimer = undefined;
     }
-    const head = this.stmt.head.get();
-    const seq = head?.seq ?? 0;
+    // Never ahead of what is on disk: the synced head, not the table's.
+    const { seq, hash } = this.durable;
     if (seq === this.anchoredSeq) return;
-    const hash = head?.hash ?? GENESIS;
     const text = `${JSON.stringify({ seq, hash, mac: this.mac(`anchor\n${seq}\n${hash}`) })}\n`;
     const tmp = `${this.anchorFile}.tmp`;
     fs.writeFileSync(tmp, text, { mode: 0o600 });
@@ -323,6 +482,15 @@ export class AuditTrail extends EventEmitter {
   /** Flushes pending events and the anchor, and stops the anchor timer. Call before closing the database. */
   close(): void {
     this.flushCommitted();
+    this.cycleTimer?.cancel();
+    this.cycleTimer = undefined;
+    if (this.db.open && this.written.seq > this.durable.seq) {
+      if (this.syncFile) syncDatabaseFileNow(this.syncFile);
+      this.durable = this.written;
+    }
+    for (const w of this.waiters) (w.seq <= this.durable.seq ? w.resolve() : w.reject(new Error('the audit trail closed before the event was synced')));
+    this.waiters = [];
+    this.closed = true;
     this.writeAnchor();
     if (this.anchorTimer) clearTimeout(this.anchorTimer);
     this.anchorTimer = undefined;
@@ -395,16 +563,8 @@ export class AuditTrail extends EventEmitter {
     }
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flushCommitted();
-    });
-  }
-
   list(filter: AuditFilter = {}): { events: AuditEvent[]; nextPageToken: string } {
+    this.writeQueued();
     const limit = filter.limit === undefined || filter.limit === 0 ? 100 : filter.limit;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
       throw new InvalidArgumentError('INVALID_PAGE_SIZE', `page size must be 1..1000, got ${filter.limit}`);
@@ -459,6 +619,7 @@ export class AuditTrail extends EventEmitter {
 
   /** Walks the whole chain; see the header for what it can and cannot detect. */
   verify(): AuditVerifyResult {
+    this.writeQueued();
     const problems: Array<{ seq: number; problem: string }> = [];
     const read = this.db.transaction(() => {
       const keyId = this.stmt.meta.get('key_id')?.value ?? '';
@@ -555,6 +716,7 @@ export class AuditTrail extends EventEmitter {
    * (a savepoint if called inside one).
    */
   prune(olderThan: Date, actor?: AuditActor): number {
+    this.writeQueued();
     return this.db.transaction(() => {
       const cutoff = olderThan.toISOString();
       const firstKept = this.db.prepare<[string], { seq: number }>('SELECT MIN(seq) AS seq FROM audit_events WHERE time >= ?').get(cutoff)?.seq;

@@ -16,6 +16,7 @@ import type { LeaseRecord } from '../leases/lease-store';
 import { grantName, regionName, validateRegionId } from '../regions/names';
 import type { LeaseNotifier, RevocationReason } from '../leases/revoker';
 import type { BrokerCore } from '../core';
+import { inTransaction } from '../store/state-db';
 import { processGone, processIdentity, type ProcessIdentity } from '../leases/process-liveness';
 import { Doorbells, EVENT_PAGE, type DoorbellFds } from './doorbells';
 import { reportWriteFailure } from '../write-failures';
@@ -49,7 +50,6 @@ export class DataPlane implements LeaseNotifier {
   private readonly perUid = new Map<number, number>();
   private readonly buckets = new Map<number, RateBucket>();
   private nextConnId = 1;
-  private readonly fastTxn: (fn: () => void) => void;
   /** Region doorbells handed out with leases that ask for events. */
   readonly doorbells = new Doorbells();
 
@@ -60,23 +60,8 @@ export class DataPlane implements LeaseNotifier {
       observe?: (type: string, seconds: number, result: string, reason: string) => void;
     },
   ) {
-    // Data-plane records (leases, acquire/release events) commit with
-    // synchronous=NORMAL: in WAL mode that survives a crash of the broker
-    // (kill -9), only not a power cut, and it keeps an fsync off the acquire
-    // path. The next control-plane commit (synchronous=FULL) syncs them too.
-    const db = deps.db;
-    const normal = db.prepare('PRAGMA synchronous = NORMAL');
-    const full = db.prepare('PRAGMA synchronous = FULL');
-    // One transaction wrapper, built once: building it per call showed in profiles.
-    const txn = db.transaction((fn: () => void) => fn());
-    this.fastTxn = (fn) => {
-      normal.run();
-      try {
-        txn.immediate(fn);
-      } finally {
-        full.run();
-      }
-    };
+    // A lease that ends (here or anywhere else) leaves its connection's table and its doorbell.
+    deps.leases.onEnd((lease) => this.forget(lease.id));
   }
 
   listen(path: string): void {
@@ -175,29 +160,16 @@ export class DataPlane implements LeaseNotifier {
       const lease = this.deps.leases.get(id);
       if (!lease) continue;
       try {
-        if (lease.kernelGrantId !== null) this.deps.backend.revoke(lease.kernelGrantId);
-        this.fastTxn(() => {
-          this.deps.leases.remove(id);
-          this.deps.audit.append({ actor: caller, action: 'LeaseEnded', resource: regionName(lease.region), result: 'ALLOWED', reason: 'HOLDER_EXITED', details: { lease: id } });
-        });
-        this.deps.revoker.released(id);
-        this.doorbells.leaseEnded(id);
+        this.deps.leases.end(lease, 'HOLDER_EXITED', caller);
       } catch (err) {
         this.deps.log.warn({ lease: id, err: (err as Error).message }, 'could not end the lease of an exited process');
       }
     }
   }
 
-  /** At start: ends the leases of processes that exited while the broker was down. */
-  endLeasesOfExitedProcesses(): number {
-    let ended = 0;
-    for (const lease of this.deps.leases.all()) {
-      if (!processGone({ pid: lease.pid, startTime: undefined })) continue;
-      if (lease.kernelGrantId !== null) this.deps.backend.revoke(lease.kernelGrantId);
-      this.deps.leases.remove(lease.id);
-      ended++;
-    }
-    return ended;
+  /** True while a connection holds the lease (its holder's exit is noticed there). */
+  isAttached(leaseId: number): boolean {
+    return this.leaseOwner.has(leaseId);
   }
 
   private protocolError(conn: Connection, reason: string, message: string, fds: number[] = []): void {
@@ -210,9 +182,8 @@ export class DataPlane implements LeaseNotifier {
 
   private audit(caller: Caller, action: string, resource: string, result: 'ALLOWED' | 'DENIED' | 'ERROR', reason?: string, details?: Record<string, unknown>): void {
     try {
-      this.fastTxn(() => {
-        this.deps.audit.append({ actor: caller, action, resource, result, ...(reason ? { reason } : {}), ...(details ? { details } : {}) });
-      });
+      // Chained in memory now, written in the next group commit: nothing on the reply path.
+      this.deps.audit.append({ actor: caller, action, resource, result, ...(reason ? { reason } : {}), ...(details ? { details } : {}) });
     } catch (err) {
       reportWriteFailure('audit', err);
       this.deps.log.error({ err: (err as Error).message, action, resource }, 'audit write failed');
@@ -293,6 +264,39 @@ export class DataPlane implements LeaseNotifier {
     conn.sock.send(dataReplyCodec().encode(reply), fds);
   }
 
+  /**
+   * Sends a reply that acknowledges a change. In strict audit mode it waits
+   * until the change's audit event is on disk (group commit); otherwise it
+   * goes at once. `after` runs once it is sent (or dropped).
+   */
+  private acknowledge(conn: Connection, reply: DataReply, fds?: number[], after?: () => void): void {
+    const audit = this.deps.audit;
+    if (audit.sync !== 'strict' || !audit.whenDurable) {
+      try {
+        this.send(conn, reply, fds);
+      } finally {
+        after?.();
+      }
+      return;
+    }
+    audit.whenDurable().then(
+      () => {
+        try {
+          this.send(conn, reply, fds);
+        } catch (err) {
+          this.deps.log.warn({ err: (err as Error).message }, 'data plane reply failed');
+        } finally {
+          after?.();
+        }
+      },
+      (err: unknown) => {
+        after?.();
+        this.deps.log.error({ err: (err as Error).message }, 'audit commit failed; the request is not acknowledged');
+        this.drop(conn);
+      },
+    );
+  }
+
   private acquire(conn: Connection, requestId: number, regionId: string, mode: GrantMode | undefined, wantEvents = false): void {
     const caller = conn.caller;
     const name = validateRegionId(regionId, 'region');
@@ -325,36 +329,30 @@ export class DataPlane implements LeaseNotifier {
     // Permission by grant mode: a lease acquired read-write may notify; a
     // read-only one may only wait (its event page fd is O_RDONLY).
     const mayNotify = mode === 'rw';
+    let closeFds = true;
+    const closeSent = (): void => {
+      fs.closeSync(opened.fd);
+      if (bell) closeAll([bell.page, bell.bell]);
+    };
     try {
       if (wantEvents) bell = this.doorbells.open(name, mayNotify);
       const grant = decision.grant;
-      this.fastTxn(() => {
-        lease = this.deps.leases.insert({
-          region: name,
-          grantId: grant?.id ?? null,
-          pid: caller.pid,
-          uid: caller.uid,
-          mode: mode!,
-          kernelGrantId: opened.kernelGrantId ?? null,
-          createTime: now,
-        });
-        this.deps.audit.append({
-          actor: caller,
-          action: 'Acquire',
-          resource,
-          result: 'ALLOWED',
-          details: { mode, lease: lease.id, grant: grant ? grantName(name, grant.id) : 'owner-or-admin' },
-        });
-      });
-      conn.leases.add(lease!.id);
-      this.leaseOwner.set(lease!.id, conn);
-      if (bell) this.doorbells.attach(name, lease!.id);
-      this.send(
+      // In memory; written behind (a kmod lease before its fd leaves: see leases/lease-service.ts).
+      lease = this.deps.leases.start(
+        { region: name, grantId: grant?.id ?? null, pid: caller.pid, uid: caller.uid, mode: mode!, kernelGrantId: opened.kernelGrantId ?? null, createTime: now },
+        { durable: opened.kernelGrantId !== undefined },
+      );
+      this.audit(caller, 'Acquire', resource, 'ALLOWED', undefined, { mode, lease: lease.id, grant: grant ? grantName(name, grant.id) : 'owner-or-admin' });
+      conn.leases.add(lease.id);
+      this.leaseOwner.set(lease.id, conn);
+      if (bell) this.doorbells.attach(name, lease.id);
+      closeFds = false;
+      this.acknowledge(
         conn,
         {
           requestId,
           acquire: {
-            leaseId: lease!.id,
+            leaseId: lease.id,
             region: name,
             sizeBytes: region.sizeBytes,
             mode: toAccessMode(mode!),
@@ -364,21 +362,16 @@ export class DataPlane implements LeaseNotifier {
           },
         },
         bell ? [opened.fd, bell.page, bell.bell] : [opened.fd],
+        closeSent,
       );
     } catch (err) {
-      if (lease) this.forgetLease(lease);
+      if (lease) this.deps.leases.end(lease, 'NOT_DELIVERED', caller);
+      else if (opened.kernelGrantId) this.deps.backend.revoke(opened.kernelGrantId);
       this.doorbells.closeIfIdle(name);
-      if (opened.kernelGrantId) this.deps.backend.revoke(opened.kernelGrantId);
       throw err;
     } finally {
-      fs.closeSync(opened.fd);
-      if (bell) closeAll([bell.page, bell.bell]);
+      if (closeFds) closeSent();
     }
-  }
-
-  private forgetLease(lease: LeaseRecord): void {
-    this.deps.leases.remove(lease.id);
-    this.forget(lease.id);
   }
 
   private release(conn: Connection, requestId: number, leaseId: number): void {
@@ -388,14 +381,8 @@ export class DataPlane implements LeaseNotifier {
     if (!lease || !(conn.leases.has(leaseId) || (lease.uid === conn.caller.uid && lease.pid === conn.caller.pid))) {
       throw new NotFoundError('LEASE_NOT_FOUND', `lease ${leaseId} is not held by this client`);
     }
-    if (lease.kernelGrantId !== null) this.deps.backend.revoke(lease.kernelGrantId);
-    this.fastTxn(() => {
-      this.deps.leases.remove(leaseId);
-      this.deps.audit.append({ actor: conn.caller, action: 'Release', resource: regionName(lease.region), result: 'ALLOWED', details: { lease: leaseId } });
-    });
-    this.forget(leaseId);
-    this.deps.revoker.released(leaseId);
-    this.send(conn, { requestId, release: { leaseId } });
+    this.deps.leases.end(lease, 'RELEASED', conn.caller);
+    this.acknowledge(conn, { requestId, release: { leaseId } });
   }
 
   /**
@@ -403,8 +390,10 @@ export class DataPlane implements LeaseNotifier {
    * offers its fd back. If the lease is still on record for this very
    * process, it is re-attached to this connection (so revocation notices
    * reach it again); on memfd the fd also brings back region memory that
-   * would otherwise be lost. Anything that does not match is refused and
-   * audited.
+   * would otherwise be lost. A memfd lease acquired within the last
+   * write-behind window before a crash has no row: it is taken back if the
+   * fd is this region's and policy still allows this process the mode (it
+   * could acquire it anew). Anything else is refused and audited.
    */
   private offer(conn: Connection, requestId: number, regionId: string, leaseId: number, mode: GrantMode | undefined, fd: number): void {
     const caller = conn.caller;
@@ -418,13 +407,20 @@ export class DataPlane implements LeaseNotifier {
       this.send(conn, { requestId, offer: { accepted: false, leaseId: 0 } });
     };
     if (!region || !mode) return refuse('unknown region or mode');
-    if (!leaseMatches) return refuse('no such lease for this process');
+    const memfd = this.deps.backend.kind === 'memfd';
+    let unwritten: LeaseRecord | undefined;
+    if (!lease && memfd && leaseId > 0) {
+      const decision = this.deps.policy.decideAcquire(caller, region, this.deps.grants.forRegion(name), mode, Date.now());
+      if (decision.allowed) {
+        unwritten = { id: leaseId, region: name, grantId: decision.grant?.id ?? null, pid: caller.pid, uid: caller.uid, mode, kernelGrantId: null, createTime: Date.now() };
+      }
+    }
+    if (!leaseMatches && !unwritten) return refuse('no such lease for this process');
     const wasLost = region.state !== 'ACTIVE';
-    if (this.deps.backend.kind === 'memfd' && !this.deps.backend.offer(region, fd)) return refuse('fd is not this region');
-    this.fastTxn(() => {
-      if (wasLost) this.deps.regions.setState(name, 'ACTIVE');
-      this.deps.audit.append({ actor: caller, action: 'Offer', resource, result: 'ALLOWED', details: { lease: leaseId, readopted: wasLost } });
-    });
+    if (memfd && !this.deps.backend.offer(region, fd)) return refuse('fd is not this region');
+    if (unwritten && !this.deps.leases.adopt(unwritten)) return refuse('no such lease for this process');
+    if (wasLost) inTransaction(this.deps.db, () => this.deps.regions.setState(name, 'ACTIVE'));
+    this.audit(caller, 'Offer', resource, 'ALLOWED', undefined, { lease: leaseId, readopted: wasLost });
     if (wasLost) this.deps.log.info({ region: resource, uid: caller.uid }, 'region re-adopted from a client-held fd');
     conn.leases.add(leaseId);
     this.leaseOwner.set(leaseId, conn);

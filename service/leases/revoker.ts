@@ -2,9 +2,9 @@
 // fault: first a notice on every affected data connection, then a grace
 // period in which SDK clients detach and release, then the kernel revoke
 // (kmod) for whatever is still mapped. A lease released during the grace
-// period ends the wait early.
-import type { Backend } from '../backends/backend';
-import type { LeaseRecord, LeaseStore } from './lease-store';
+// period ends the wait early. The ending itself is the lease service's one
+// end() (kernel revoke, audit event, forgetting the lease).
+import type { LeaseRecord, LeaseService } from './lease-service';
 import type { Logger } from '../logger';
 
 export type RevocationReason = 'GRANT_REVOKED' | 'GRANT_EXPIRED' | 'REGION_DELETED';
@@ -12,8 +12,6 @@ export type RevocationReason = 'GRANT_REVOKED' | 'GRANT_EXPIRED' | 'REGION_DELET
 export interface LeaseNotifier {
   /** Sends a RevocationNotice to the connection holding the lease; false if none is connected. */
   notify(lease: LeaseRecord, reason: RevocationReason, graceMs: number): boolean;
-  /** Forgets the lease on its connection (it is gone). */
-  forget(leaseId: number): void;
 }
 
 export class Revoker {
@@ -30,8 +28,11 @@ export class Revoker {
   private closed = false;
 
   constructor(
-    private readonly deps: { backend: Backend; leases: LeaseStore; graceMs: number; log: Logger },
-  ) {}
+    private readonly deps: { leases: LeaseService; graceMs: number; log: Logger },
+  ) {
+    // Any ending (a release, the holder's exit) ends the wait for that lease.
+    deps.leases.onEnd((lease) => this.waiting.get(lease.id)?.());
+  }
 
   setNotifier(n: LeaseNotifier): void {
     this.notifier = n;
@@ -39,11 +40,6 @@ export class Revoker {
 
   setExpiryHandler(fn: () => Promise<void>): void {
     this.expiryHandler = fn;
-  }
-
-  /** Called by the data plane when a client releases a lease. */
-  released(leaseId: number): void {
-    this.waiting.get(leaseId)?.();
   }
 
   async revoke(leases: LeaseRecord[], reason: RevocationReason, then?: () => void): Promise<void> {
@@ -67,17 +63,9 @@ export class Revoker {
       for (const l of pending) this.waiting.delete(l.id);
     }
     let kernelRevoked = 0;
+    const actor = { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
     for (const l of leases) {
-      if (l.kernelGrantId !== null) {
-        try {
-          this.deps.backend.revoke(l.kernelGrantId);
-          kernelRevoked++;
-        } catch (err) {
-          this.deps.log.warn({ lease: l.id, err: (err as Error).message }, 'kernel revoke failed');
-        }
-      }
-      this.deps.leases.remove(l.id);
-      this.notifier?.forget(l.id);
+      if (this.deps.leases.end(l, reason, actor) && l.kernelGrantId !== null) kernelRevoked++;
     }
     then?.();
     const ms = Number(process.hrtime.bigint() - start) / 1e6;

@@ -45,6 +45,11 @@ export class ControlServer {
       observe?: (method: string, seconds: number, code: number, type?: 'unary' | 'server_stream') => void;
       /** Open control connections one non-admin uid may hold (default 64); admins are not limited. */
       maxConnectionsPerUid?: number;
+      /**
+       * Before a reply goes out: a promise to wait for (the call's audit event
+       * on disk, in strict mode or for settings a person typed), or undefined.
+       */
+      settle?: (path: string) => Promise<void> | undefined;
     },
   ) {
     this.grpcServer = new grpc.Server({
@@ -84,8 +89,10 @@ export class ControlServer {
     let code = 0;
     try {
       const response = await handler(this.callerOf(call), call.request);
+      await this.deps.settle?.(path);
       callback(null, response);
     } catch (err) {
+      await this.deps.settle?.(path)?.catch(() => undefined);
       const status = toServiceError(err, this.deps.log, path);
       code = status.code ?? grpc.status.UNKNOWN;
       callback(status as grpc.ServiceError);
