@@ -92,6 +92,7 @@ interface Binding {
   memfdCreate(name: string, size: number, hugetlb: boolean): number;
   getSeals(fd: number): number;
   closeFd(fd: number): void;
+  nofileLimit(raise: boolean): { soft: number; hard: number };
   peerCredOfFd(fd: number): PeerCred;
   flockExclusive(fd: number): boolean;
   sdNotify(socketPath: string, message: string): void;
@@ -281,6 +282,14 @@ export function sdNotify(socketPath: string, message: string): void {
 /** close(2). */
 export function closeFd(fd: number): void {
   native.closeFd(checkFd('fd', fd));
+}
+
+/**
+ * RLIMIT_NOFILE of this process (-1 = unlimited); with `raise`, the soft
+ * limit is first raised to the hard one (setrlimit; no privilege needed).
+ */
+export function nofileLimit(raise = false): { soft: number; hard: number } {
+  return native.nofileLimit(raise === true);
 }
 
 // ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import type * as native from '../native';
+import * as native from '../native';
 import { loadShmbrokerGrpc } from '../proto/load';
 import { controlSocketPath, dataSocketPath } from '../proto/wire';
 import type { GetStatusResponse } from '../proto/generated/shmbroker/v1/GetStatusResponse';
@@ -221,6 +221,8 @@ export class Broker {
     });
     metrics.setGrantSource(() => grants.count());
     metrics.setConnectionSource(() => dataPlane.connectionCount());
+    metrics.setGaugeSource('shmbroker_fd_limit', () => native.nofileLimit().soft);
+    metrics.setGaugeSource('shmbroker_region_ceiling', () => backend.regionCeiling()?.regions ?? 0);
     metrics.setQuotaSource(() => quotas.list());
     metrics.followAudit(audit);
     metrics.setBuildInfo({ version: VERSION, backend: backend.kind, api: 'shmbroker.v1' });
@@ -292,6 +294,8 @@ export class Broker {
       uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
       callerUid: caller.uid,
       callerIsAdmin: caller.isAdmin,
+      fdLimit: native.nofileLimit().soft,
+      regionCeiling: this.backend.regionCeiling()?.regions ?? 0,
     };
   }
 

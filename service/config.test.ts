@@ -82,6 +82,7 @@ maxGrantsPerRegion: 16
 revocationGraceMs: 2s
 metricsAddr: "127.0.0.1:9464"
 auditRetentionDays: 30
+audit: { sync: strict, windowMs: 5ms, maxEvents: 200 }
 dataPlane:
   maxConnectionsPerUid: 8
   maxRequestsPerSecondPerUid: 500
@@ -96,6 +97,7 @@ dataPlane:
     revocationGraceMs: 2000,
     metricsAddr: '127.0.0.1:9464',
     auditRetentionDays: 30,
+    audit: { sync: 'strict', windowMs: 5, maxEvents: 200 },
     dataPlane: { maxConnectionsPerUid: 8, maxRequestsPerSecondPerUid: 500 },
   };
 
@@ -164,6 +166,11 @@ dataPlane:
     ['metricsAddr a number', 'metricsAddr: 9464\n', 'metricsAddr', 1],
     ['auditRetentionDays zero', 'auditRetentionDays: 0\n', 'auditRetentionDays', 1],
     ['auditRetentionDays string', 'auditRetentionDays: month\n', 'auditRetentionDays', 1],
+    ['audit not a map', 'audit: strict\n', 'audit', 1],
+    ['audit.sync unknown', 'audit:\n  sync: always\n', 'audit.sync', 2],
+    ['audit.windowMs too long', 'audit:\n  windowMs: 1m\n', 'audit.windowMs', 2],
+    ['audit.maxEvents zero', 'audit:\n  maxEvents: 0\n', 'audit.maxEvents', 2],
+    ['audit unknown key', 'audit:\n  flush: data\n', 'audit.flush', 2],
     ['dataPlane not a map', 'dataPlane: true\n', 'dataPlane', 1],
     ['dataPlane.maxConnectionsPerUid zero', 'dataPlane:\n  maxConnectionsPerUid: 0\n', 'dataPlane.maxConnectionsPerUid', 2],
     ['dataPlane.maxRequestsPerSecondPerUid float', 'dataPlane:\n  maxRequestsPerSecondPerUid: 2.5\n', 'dataPlane.maxRequestsPerSecondPerUid', 2],
@@ -215,7 +222,7 @@ dataPlane:
     expect(err.message).toBe(
       'invalid configuration: multi.yaml:2: maxGrantsPerRegion: 0 is out of range 1..1000000; ' +
         'multi.yaml:3: bogus: unknown key (allowed here: adminUids, adminGids, allowNonAdminCreate, regionSize, defaultQuota, ' +
-        'maxGrantsPerRegion, revocationGraceMs, metricsAddr, auditRetentionDays, dataPlane, podIdentity); ' +
+        'maxGrantsPerRegion, revocationGraceMs, metricsAddr, auditRetentionDays, audit, dataPlane, podIdentity); ' +
         'multi.yaml:4: revocationGraceMs: invalid duration "soon": expected milliseconds or e.g. 250ms, 90s, 5m, 1h, 2d',
     );
   });

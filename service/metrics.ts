@@ -323,7 +323,9 @@ const GAUGES = [
   ['shmbroker_leases', 'Leases held: regions mapped by client processes right now.'],
   ['shmbroker_regions_lost', 'Regions in state LOST: their memory did not survive a broker restart (memfd), waiting for deletion.'],
   ['shmbroker_revocations_in_flight', 'Leases notified of a revocation and still inside their grace period.'],
-  ['shmbroker_audit_window_events', 'Audit events appended but not yet committed and published (the open group-commit window).'],
+  ['shmbroker_audit_window_events', 'Audit events appended but not yet on disk (the open group-commit window).'],
+  ['shmbroker_fd_limit', 'RLIMIT_NOFILE of the broker (soft, raised to the hard limit at start).'],
+  ['shmbroker_region_ceiling', 'Regions the backend can hold at most (memfd: one broker fd each, so the fd limit less a reserve); 0 when fds do not bound it (kmod).'],
 ] as const;
 
 export type GaugeName = (typeof GAUGES)[number][0];

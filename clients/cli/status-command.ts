@@ -20,6 +20,7 @@ export function register(program: Command, ctx: CliContext): void {
           `restart survival:    ${yes(s.restartSurvival)}`,
           ...(s.limitations as string[]).map((l, i) => `${i === 0 ? 'limitations:         ' : '                     '}- ${l}`),
           `regions:             ${s.regionCount} (${formatBytes(Number(s.regionBytes))})`,
+          `region ceiling:      ${Number(s.regionCeiling) > 0 ? `${s.regionCeiling} (one fd per region; RLIMIT_NOFILE ${s.fdLimit})` : `none from fds (RLIMIT_NOFILE ${s.fdLimit})`}`,
           `grants:              ${s.grantCount}`,
           `data connections:    ${s.dataConnections}`,
           `you:                 uid ${s.callerUid}${s.callerIsAdmin ? ' (admin)' : ''}`,

@@ -1,4 +1,5 @@
 // memfd_create and friends: the operations on plain fds.
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
@@ -170,9 +171,28 @@ static Napi::Value SdNotify(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// RLIMIT_NOFILE: the memfd backend holds one fd per region, so this is its
+// ceiling. Raising the soft limit up to the hard one needs no privilege.
+static Napi::Value NofileLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool raise = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) THROW_ERRNO(env, errno, "getrlimit(RLIMIT_NOFILE)");
+  if (raise && rl.rlim_cur < rl.rlim_max) {
+    struct rlimit want = {rl.rlim_max, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &want) != 0) THROW_ERRNO(env, errno, "setrlimit(RLIMIT_NOFILE)");
+    rl = want;
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("soft", Napi::Number::New(env, rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<double>(rl.rlim_cur)));
+  out.Set("hard", Napi::Number::New(env, rl.rlim_max == RLIM_INFINITY ? -1 : static_cast<double>(rl.rlim_max)));
+  return out;
+}
+
 void InitFdOps(Napi::Env env, Napi::Object exports) {
   exports.Set("flockExclusive", Napi::Function::New(env, FlockExclusive, "flockExclusive"));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
+  exports.Set("nofileLimit", Napi::Function::New(env, NofileLimit, "nofileLimit"));
   exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
   exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate, "eventfdCreate"));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));

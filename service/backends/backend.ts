@@ -52,5 +52,11 @@ export interface Backend {
    * when the fd is this region's memory and the region is adopted again.
    */
   offer(region: RegionRecord, fd: number): boolean;
+  /**
+   * Regions this backend can hold at most, where something other than memory
+   * bounds it (memfd: one broker fd per region, so RLIMIT_NOFILE); undefined
+   * where nothing does (kmod: a region holds no broker fd).
+   */
+  regionCeiling(): { regions: number; fdLimit: number; reserved: number } | undefined;
   close(): void;
 }

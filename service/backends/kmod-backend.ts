@@ -105,6 +105,10 @@ export class KmodBackend implements Backend {
     return false;
   }
 
+  regionCeiling(): undefined {
+    return undefined; // a kernel region holds no fd in the broker
+  }
+
   close(): void {
     this.device.close();
   }

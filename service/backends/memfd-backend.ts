@@ -62,6 +62,12 @@ export class MemfdBackend implements Backend {
 
   /** Keyed by the recorded identity, not the name: a deleted region's memory may linger through its grace period while a new region takes the name. */
   private readonly fds = new Map<string, number>();
+  /** One fd per region: RLIMIT_NOFILE (raised to its hard limit at start) less what connections and the database need. */
+  private readonly ceiling = memfdCeiling(native.nofileLimit(true).soft);
+
+  regionCeiling(): { regions: number; fdLimit: number; reserved: number } {
+    return this.ceiling;
+  }
 
   create(name: string, sizeBytes: number, options: CreateOptions): string {
     if (options.numaNode >= 0) {
@@ -79,12 +85,14 @@ export class MemfdBackend implements Backend {
         );
       }
     }
+    if (this.fds.size >= this.ceiling.regions) throw this.fdLimitError();
     let fd: number;
     try {
       fd = native.memfdCreate(`shmbroker:${name}`, sizeBytes, { hugetlb: options.hugepages });
     } catch (err) {
       const code = (err as native.NativeError).code;
-      if (code === 'ENOMEM' || code === 'ENOSPC' || code === 'EMFILE' || code === 'ENFILE') {
+      if (code === 'EMFILE' || code === 'ENFILE') throw this.fdLimitError(code);
+      if (code === 'ENOMEM' || code === 'ENOSPC') {
         throw new ResourceExhaustedError('BACKEND_EXHAUSTED', `cannot allocate ${sizeBytes} bytes: ${(err as Error).message}`);
       }
       throw err;
@@ -98,6 +106,16 @@ export class MemfdBackend implements Backend {
     }
     this.fds.set(ref, fd);
     return ref;
+  }
+
+  private fdLimitError(code?: string): ResourceExhaustedError {
+    const { regions, fdLimit, reserved } = this.ceiling;
+    return new ResourceExhaustedError(
+      'FD_LIMIT_REACHED',
+      `the memfd backend holds one file descriptor per region and is at its ceiling of ${regions} regions ` +
+        `(RLIMIT_NOFILE ${fdLimit}, less ${reserved} kept for connections${code ? `; ${code}` : ''}): ` +
+        'raise LimitNOFILE (systemd) or the container nofile ulimit, or use the kmod backend',
+    );
   }
 
   adopt(regions: RegionRecord[]): { lost: string[]; adopted: string[] } {
@@ -172,4 +190,11 @@ export class MemfdBackend implements Backend {
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
   }
+}
+
+/** fds kept free of regions: connections, the database, the acquire path's own short-lived fds. */
+export function memfdCeiling(fdLimit: number): { regions: number; fdLimit: number; reserved: number } {
+  const limit = fdLimit < 0 ? 1 << 30 : fdLimit;
+  const reserved = Math.min(limit - 1, Math.max(256, Math.floor(limit * 0.05)));
+  return { regions: limit - reserved, fdLimit: limit, reserved };
 }
