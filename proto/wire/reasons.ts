@@ -72,6 +72,11 @@ export const REASONS = {
   QUOTA_GRANTS: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: 'quota of {subject} allows {limit} grants per region' },
   RATE_LIMITED: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: 'uid {uid} exceeds {rate} data-plane requests per second' },
   BACKEND_EXHAUSTED: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: 'cannot allocate {size} bytes (or open another grant): {error}' },
+  FD_LIMIT_REACHED: {
+    code: 'RESOURCE_EXHAUSTED',
+    origin: 'broker',
+    message: 'the memfd backend holds one file descriptor per region and is at its ceiling of {ceiling} regions (RLIMIT_NOFILE {limit}, less {reserved} kept for connections)',
+  },
   STATE_STORAGE_FULL: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: "the broker's state database cannot be written ({error}); nothing was changed" },
 
   // The request is fine but the state is not.
