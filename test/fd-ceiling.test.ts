@@ -61,13 +61,13 @@ describe('fd ceiling (memfd)', () => {
          const c = new ControlClient({ runtimeDir: process.argv[2] });
          let made = 0, refusal;
          for (let i = 0; i < ${HARD}; i++) {
-           try { await c.call('BrokerService', 'CreateRegion', { regionId: 'r' + i, sizeBytes: 4096 }); made++; }
+           try { await c.call('BrokerService', 'CreateRegion', { regionId: 'r' + i, region: { sizeBytes: 4096 } }); made++; }
            catch (e) { refusal = { code: e.code, reason: e.reason, message: e.message, at: i }; break; }
          }
          // The broker still serves: a read, and a region fits again once one is deleted.
          const list = await c.call('BrokerService', 'ListRegions', { pageSize: 1 });
          await c.call('BrokerService', 'DeleteRegion', { name: 'regions/r0' });
-         await c.call('BrokerService', 'CreateRegion', { regionId: 'again', sizeBytes: 4096 });
+         await c.call('BrokerService', 'CreateRegion', { regionId: 'again', region: { sizeBytes: 4096 } });
          console.log(JSON.stringify({ made, refusal, listed: list.regions.length }));
          c.close();
        })().catch((e) => { console.error(e); process.exit(1); });`,

@@ -51,7 +51,7 @@ module.exports = async function events(ctx) {
   const fresh = async () => {
     // Fresh regions per run: the waiters count notifies from sequence 0.
     n++;
-    for (const r of ['ping', 'pong']) await admin.call('BrokerService', 'CreateRegion', { regionId: `ev-${r}-${n}`, sizeBytes: 4096 });
+    for (const r of ['ping', 'pong']) await admin.call('BrokerService', 'CreateRegion', { regionId: `ev-${r}-${n}`, region: { sizeBytes: 4096 } });
     return [`ev-ping-${n}`, `ev-pong-${n}`];
   };
   const env = { ...process.env, SHMBROKER_RUNTIME_DIR: broker.runtimeDir };
