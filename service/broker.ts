@@ -35,6 +35,7 @@ import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
 import { inTransaction, openStateDb, type Db } from './store/state-db';
 import { onWriteFailure } from './write-failures';
 import { lockStateDir, privatizeStateFiles, type StateLock } from './store/state-dir';
+import { StateSpace } from './store/state-space';
 
 export const VERSION = '0.1.0';
 
@@ -197,6 +198,7 @@ export class Broker {
     const dataPlane = new DataPlane({
       ...core,
       limits: config.dataPlane,
+      stateSpace: new StateSpace(stateDir, config.dataPlane.stateLowWaterBytes),
       identify,
       observe: (type, seconds) => metrics.observeDataPlane(type, seconds),
     });

@@ -98,7 +98,15 @@ dataPlane:
     metricsAddr: '127.0.0.1:9464',
     auditRetentionDays: 30,
     audit: { sync: 'strict', windowMs: 5, maxEvents: 200 },
-    dataPlane: { maxConnectionsPerUid: 8, maxRequestsPerSecondPerUid: 500 },
+    dataPlane: {
+      maxConnectionsPerUid: 8,
+      maxRequestsPerSecondPerUid: 500,
+      // not in the file: the defaults
+      maxLeasesPerUid: 4096,
+      maxConnectsPerSecondPerUid: 500,
+      refusalAuditIntervalSeconds: 10,
+      stateLowWaterBytes: 64 * 1024 * 1024,
+    },
   };
 
   it('reads YAML', () => {
@@ -173,6 +181,8 @@ dataPlane:
     ['audit unknown key', 'audit:\n  flush: data\n', 'audit.flush', 2],
     ['dataPlane not a map', 'dataPlane: true\n', 'dataPlane', 1],
     ['dataPlane.maxConnectionsPerUid zero', 'dataPlane:\n  maxConnectionsPerUid: 0\n', 'dataPlane.maxConnectionsPerUid', 2],
+    ['dataPlane.maxLeasesPerUid zero', 'dataPlane:\n  maxLeasesPerUid: 0\n', 'dataPlane.maxLeasesPerUid', 2],
+    ['dataPlane.refusalAuditIntervalSeconds too long', 'dataPlane:\n  refusalAuditIntervalSeconds: 86400\n', 'dataPlane.refusalAuditIntervalSeconds', 2],
     ['dataPlane.maxRequestsPerSecondPerUid float', 'dataPlane:\n  maxRequestsPerSecondPerUid: 2.5\n', 'dataPlane.maxRequestsPerSecondPerUid', 2],
     ['dataPlane unknown key', 'dataPlane:\n  maxConns: 1\n', 'dataPlane.maxConns', 2],
     ['unknown top-level key', 'adminUids: [0]\nadminUid: [1]\n', 'adminUid', 2],

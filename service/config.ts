@@ -19,7 +19,8 @@
 //   audit: { sync: batch, windowMs: 10ms, maxEvents: 1000 }
 //                                   # group commit: events reach the disk within the
 //                                   # window; `strict`: every RPC waits for its event
-//   dataPlane: { maxConnectionsPerUid: 64, maxRequestsPerSecondPerUid: 1000 }
+//   dataPlane: { maxConnectionsPerUid: 64, maxRequestsPerSecondPerUid: 1000, maxLeasesPerUid: 4096,
+//                maxConnectsPerSecondPerUid: 500, refusalAuditIntervalSeconds: 10, stateLowWaterBytes: 64MiB }
 //
 // Sizes accept bytes or IEC strings ('64KiB', '2GiB'); durations accept
 // milliseconds or strings ('250ms', '5s', '5m', '1h', '2d').
@@ -46,7 +47,18 @@ export interface BrokerConfig {
   auditRetentionDays?: number;
   /** Audit group commit (service/audit/group-commit.ts). */
   audit: { sync: 'batch' | 'strict'; windowMs: number; maxEvents: number };
-  dataPlane: { maxConnectionsPerUid: number; maxRequestsPerSecondPerUid: number };
+  dataPlane: {
+    maxConnectionsPerUid: number;
+    maxRequestsPerSecondPerUid: number;
+    /** Leases one non-admin uid may hold at once (issue 16: a flood of acquires cannot grow the state without bound). */
+    maxLeasesPerUid: number;
+    /** Token bucket of data-plane connection attempts per non-admin uid (rate and burst). */
+    maxConnectsPerSecondPerUid: number;
+    /** Repeated refusals of one kind from one uid become one audit event per this interval. */
+    refusalAuditIntervalSeconds: number;
+    /** Below this many free bytes on the state filesystem, non-admin acquires are refused (STATE_LOW_SPACE). */
+    stateLowWaterBytes: number;
+  };
   /** Kubernetes pod identity (service/identity/pods): on in a pod ('auto'), or forced on/off. */
   podIdentity?: PodIdentityConfig;
 }
@@ -61,7 +73,14 @@ export const DEFAULT_CONFIG: BrokerConfig = deepFreeze({
   maxGrantsPerRegion: 64,
   revocationGraceMs: 1000,
   audit: { sync: 'batch', windowMs: 10, maxEvents: 1000 },
-  dataPlane: { maxConnectionsPerUid: 64, maxRequestsPerSecondPerUid: 1000 },
+  dataPlane: {
+    maxConnectionsPerUid: 64,
+    maxRequestsPerSecondPerUid: 1000,
+    maxLeasesPerUid: 4096,
+    maxConnectsPerSecondPerUid: 500,
+    refusalAuditIntervalSeconds: 10,
+    stateLowWaterBytes: 64 * 1024 * 1024,
+  },
 });
 
 /** One problem in a configuration file. */
@@ -348,8 +367,25 @@ function validate(doc: YAML.Document.Parsed, c: Checker): BrokerConfig {
     }
   }
   if (has('dataPlane')) {
-    const dp = c.mapping('dataPlane', get('dataPlane'), ['maxConnectionsPerUid', 'maxRequestsPerSecondPerUid']);
+    const dp = c.mapping('dataPlane', get('dataPlane'), [
+      'maxConnectionsPerUid',
+      'maxRequestsPerSecondPerUid',
+      'maxLeasesPerUid',
+      'maxConnectsPerSecondPerUid',
+      'refusalAuditIntervalSeconds',
+      'stateLowWaterBytes',
+    ]);
     if (dp) {
+      for (const [key, min, max] of [
+        ['maxLeasesPerUid', 1, 1_000_000_000],
+        ['maxConnectsPerSecondPerUid', 1, 1_000_000_000],
+        ['refusalAuditIntervalSeconds', 1, 3600],
+        ['stateLowWaterBytes', 0, Number.MAX_SAFE_INTEGER],
+      ] as const) {
+        if (!dp.has(key)) continue;
+        const v = c.int(`dataPlane.${key}`, dp.get(key)!.value, min, max);
+        if (v !== undefined) cfg.dataPlane[key] = v;
+      }
       if (dp.has('maxConnectionsPerUid')) {
         const v = c.int('dataPlane.maxConnectionsPerUid', dp.get('maxConnectionsPerUid')!.value, 1, 1_000_000);
         if (v !== undefined) cfg.dataPlane.maxConnectionsPerUid = v;

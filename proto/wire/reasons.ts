@@ -71,6 +71,8 @@ export const REASONS = {
   QUOTA_REGIONS: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: 'quota of {subject} exceeded: {count} regions, the most allowed is {limit}' },
   QUOTA_GRANTS: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: 'quota of {subject} allows {limit} grants per region' },
   RATE_LIMITED: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: 'uid {uid} exceeds {rate} data-plane requests per second' },
+  TOO_MANY_LEASES: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: 'uid {uid} holds {limit} leases, the most allowed (dataPlane.maxLeasesPerUid); release some first' },
+  STATE_LOW_SPACE: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: 'the state filesystem has {free} bytes free, below the low-water mark {lowWater}: only admins are served' },
   BACKEND_EXHAUSTED: { code: 'RESOURCE_EXHAUSTED', origin: 'broker', message: 'cannot allocate {size} bytes (or open another grant): {error}' },
   FD_LIMIT_REACHED: {
     code: 'RESOURCE_EXHAUSTED',
@@ -143,6 +145,7 @@ export const EVENT_REASONS = {
   UNKNOWN_REQUEST: 'a DataRequest named no request this broker knows; connection closed',
   UNEXPECTED_FDS: 'file descriptors came with a request that takes none (or the wrong number); connection closed',
   TOO_MANY_CONNECTIONS: 'the uid holds the most data-plane connections allowed; connection refused',
+  CONNECTION_RATE_LIMITED: 'the uid opened data-plane connections faster than dataPlane.maxConnectsPerSecondPerUid; connection refused',
   OFFER_REFUSED: 'a client offered back an fd the broker cannot match to its lease',
   HOLDER_EXITED: 'the process holding a lease exited; the lease ended',
   GRANT_REVOKED: 'the grant was revoked (revocation notice)',

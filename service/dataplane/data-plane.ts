@@ -20,10 +20,15 @@ import { inTransaction } from '../store/state-db';
 import { processGone, processIdentity, type ProcessIdentity } from '../leases/process-liveness';
 import { Doorbells, EVENT_PAGE, type DoorbellFds } from './doorbells';
 import { reportWriteFailure } from '../write-failures';
+import { RefusalAggregator } from '../audit/refusal-aggregator';
+import type { StateSpace } from '../store/state-space';
 
 export interface DataPlaneLimits {
   maxConnectionsPerUid: number;
   maxRequestsPerSecondPerUid: number;
+  maxLeasesPerUid: number;
+  maxConnectsPerSecondPerUid: number;
+  refusalAuditIntervalSeconds: number;
 }
 
 interface Connection {
@@ -49,6 +54,11 @@ export class DataPlane implements LeaseNotifier {
   private readonly leaseOwner = new Map<number, Connection>();
   private readonly perUid = new Map<number, number>();
   private readonly buckets = new Map<number, RateBucket>();
+  private readonly connectBuckets = new Map<number, RateBucket>();
+  /** Refusals are audited through this: repeats become counts (service/audit/refusal-aggregator.ts). */
+  private readonly refusals: RefusalAggregator;
+  private auditFailureLoggedAt = 0;
+  private auditFailuresUnlogged = 0;
   private nextConnId = 1;
   /** Region doorbells handed out with leases that ask for events. */
   readonly doorbells = new Doorbells();
@@ -58,10 +68,16 @@ export class DataPlane implements LeaseNotifier {
       limits: DataPlaneLimits;
       identify: (cred: native.PeerCred) => Caller;
       observe?: (type: string, seconds: number, result: string, reason: string) => void;
+      /** Free space on the state filesystem; below its low-water mark non-admins are refused. */
+      stateSpace?: StateSpace;
     },
   ) {
     // A lease that ends (here or anywhere else) leaves its connection's table and its doorbell.
     deps.leases.onEnd((lease) => this.forget(lease.id));
+    this.refusals = new RefusalAggregator(
+      (r, count) => this.writeAudit(r.actor as Caller, r.action, r.resource, 'DENIED', r.reason, count ? { ...r.details, aggregated: true, ...count } : r.details),
+      deps.limits.refusalAuditIntervalSeconds * 1000,
+    );
   }
 
   listen(path: string): void {
@@ -89,6 +105,7 @@ export class DataPlane implements LeaseNotifier {
     this.server = undefined;
     for (const c of [...this.connections.values()]) this.drop(c);
     this.doorbells.close();
+    this.refusals.close();
   }
 
   private accept(sock: native.SeqpacketSocket): void {
@@ -97,6 +114,14 @@ export class DataPlane implements LeaseNotifier {
       caller = this.deps.identify(sock.peerCred());
     } catch (err) {
       this.deps.log.warn({ err: (err as Error).message }, 'data plane peer has no credentials');
+      sock.close();
+      return;
+    }
+    // Connection churn (connect, send garbage, repeat) is bounded per uid
+    // before anything else: beyond the bucket the connection is closed
+    // unread and only counted.
+    if (!caller.isAdmin && !this.take(this.connectBuckets, caller.uid, this.deps.limits.maxConnectsPerSecondPerUid)) {
+      this.audit(caller, 'DataPlaneConnect', 'data.sock', 'DENIED', 'CONNECTION_RATE_LIMITED', { rate: this.deps.limits.maxConnectsPerSecondPerUid });
       sock.close();
       return;
     }
@@ -180,23 +205,43 @@ export class DataPlane implements LeaseNotifier {
     this.drop(conn);
   }
 
+  /** Audits a decision; refusals go through the aggregator (repeats become counts). */
   private audit(caller: Caller, action: string, resource: string, result: 'ALLOWED' | 'DENIED' | 'ERROR', reason?: string, details?: Record<string, unknown>): void {
+    if (result === 'DENIED' && reason) {
+      this.refusals.refuse({ actor: caller, action, resource, reason, ...(details ? { details } : {}) });
+      return;
+    }
+    this.writeAudit(caller, action, resource, result, reason, details);
+  }
+
+  private writeAudit(caller: Caller, action: string, resource: string, result: 'ALLOWED' | 'DENIED' | 'ERROR', reason?: string, details?: Record<string, unknown>): void {
     try {
       // Chained in memory now, written in the next group commit: nothing on the reply path.
       this.deps.audit.append({ actor: caller, action, resource, result, ...(reason ? { reason } : {}), ...(details ? { details } : {}) });
     } catch (err) {
       reportWriteFailure('audit', err);
-      this.deps.log.error({ err: (err as Error).message, action, resource }, 'audit write failed');
+      // One log line per interval, not per refusal: a full disk must not also flood the log.
+      this.auditFailuresUnlogged++;
+      const now = Date.now();
+      if (now - this.auditFailureLoggedAt >= this.deps.limits.refusalAuditIntervalSeconds * 1000) {
+        this.deps.log.error({ err: (err as Error).message, action, resource, failures: this.auditFailuresUnlogged }, 'audit write failed');
+        this.auditFailureLoggedAt = now;
+        this.auditFailuresUnlogged = 0;
+      }
     }
   }
 
   private allowRequest(uid: number): boolean {
-    const rate = this.deps.limits.maxRequestsPerSecondPerUid;
+    return this.take(this.buckets, uid, this.deps.limits.maxRequestsPerSecondPerUid);
+  }
+
+  /** One token from uid's bucket (rate per second, burst = rate). */
+  private take(buckets: Map<number, RateBucket>, uid: number, rate: number): boolean {
     const now = performance.now();
-    const b = this.buckets.get(uid) ?? { tokens: rate, last: now };
+    const b = buckets.get(uid) ?? { tokens: rate, last: now };
     b.tokens = Math.min(rate, b.tokens + ((now - b.last) / 1000) * rate);
     b.last = now;
-    this.buckets.set(uid, b);
+    buckets.set(uid, b);
     if (b.tokens < 1) return false;
     b.tokens -= 1;
     return true;
@@ -234,6 +279,7 @@ export class DataPlane implements LeaseNotifier {
       // Releases are never rate-limited: refusing one would only keep a lease
       // (and its memory) held longer.
       if (req.request !== 'release' && !this.allowRequest(conn.caller.uid)) {
+        this.audit(conn.caller, 'DataPlaneRequest', 'data.sock', 'DENIED', 'RATE_LIMITED', { request: req.request });
         throw new ResourceExhaustedError('RATE_LIMITED', `uid ${conn.caller.uid} exceeds ${this.deps.limits.maxRequestsPerSecondPerUid} data-plane requests per second`);
       }
       switch (req.request) {
@@ -323,6 +369,16 @@ export class DataPlane implements LeaseNotifier {
     if (region.state !== 'ACTIVE') {
       return refuse(new FailedPreconditionError('REGION_LOST', `region ${resource} lost its memory in a broker restart; delete it`));
     }
+    if (!caller.isAdmin) {
+      const limit = this.deps.limits.maxLeasesPerUid;
+      if (this.leasesOf(caller.uid) >= limit) {
+        refuse(new ResourceExhaustedError('TOO_MANY_LEASES', `uid ${caller.uid} holds ${limit} leases, the most allowed (dataPlane.maxLeasesPerUid); release some first`));
+      }
+      const space = this.deps.stateSpace;
+      if (space?.low()) {
+        refuse(new ResourceExhaustedError('STATE_LOW_SPACE', `the state filesystem has ${space.free()} bytes free, below the low-water mark ${space.lowWaterBytes}: only admins are served`));
+      }
+    }
     const opened = this.deps.backend.open(region, mode!);
     let lease: LeaseRecord | undefined;
     let bell: DoorbellFds | undefined;
@@ -372,6 +428,13 @@ export class DataPlane implements LeaseNotifier {
     } finally {
       if (closeFds) closeSent();
     }
+  }
+
+  /** Leases held through uid's live connections (what the per-uid cap counts). */
+  private leasesOf(uid: number): number {
+    let n = 0;
+    for (const c of this.connections.values()) if (c.caller.uid === uid) n += c.leases.size;
+    return n;
   }
 
   private release(conn: Connection, requestId: number, leaseId: number): void {
