@@ -9,6 +9,7 @@
  * Sizes are JS numbers: integers in (0, Number.MAX_SAFE_INTEGER].
  */
 import { EventEmitter } from 'node:events';
+import { markAsUntransferable } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -320,6 +321,11 @@ export class Mapping {
     if (token !== kInternal) throw new TypeError('use Mapping.map()');
     this.#h = handle;
     this.buffer = handle.buffer;
+    // A plain ArrayBuffer's pages are unmapped with this Mapping (see
+    // native/src/mapping.cc, NewExternalArrayBuffer): it must not move to
+    // another thread. postMessage/structuredClone then refuse it with a
+    // DataCloneError instead of detaching it.
+    if (!(this.buffer instanceof SharedArrayBuffer)) markAsUntransferable(this.buffer);
   }
 
   static map(fd: number, options: MapOptions): Mapping {

@@ -230,6 +230,54 @@ describe('Mapping', () => {
     }
   });
 
+  it('a 64 MiB plain ArrayBuffer is not counted as external memory: map/release cycles do not force Mark-Compacts', async () => {
+    const { PerformanceObserver, constants } = await import('node:perf_hooks');
+    const size = 64 * 1024 * 1024;
+    const fd = memfdCreate('gc-pressure', size);
+    let majors = 0;
+    const obs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if ((e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+    });
+    obs.observe({ entryTypes: ['gc'] });
+    try {
+      for (let i = 0; i < 100; i++) {
+        const m = Mapping.map(fd, { length: size, writable: true });
+        new Uint8Array(m.buffer)[i] = 1;
+        m.release();
+        if (i % 10 === 9) await new Promise((r) => setImmediate(r)); // let the GC entries arrive
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      obs.disconnect();
+      closeFd(fd);
+    }
+    // With the length counted as external memory, nearly every cycle forced one (about 40 to 80 per 100).
+    expect(majors).toBeLessThanOrEqual(5);
+  });
+
+  it('a plain ArrayBuffer mapping cannot be transferred away from its Mapping (only release() detaches it)', () => {
+    const fd = memfdCreate('no-transfer', PAGE_SIZE);
+    try {
+      const m = Mapping.map(fd, { length: PAGE_SIZE, writable: true });
+      const buf = m.buffer as ArrayBuffer;
+      new Uint8Array(buf)[0] = 7;
+      // Marked untransferable: Node copies it instead (or, in newer Node, refuses); never detaches it.
+      let copy: ArrayBuffer | undefined;
+      try {
+        copy = structuredClone(buf, { transfer: [buf] });
+      } catch (err) {
+        expect((err as Error).name).toBe('DataCloneError');
+      }
+      if (copy) expect(new Uint8Array(copy)[0]).toBe(7);
+      expect(buf.byteLength).toBe(PAGE_SIZE);
+      expect(new Uint8Array(buf)[0]).toBe(7);
+      m.release();
+      expect(buf.byteLength).toBe(0);
+    } finally {
+      closeFd(fd);
+    }
+  });
+
   it('a buffer dropped without release() is unmapped by its deleter', async () => {
     const count = () =>
       fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('memfd:gc-probe')).length;

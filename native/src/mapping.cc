@@ -2,7 +2,8 @@
 // ArrayBuffer or SharedArrayBuffer over the mapped pages.
 //
 // Lifetime. The pages belong to a MapState shared (std::shared_ptr) between
-// the Mapping object and the buffer's deleter. Whoever comes first unmaps,
+// the Mapping object and the buffer's deleter (a plain ArrayBuffer: its
+// finalizer, see NewExternalArrayBuffer). Whoever comes first unmaps,
 // under the state's mutex:
 //  - release() (JS thread): ArrayBuffer -> detach, then munmap. JS then sees
 //    byteLength 0 and can never touch the unmapped range.
@@ -75,25 +76,51 @@ napi_value NewExternalSharedArrayBuffer(void* data, size_t len, StatePtr* holder
   return out;
 }
 
-// A plain ArrayBuffer over the mapping, made the same way as the shared one.
-// napi_create_external_arraybuffer reports the whole length to V8 as
-// external memory, so mapping a large region (64 MiB) forced a full GC on
-// every acquire; a BackingStore with our deleter does not. The buffer stays
-// detachable, which release() relies on.
-void AbDeleter(void* /*data*/, size_t /*len*/, void* hint) {
+// A plain ArrayBuffer over the mapping. V8 counts a non-shared backing
+// store's whole length as this isolate's external memory unless its deleter
+// is BackingStore::EmptyDeleter (BackingStore::PerIsolateAccountingLength),
+// so a 64 MiB region with any real deleter (napi_create_external_arraybuffer,
+// or NewBackingStore with ours) pushes V8 past its external-memory limit and
+// forces a Mark-Compact on nearly every acquire (--trace-gc: "GC in old space
+// requested"). So the store gets the empty deleter, and the pages are
+// unmapped by a Node-API finalizer on the buffer object instead (AbFinalize).
+// That is sound only while the backing store cannot outlive the object: a
+// detach key (an object only the Mapping holds) makes the buffer undetachable from JS, so
+// it cannot be transferred to another thread (postMessage's transfer list
+// detaches); only release() detaches it, with the key.
+void AbFinalize(napi_env /*env*/, void* /*data*/, void* hint) {
   StatePtr* holder = static_cast<StatePtr*>(hint);
   UnmapOnce(holder->get());
   delete holder;
 }
 
-napi_value NewExternalArrayBuffer(void* data, size_t len, StatePtr* holder) {
+napi_value NewExternalArrayBuffer(napi_env env, void* data, size_t len, StatePtr* holder, napi_value detachKey) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  std::unique_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(data, len, AbDeleter, holder);
+  std::unique_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(data, len, v8::BackingStore::EmptyDeleter, nullptr);
   v8::Local<v8::ArrayBuffer> ab = v8::ArrayBuffer::New(isolate, std::move(store));
+  v8::Local<v8::Value> key;
+  std::memcpy(&key, &detachKey, sizeof(key));
+  ab->SetDetachKey(key);
   v8::Local<v8::Value> value = ab;
   napi_value out;
   std::memcpy(&out, &value, sizeof(out));
+  if (napi_add_finalizer(env, out, nullptr, AbFinalize, holder, nullptr) != napi_ok) {
+    // Without a finalizer nothing would ever unmap: undo and report.
+    ab->Detach(key).Check();
+    UnmapOnce(holder->get());
+    delete holder;
+    return nullptr;
+  }
   return out;
+}
+
+// release() of a plain ArrayBuffer: detach with the key it was given.
+bool DetachWithKey(napi_value buffer, napi_value detachKey) {
+  v8::Local<v8::Value> value;
+  std::memcpy(&value, &buffer, sizeof(value));
+  v8::Local<v8::Value> key;
+  std::memcpy(&key, &detachKey, sizeof(key));
+  return value.As<v8::ArrayBuffer>()->Detach(key).FromMaybe(false);
 }
 
 }  // namespace
@@ -146,16 +173,23 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     if (addr == MAP_FAILED) THROW_ERRNO(env, errno, "mmap");
 
     StatePtr state = std::make_shared<MapState>(addr, static_cast<size_t>(length));
-    StatePtr* holder = new StatePtr(state);
-    napi_value buf = nullptr;
-    buf = shared ? NewExternalSharedArrayBuffer(addr, state->len, holder) : NewExternalArrayBuffer(addr, state->len, holder);
-    // From here on the buffer's deleter owns the pages: an early return lets
-    // the garbage collector unmap them.
     Napi::Object obj = GetData(env)->mappingCtor.New({});
-    SHMB_RETURN_IF(env.IsExceptionPending() || obj.IsEmpty());
+    if (env.IsExceptionPending() || obj.IsEmpty()) {
+      munmap(addr, static_cast<size_t>(length));
+      return Napi::Value();
+    }
+    StatePtr* holder = new StatePtr(state);
+    // Not the Mapping object itself: the buffer holds its key, and the
+    // Mapping holds the buffer strongly, which would keep both alive forever.
+    Napi::Object key = Napi::Object::New(env);
+    napi_value buf = shared ? NewExternalSharedArrayBuffer(addr, state->len, holder) : NewExternalArrayBuffer(env, addr, state->len, holder, key);
+    if (buf == nullptr) THROW_ERRNO(env, ENOMEM, "napi_add_finalizer");
+    // From here on the buffer's deleter (or finalizer) owns the pages: an
+    // early return lets the garbage collector unmap them.
     Mapping* m = Mapping::Unwrap(obj);
     m->state_ = state;
     m->buffer_ = Napi::Persistent(Napi::Value(env, buf));
+    m->detachKey_ = Napi::Persistent(Napi::Value(key));
     m->length_ = state->len;
     m->writable_ = writable;
     m->shared_ = shared;
@@ -168,8 +202,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     Napi::Env env = info.Env();
     if (released_ || !state_) return env.Undefined();
     if (!shared_) {
-      napi_status st = napi_detach_arraybuffer(env, buffer_.Value());
-      if (st != napi_ok) {
+      if (!DetachWithKey(buffer_.Value(), detachKey_.Value())) {
         if (!env.IsExceptionPending()) Napi::Error::New(env, "cannot detach the ArrayBuffer").ThrowAsJavaScriptException();
         return Napi::Value();
       }
@@ -208,6 +241,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
 
   StatePtr state_;
   Napi::Reference<Napi::Value> buffer_;
+  Napi::Reference<Napi::Value> detachKey_;  // plain ArrayBuffer only: the key release() detaches with
   size_t length_ = 0;
   bool writable_ = false;
   bool shared_ = false;
