@@ -1,4 +1,5 @@
 // shmbroker region create|list|show|delete|read|write
+import { describeOutcome, outcome } from './revocation-outcome';
 import type { Command } from 'commander';
 import { parseSize } from '../../proto/wire';
 import { BrokerClient } from '../sdk/broker-client';
@@ -111,8 +112,8 @@ export function register(program: Command, ctx: CliContext): void {
     .command('delete <name>')
     .description('delete a region: clients are notified, then cut off, then the memory is freed')
     .action(async (name: string) => {
-      await ctx.control().call('BrokerService', 'DeleteRegion', { name: `regions/${name}` });
-      ctx.print({ name: `regions/${name}`, deleted: true }, () => `deleted regions/${name}`);
+      const { trailers } = await ctx.control().callWithTrailers('BrokerService', 'DeleteRegion', { name: `regions/${name}` });
+      ctx.print({ name: `regions/${name}`, deleted: true, ...outcome(trailers) }, () => `deleted regions/${name}${describeOutcome(trailers)}`);
     });
   withExamples(del, [['Delete frames (holders are notified first)', 'shmbroker region delete frames']]);
 

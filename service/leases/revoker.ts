@@ -42,7 +42,13 @@ export class Revoker {
     this.expiryHandler = fn;
   }
 
-  async revoke(leases: LeaseRecord[], reason: RevocationReason, then?: () => void): Promise<void> {
+  /**
+   * Notifies, waits up to the grace period, then ends every lease still
+   * there. Returns how many the broker had to end itself (their holders had
+   * not released): on kmod the kernel cut those mappings; on memfd the
+   * holders keep them (revocation is advisory there), which callers report.
+   */
+  async revoke(leases: LeaseRecord[], reason: RevocationReason, then?: () => void): Promise<{ unreleased: number }> {
     const start = process.hrtime.bigint();
     const pending = leases.filter((l) => this.notifier?.notify(l, reason, this.deps.graceMs));
     if (pending.length > 0 && this.deps.graceMs > 0) {
@@ -63,9 +69,12 @@ export class Revoker {
       for (const l of pending) this.waiting.delete(l.id);
     }
     let kernelRevoked = 0;
+    let unreleased = 0;
     const actor = { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
     for (const l of leases) {
-      if (this.deps.leases.end(l, reason, actor) && l.kernelGrantId !== null) kernelRevoked++;
+      if (!this.deps.leases.end(l, reason, actor)) continue; // released by its holder meanwhile
+      unreleased++;
+      if (l.kernelGrantId !== null) kernelRevoked++;
     }
     then?.();
     const ms = Number(process.hrtime.bigint() - start) / 1e6;
@@ -75,6 +84,7 @@ export class Revoker {
         'revocation complete',
       );
     }
+    return { unreleased };
   }
 
   /** Arms the expiry timer for a grant expiring at `at` (ms since the epoch). */

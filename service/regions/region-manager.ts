@@ -64,6 +64,16 @@ function validateKubernetesGrantee(kind: 'namespace' | 'serviceaccount', name: s
   return text;
 }
 
+/**
+ * Leases whose holders had not released them when a revocation completed:
+ * on memfd they keep their mapping (revocation is advisory there); on kmod
+ * the kernel tore their mappings down.
+ */
+export interface RevocationOutcome {
+  leasesStillMapped: number;
+  revocationAdvisory: boolean;
+}
+
 export class RegionManager {
   constructor(
     private readonly deps: BrokerCore & {
@@ -223,7 +233,7 @@ export class RegionManager {
     return { regions: out, next: '' };
   }
 
-  async deleteRegion(caller: Caller, id: string): Promise<void> {
+  async deleteRegion(caller: Caller, id: string): Promise<RevocationOutcome> {
     const resource = regionName(id);
     const { region, leases, grants } = this.audited(caller, 'DeleteRegion', resource, () => {
       const r = this.requireRegion(id);
@@ -244,7 +254,8 @@ export class RegionManager {
     this.publish({ type: 'DELETED', region, grants });
     this.deps.log.info({ region: resource, uid: caller.uid, leases: leases.length }, 'region deleted');
     // The name is free at once; the memory goes after the clients had their notice.
-    await this.deps.revoker.revoke(leases, 'REGION_DELETED', () => this.deps.backend.destroy(region));
+    const { unreleased } = await this.deps.revoker.revoke(leases, 'REGION_DELETED', () => this.deps.backend.destroy(region));
+    return this.outcome(unreleased);
   }
 
   createGrant(caller: Caller, input: CreateGrantInput): GrantRecord {
@@ -342,7 +353,7 @@ export class RegionManager {
     });
   }
 
-  async revokeGrant(caller: Caller, ref: { region?: string; id: number }): Promise<GrantRecord> {
+  async revokeGrant(caller: Caller, ref: { region?: string; id: number }): Promise<{ grant: GrantRecord; outcome: RevocationOutcome }> {
     const resource = ref.region ? grantName(ref.region, ref.id) : `grants/${ref.id}`;
     const { grant, leases, change } = this.audited(caller, 'RevokeGrant', resource, () => {
       const g = this.deps.grants.get(ref.id);
@@ -363,8 +374,13 @@ export class RegionManager {
     });
     this.publish(change);
     this.deps.log.info({ grant: grantName(grant.region, grant.id), leases: leases.length }, 'grant revoked');
-    await this.deps.revoker.revoke(leases, 'GRANT_REVOKED');
-    return grant;
+    const { unreleased } = await this.deps.revoker.revoke(leases, 'GRANT_REVOKED');
+    return { grant, outcome: this.outcome(unreleased) };
+  }
+
+  /** What a delete or revoke left mapped, for the caller to hear (issue 16 item 7). */
+  private outcome(unreleased: number): RevocationOutcome {
+    return { leasesStillMapped: unreleased, revocationAdvisory: !this.deps.backend.guarantees.revocationEnforced };
   }
 
   /** Removes every grant whose TTL has passed and revokes what was mapped through it. */

@@ -10,11 +10,11 @@ import type { ListRegionsRequest__Output } from '../../proto/generated/shmbroker
 import type { GetStatusResponse } from '../../proto/generated/shmbroker/v1/GetStatusResponse';
 import { ACCESS_MODE_RULE, fromAccessMode, toAccessMode } from '../../proto/wire';
 import type { Caller } from '../identity/caller';
-import type { UnaryHandler } from './control-server';
+import { TRAILERS, type UnaryHandler } from './control-server';
 import { InvalidArgumentError } from '../errors';
 import type { GrantRecord } from '../store/grant-store';
 import { grantName, parseGrantName, parseRegionName, regionName, validateRegionId } from '../regions/names';
-import type { RegionManager } from '../regions/region-manager';
+import type { RegionManager, RevocationOutcome } from '../regions/region-manager';
 import type { RegionRecord } from '../store/region-store';
 
 function timestamp(ms: number): { seconds: number; nanos: number } {
@@ -80,8 +80,7 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       return { regions: regions.map(regionToProto), nextPageToken: next };
     },
     async deleteRegion(caller, req: { name: string }) {
-      await manager.deleteRegion(caller, parseRegionName(req.name));
-      return {};
+      return withOutcome({}, await manager.deleteRegion(caller, parseRegionName(req.name)));
     },
     createGrant(caller, req: CreateGrantRequest__Output): Grant {
       const region = parseRegionName(req.parent, 'parent');
@@ -124,10 +123,27 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       return { grants: grants.map(grantToProto), nextPageToken: next };
     },
     async revokeGrant(caller, req: { name: string }): Promise<Grant> {
-      return grantToProto(await manager.revokeGrant(caller, parseGrantName(req.name)));
+      const { grant, outcome } = await manager.revokeGrant(caller, parseGrantName(req.name));
+      return withOutcome(grantToProto(grant), outcome);
     },
     getStatus(caller) {
       return status(caller);
     },
   };
+}
+
+/**
+ * DeleteRegion returns Empty and RevokeGrant the Grant (AIP-135, AIP-136), so
+ * what the revocation left behind travels as trailing metadata:
+ * shmbroker-leases-still-mapped (holders that had not released when it
+ * completed) and shmbroker-revocation-advisory ("true" on memfd: those
+ * holders keep their mapping). The CLI prints both (issue 16 item 7).
+ */
+function withOutcome<T extends object>(response: T, outcome: RevocationOutcome): T {
+  return Object.assign(response, {
+    [TRAILERS]: {
+      'shmbroker-leases-still-mapped': String(outcome.leasesStillMapped),
+      'shmbroker-revocation-advisory': String(outcome.revocationAdvisory),
+    },
+  });
 }

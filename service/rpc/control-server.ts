@@ -17,6 +17,14 @@ import { ReflectionService } from './reflection';
 
 /** A unary handler: gets the caller as the broker sees it, returns the response or throws. */
 export type UnaryHandler = (caller: Caller, request: any) => unknown;
+
+/**
+ * A unary handler's response may carry trailing metadata under this key
+ * (string values): facts about the call that do not belong in the resource
+ * AIP returns, e.g. how many leases a revoke left mapped. Protobuf
+ * serialisation ignores symbol keys.
+ */
+export const TRAILERS = Symbol('trailers');
 /** A server-streaming handler: emits responses until the signal aborts. */
 export type StreamHandler = (caller: Caller, request: any, emit: (response: unknown) => void, signal: AbortSignal) => void | Promise<void>;
 
@@ -90,7 +98,13 @@ export class ControlServer {
     try {
       const response = await handler(this.callerOf(call), call.request);
       await this.deps.settle?.(path);
-      callback(null, response);
+      const extra = (response as { [TRAILERS]?: Record<string, string> } | null)?.[TRAILERS];
+      let trailers: grpc.Metadata | undefined;
+      if (extra) {
+        trailers = new grpc.Metadata();
+        for (const [k, v] of Object.entries(extra)) trailers.set(k, v);
+      }
+      callback(null, response, trailers);
     } catch (err) {
       await this.deps.settle?.(path)?.catch(() => undefined);
       const status = toServiceError(err, this.deps.log, path);

@@ -1,0 +1,68 @@
+// Issue 16 item 7: `grant revoke` and `region delete` say how many leases
+// were still mapped when the revocation completed and, on memfd, that
+// revocation there is advisory. A hostile holder (uid 1001, raw data-plane
+// client that ignores the notice) keeps its mapping; the commands report it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { BrokerProcess, makeTempDir, REPO } from '../support/broker-process';
+import { spawn, type ChildProcess } from 'node:child_process';
+
+let broker: BrokerProcess;
+let dir: string;
+const holders: ChildProcess[] = [];
+
+beforeAll(async () => {
+  dir = makeTempDir('shmbroker-revreport-');
+  const config = path.join(dir, 'broker.yaml');
+  fs.writeFileSync(config, 'revocationGraceMs: 300\n');
+  broker = await BrokerProcess.start({ dir, config });
+}, 60_000);
+afterAll(async () => {
+  for (const h of holders) h.kill('SIGKILL');
+  await broker?.cleanup();
+});
+
+/** uid 1001 acquires `region` through a raw connection, maps nothing away, and never answers a notice. */
+async function hostileHolder(region: string): Promise<void> {
+  const script = `
+    const native = require(${JSON.stringify(`${REPO}/dist/native`)});
+    const { dataRequestCodec, dataReplyCodec } = require(${JSON.stringify(`${REPO}/dist/proto/load.js`)});
+    const s = native.SeqpacketSocket.connect(process.argv[1] + '/data.sock');
+    s.on('message', (data, fds) => {
+      const r = dataReplyCodec().decode(data);
+      if (r.acquire) process.stdout.write('HELD\\n'); // keeps the fd: the mapping stays possible
+      if (r.error) process.stdout.write('ERR ' + r.error.reason + '\\n');
+    });
+    s.send(dataRequestCodec().encode({ requestId: 1, acquire: { region: process.argv[2], mode: 'ACCESS_MODE_READ_ONLY' } }));
+    setInterval(() => undefined, 1000);`;
+  const child = spawn('setpriv', ['--reuid=1001', '--regid=1001', '--clear-groups', '--', process.execPath, '-e', script, broker.runtimeDir, region], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  holders.push(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 15_000;
+  while (!out.includes('HELD')) {
+    if (out.includes('ERR') || Date.now() > deadline) throw new Error(`holder did not acquire: ${out}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+it('grant revoke with a holder that ignores the notice: 1 lease still mapped, advisory on memfd', async () => {
+  await broker.json(['region', 'create', 'rv', '--size', '4KiB']);
+  const g = await broker.json(['grant', 'create', 'rv', '--uid', '1001']);
+  await hostileHolder('rv');
+  const res = await broker.json(['grant', 'revoke', g.name]);
+  expect(res).toMatchObject({ revoked: true, leasesStillMapped: 1, revocationAdvisory: true });
+  await broker.json(['grant', 'create', 'rv', '--uid', '1001']);
+  await hostileHolder('rv');
+  const text = await broker.cli(['region', 'delete', 'rv']);
+  expect(text.code, text.stderr).toBe(0);
+  expect(text.stdout.toString()).toMatch(/deleted regions\/rv; 1 lease still mapped \(memfd backend: revocation is advisory/);
+}, 60_000);
+
+it('with nobody holding, delete reports 0 leases still mapped (and still says memfd revocation is advisory)', async () => {
+  await broker.json(['region', 'create', 'quiet', '--size', '4KiB']);
+  expect(await broker.json(['region', 'delete', 'quiet'])).toMatchObject({ deleted: true, leasesStillMapped: 0, revocationAdvisory: true });
+}, 60_000);
