@@ -152,6 +152,28 @@ describe(`region events (${BACKEND})`, () => {
     }
   });
 
+  it('a read-only grant made with --allow-notify may notify; without it, it may not', async () => {
+    await broker.json(['region', 'create', 'ron', '--size', '4KiB']);
+    const g = await broker.json(['grant', 'create', 'ron', '--uid', '1002', '--mode', 'ro', '--allow-notify']);
+    expect(g.allowNotify).toBe(true);
+    const plain = await broker.json(['grant', 'create', 'ron', '--uid', '1001', '--mode', 'ro']);
+    expect(plain.allowNotify ?? false).toBe(false);
+    const ringer = new NodeChild(WAITER, { uid: 1002, args: [broker.runtimeDir, 'ron', 'ro'] });
+    const waiter = new NodeChild(WAITER, { uid: 1001, args: [broker.runtimeDir, 'ron', 'ro'] });
+    try {
+      expect(await ringer.next((o) => o.event === 'ready')).toMatchObject({ mayNotify: true, notifyError: null });
+      expect(await waiter.next((o) => o.event === 'ready')).toMatchObject({ mayNotify: false, notifyError: { reason: 'NOTIFY_NOT_ALLOWED' } });
+      // The ready probe of the ringer already notified once (seq 1).
+      waiter.send('wait 1');
+      ringer.send('notify');
+      expect(await ringer.next((o) => o.event === 'notified')).toEqual({ event: 'notified', seq: 2 });
+      expect(await waiter.next((o) => o.event === 'woke')).toEqual({ event: 'woke', ev: { type: 'notify', seq: 2, count: 1 } });
+    } finally {
+      ringer.kill();
+      waiter.kill();
+    }
+  });
+
   it('a wait-only lease cannot make its event page writable (raw data-plane client of another uid)', async () => {
     await broker.json(['region', 'create', 'ropage', '--size', '4KiB']);
     await broker.json(['grant', 'create', 'ropage', '--uid', '1002', '--mode', 'ro']);

@@ -49,7 +49,8 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--service-account <ns/name>', 'grant to pods running as this Kubernetes service account (needs pod identity)')
     .option('--mode <mode>', 'ro or rw', 'ro')
     .option('--ttl <duration>', 'expire after this long: 90s, 5m, 1h, 2d (a bare number is seconds)')
-    .action(async (name: string, o: { uid?: string; gid?: string; namespace?: string; serviceAccount?: string; mode: string; ttl?: string }) => {
+    .option('--allow-notify', 'read-only holders may also ring the region\'s doorbell (read-write ones always may)')
+    .action(async (name: string, o: { uid?: string; gid?: string; namespace?: string; serviceAccount?: string; mode: string; ttl?: string; allowNotify?: boolean }) => {
       const given = [o.uid, o.gid, o.namespace, o.serviceAccount].filter((v) => v !== undefined).length;
       if (given !== 1) {
         throw new InvalidArgumentError('INVALID_ARGUMENT', 'INVALID_GRANTEE', 'give exactly one of --uid, --gid, --namespace and --service-account');
@@ -69,7 +70,7 @@ export function register(program: Command, ctx: CliContext): void {
               : { kubernetesServiceAccount: o.serviceAccount! };
       const g = await ctx.control().call<GrantJson>('BrokerService', 'CreateGrant', {
         parent: `regions/${name}`,
-        grant: { ...who, mode: toAccessMode(grantMode), ...(ttlSeconds ? { ttl: { seconds: ttlSeconds } } : {}) },
+        grant: { ...who, mode: toAccessMode(grantMode), ...(ttlSeconds ? { ttl: { seconds: ttlSeconds } } : {}), ...(o.allowNotify ? { allowNotify: true } : {}) },
       });
       ctx.print(g, () => `granted ${mode(g)} on regions/${name} to ${grantee(g)}: grant ${grantId(g)}${g.expireTime ? `, expires ${formatTime(g.expireTime)}` : ''}`);
     });

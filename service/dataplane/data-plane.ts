@@ -383,8 +383,9 @@ export class DataPlane implements LeaseNotifier {
     let lease: LeaseRecord | undefined;
     let bell: DoorbellFds | undefined;
     // Permission by grant mode: a lease acquired read-write may notify; a
-    // read-only one may only wait (its event page fd is O_RDONLY).
-    const mayNotify = mode === 'rw';
+    // read-only one may only wait (its event page fd is O_RDONLY), unless
+    // its grant was made with allow_notify.
+    const mayNotify = mode === 'rw' || decision.grant?.allowNotify === true;
     let closeFds = true;
     const closeSent = (): void => {
       fs.closeSync(opened.fd);

@@ -46,6 +46,8 @@ export interface CreateGrantInput {
   grantee: { kind: GranteeKind; id: number; name?: string };
   mode: GrantMode;
   ttlMs: number;
+  /** Read-only holders may notify the doorbell too (default false). */
+  allowNotify?: boolean;
 }
 
 /** Checks a Kubernetes grantee name with pod identity's own grammar (DNS-1123 names). */
@@ -292,13 +294,14 @@ export class RegionManager {
           createTime: now,
           expireTime: input.ttlMs > 0 ? now + input.ttlMs : null,
           creatorUid: caller.uid,
+          allowNotify: input.allowNotify === true,
         });
         this.deps.audit.append({
           actor: caller,
           action: 'CreateGrant',
           resource: grantName(input.region, g.id),
           result: 'ALLOWED',
-          details: { grantee: `${kind}:${name ?? id}`, mode: input.mode, ttlMs: input.ttlMs },
+          details: { grantee: `${kind}:${name ?? id}`, mode: input.mode, ttlMs: input.ttlMs, ...(input.allowNotify ? { allowNotify: true } : {}) },
         });
         this.deps.revoker.scheduleExpiry(g.expireTime);
         return g;

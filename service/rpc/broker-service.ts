@@ -57,6 +57,7 @@ export function grantToProto(g: GrantRecord): Grant {
     createTime: timestamp(g.createTime),
     ...(g.expireTime === null ? {} : { expireTime: timestamp(g.expireTime) }),
     creatorUid: g.creatorUid,
+    allowNotify: g.allowNotify,
   };
 }
 
@@ -111,6 +112,7 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
                 : { kind: 'serviceaccount', id: 0, name: g.kubernetesServiceAccount! },
         mode,
         ttlMs,
+        allowNotify: g.allowNotify === true,
       });
       return grantToProto(created);
     },

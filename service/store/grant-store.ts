@@ -19,6 +19,8 @@ export interface GrantRecord {
   createTime: number;
   expireTime: number | null;
   creatorUid: number;
+  /** Read-only holders through this grant may notify the region's doorbell. */
+  allowNotify: boolean;
 }
 
 interface Row {
@@ -31,6 +33,7 @@ interface Row {
   create_time: number;
   expire_time: number | null;
   creator_uid: number;
+  allow_notify: number;
 }
 
 function fromRow(r: Row): GrantRecord {
@@ -44,6 +47,7 @@ function fromRow(r: Row): GrantRecord {
     createTime: r.create_time,
     expireTime: r.expire_time,
     creatorUid: r.creator_uid,
+    allowNotify: r.allow_notify === 1,
   };
 }
 
@@ -53,8 +57,8 @@ export class GrantStore {
   constructor(db: Db) {
     this.stmts = {
       insert: db.prepare(
-        `INSERT INTO grants (region, grantee_kind, grantee_id, grantee_name, mode, create_time, expire_time, creator_uid)
-         VALUES (@region, @granteeKind, @granteeId, @granteeName, @mode, @createTime, @expireTime, @creatorUid)`,
+        `INSERT INTO grants (region, grantee_kind, grantee_id, grantee_name, mode, create_time, expire_time, creator_uid, allow_notify)
+         VALUES (@region, @granteeKind, @granteeId, @granteeName, @mode, @createTime, @expireTime, @creatorUid, @allowNotifyInt)`,
       ),
       get: db.prepare<[number], Row>('SELECT * FROM grants WHERE id = ?'),
       byRegion: db.prepare<[string], Row>('SELECT * FROM grants WHERE region = ? ORDER BY id'),
@@ -69,7 +73,7 @@ export class GrantStore {
   }
 
   insert(g: Omit<GrantRecord, 'id'>): GrantRecord {
-    const info = this.stmts.insert.run(g);
+    const info = this.stmts.insert.run({ ...g, allowNotifyInt: g.allowNotify ? 1 : 0 });
     return { ...g, id: Number(info.lastInsertRowid) };
   }
 

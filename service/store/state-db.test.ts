@@ -30,12 +30,13 @@ describe('openStateDb', () => {
       PRAGMA user_version = 1;`);
     v1.close();
     const db = openStateDb(dir);
-    expect(db.pragma('user_version', { simple: true })).toBe(2);
+    expect(db.pragma('user_version', { simple: true })).toBe(3);
     const grants = new GrantStore(db);
     expect(grants.forRegion('r')).toEqual([
-      { id: 1, region: 'r', granteeKind: 'gid', granteeId: 50, granteeName: null, mode: 'rw', createTime: 1, expireTime: null, creatorUid: 0 },
+      { id: 1, region: 'r', granteeKind: 'gid', granteeId: 50, granteeName: null, mode: 'rw', createTime: 1, expireTime: null, creatorUid: 0, allowNotify: false },
     ]);
-    const g = grants.insert({ region: 'r', granteeKind: 'namespace', granteeId: 0, granteeName: 'team-a', mode: 'ro', createTime: 2, expireTime: null, creatorUid: 0 });
+    const g = grants.insert({ region: 'r', granteeKind: 'namespace', granteeId: 0, granteeName: 'team-a', mode: 'ro', createTime: 2, expireTime: null, creatorUid: 0, allowNotify: true });
+    expect(grants.get(g.id)?.allowNotify).toBe(true);
     expect(grants.get(g.id)?.granteeName).toBe('team-a');
     expect(() => db.prepare("INSERT INTO grants (region, grantee_kind, grantee_id, grantee_name, mode, create_time, creator_uid) VALUES ('r', 'uid', 5, 'x', 'ro', 1, 0)").run()).toThrow(/CHECK/);
     db.close();

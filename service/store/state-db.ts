@@ -74,6 +74,10 @@ const MIGRATIONS: string[] = [
   CREATE INDEX grants_by_region ON grants(region);
   CREATE INDEX grants_by_expiry ON grants(expire_time) WHERE expire_time IS NOT NULL;
   `,
+  // Region events: a read-only grant may be allowed to notify (default no).
+  `
+  ALTER TABLE grants ADD COLUMN allow_notify INTEGER NOT NULL DEFAULT 0 CHECK (allow_notify IN (0, 1));
+  `,
 ];
 
 export function openStateDb(stateDir: string): Db {
