@@ -280,7 +280,12 @@ export class Broker {
   }
 
   status(caller: Caller): GetStatusResponse {
-    const totals = this.regions.totals();
+    // Admins see the broker's counts; anyone else only their own (regions
+    // they own, grants on them, their data connections): a caller learns
+    // nothing about regions it may not see (issue 16 item 6).
+    const own = caller.isAdmin ? undefined : this.regions.all().filter((r) => r.ownerUid === caller.uid);
+    const totals = own ? { count: own.length, bytes: own.reduce((a, r) => a + r.sizeBytes, 0) } : this.regions.totals();
+    const grantCount = own ? own.reduce((a, r) => a + this.grants.forRegion(r.name).length, 0) : this.grants.count();
     const g = this.backend.guarantees;
     return {
       version: VERSION,
@@ -291,8 +296,8 @@ export class Broker {
       limitations: g.limitations,
       regionCount: totals.count,
       regionBytes: totals.bytes,
-      grantCount: this.grants.count(),
-      dataConnections: this.dataPlane.connectionCount(),
+      grantCount,
+      dataConnections: this.dataPlane.connectionCount(caller.isAdmin ? undefined : caller.uid),
       uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
       callerUid: caller.uid,
       callerIsAdmin: caller.isAdmin,

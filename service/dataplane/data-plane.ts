@@ -94,9 +94,11 @@ export class DataPlane implements LeaseNotifier {
     this.server.on('error', (err) => this.deps.log.warn({ err: err.message, code: err.code }, 'data plane accept failed'));
   }
 
-  connectionCount(): number {
-    return this.connections.size;
+  /** Open data connections: all of them, or those of one uid. */
+  connectionCount(uid?: number): number {
+    return uid === undefined ? this.connections.size : (this.perUid.get(uid) ?? 0);
   }
+
 
   close(): void {
     for (const t of this.pendingChecks) clearTimeout(t);
