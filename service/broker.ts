@@ -8,6 +8,7 @@ import { loadShmbrokerGrpc } from '../proto/load';
 import { controlSocketPath, dataSocketPath } from '../proto/wire';
 import type { GetStatusResponse } from '../proto/generated/shmbroker/v1/GetStatusResponse';
 import { AuditTrail, loadOrCreateAuditKey, startAuditRetention } from './audit/audit-trail';
+import { Auditor, brokerActor } from './audit/audited-operation';
 import { auditServiceHandlers } from './rpc/audit-rpc';
 import { quotaServiceHandlers } from './rpc/quota-rpc';
 import type { Backend, BackendKind } from './backends/backend';
@@ -32,7 +33,7 @@ import { RegionManager } from './regions/region-manager';
 import { RegionStore } from './store/region-store';
 import { Revoker } from './leases/revoker';
 import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
-import { inTransaction, openStateDb, type Db } from './store/state-db';
+import { openStateDb, type Db } from './store/state-db';
 import { onWriteFailure } from './write-failures';
 import { lockStateDir, privatizeStateFiles, type StateLock } from './store/state-dir';
 import { StateSpace } from './store/state-space';
@@ -167,16 +168,16 @@ export class Broker {
       return caller;
     };
     const metrics = new BrokerMetrics({ processMetrics: true });
-    const brokerActor = { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
+    const auditor = new Auditor({ db, audit });
 
     // Re-adopt what survived; what did not is marked LOST, never silently recreated.
     const { lost, adopted } = backend.adopt(regions.all());
-    inTransaction(db, () => {
+    auditor.record((append) => {
       for (const name of lost) {
         if (regions.get(name)?.state !== 'LOST') regions.setState(name, 'LOST');
       }
-      audit.append({
-        actor: brokerActor,
+      append({
+        actor: brokerActor(),
         action: 'BrokerStart',
         resource: 'broker',
         result: 'ALLOWED',
@@ -187,7 +188,7 @@ export class Broker {
 
     const revoker = new Revoker({ leases, graceMs: config.revocationGraceMs, log });
     undo.push(() => revoker.close());
-    const core = { db, regions, grants, leases, backend, policy, audit, revoker, log };
+    const core = { db, regions, grants, leases, backend, policy, audit, auditor, revoker, log };
     const watch = new RegionWatch();
     const manager = new RegionManager({
       ...core,
@@ -203,7 +204,7 @@ export class Broker {
       observe: (type, seconds) => metrics.observeDataPlane(type, seconds),
     });
     revoker.setNotifier(dataPlane);
-    const endedLeases = leases.endLeasesOfExitedHolders(brokerActor);
+    const endedLeases = leases.endLeasesOfExitedHolders(brokerActor());
     if (endedLeases > 0) log.info({ leases: endedLeases }, 'ended the leases of processes that exited while the broker was down');
     revoker.setExpiryHandler(async () => {
       await manager.expireGrants();
@@ -246,8 +247,8 @@ export class Broker {
       ...brokerServiceHandlers(manager, (caller) => broker.status(caller)),
       watchRegions: watchRegionsHandler(manager, watch),
     });
-    control.addService(pkg.QuotaService.service, quotaServiceHandlers({ quotas, audit, db }) as never);
-    control.addService(pkg.AuditService.service, auditServiceHandlers({ audit, db }) as never);
+    control.addService(pkg.QuotaService.service, quotaServiceHandlers({ quotas, auditor }));
+    control.addService(pkg.AuditService.service, auditServiceHandlers({ audit, auditor }));
 
     // Both socket paths are checked before either is bound: a refusal (a
     // planted file or symlink) must not leave a listener keeping the process alive.

@@ -1,6 +1,7 @@
 // What the control plane (RegionManager) and the data plane (DataPlane)
 // both work on: the state, the backend, the policy, the audit trail and the
 // revoker. Built once by Broker.start.
+import type { Auditor } from './audit/audited-operation';
 import type { Backend } from './backends/backend';
 import type { GrantStore } from './store/grant-store';
 import type { AuditSink } from './hooks';
@@ -19,6 +20,8 @@ export interface BrokerCore {
   backend: Backend;
   policy: Policy;
   audit: AuditSink;
+  /** Records every operation's outcome (audit/audited-operation.ts). */
+  auditor: Auditor;
   revoker: Revoker;
   log: Logger;
 }

@@ -40,7 +40,8 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import type { Database } from 'better-sqlite3';
-import { BrokerError, Code, InvalidArgumentError } from '../errors';
+import { InvalidArgumentError } from '../errors';
+import { decodePageToken, encodePageToken } from '../store/paging';
 import { DEFAULT_GROUP_COMMIT, syncDatabaseFile, syncDatabaseFileNow, syncTarget, type AuditSyncMode, type GroupCommitOptions } from './group-commit';
 
 export interface AuditActor {
@@ -602,11 +603,10 @@ export class AuditTrail extends EventEmitter {
       where.push('seq > ?');
       params.push(filter.afterSeq);
     }
-    if (filter.pageToken) {
-      const token = decodePageToken(filter.pageToken);
-      if (token.desc !== desc) throw new InvalidArgumentError('INVALID_PAGE_TOKEN', 'page token is for the other sort order');
+    const afterToken = decodePageToken<number>(auditList(desc), filter.pageToken, 'number');
+    if (afterToken !== undefined) {
       where.push(desc ? 'seq < ?' : 'seq > ?');
-      params.push(token.seq);
+      params.push(afterToken);
     }
     const sql = `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
                  ORDER BY seq ${desc ? 'DESC' : 'ASC'} LIMIT ?`;
@@ -614,7 +614,7 @@ export class AuditTrail extends EventEmitter {
     const more = rows.length > limit;
     const events = rows.slice(0, limit).map(rowToEvent);
     const last = events[events.length - 1];
-    return { events, nextPageToken: more && last ? encodePageToken({ seq: last.seq, desc }) : '' };
+    return { events, nextPageToken: more && last ? encodePageToken(auditList(desc), last.seq) : '' };
   }
 
   /** Walks the whole chain; see the header for what it can and cannot detect. */
@@ -827,46 +827,6 @@ export function startAuditRetention(
   return () => clearInterval(timer);
 }
 
-/** How a handler's outcome is recorded: policy refusals are DENIED, anything else that failed is ERROR. */
-export function resultOf(err: unknown): { result: AuditResult; reason: string } {
-  if (err instanceof BrokerError) {
-    const denied = err.code === Code.PERMISSION_DENIED || err.code === Code.RESOURCE_EXHAUSTED || err.code === Code.UNAUTHENTICATED;
-    return { result: denied ? 'DENIED' : 'ERROR', reason: err.reason };
-  }
-  return { result: 'ERROR', reason: 'INTERNAL' };
-}
-
-/**
- * Runs `fn` and records its outcome as one audit event, atomically: on
- * success the change and an ALLOWED event commit together; if `fn` throws,
- * its writes are rolled back (it ran in a savepoint) while the DENIED/ERROR
- * event still commits, and the error is rethrown. `what` may be a function
- * of the result (e.g. to name the created grant). Emits after commit.
- */
-export function auditedTransaction<T>(
-  db: Database,
-  trail: AuditTrail,
-  what: { actor: AuditActor; action: string; resource: string; details?: Record<string, unknown> },
-  fn: () => T,
-  describeResult?: (value: T) => Partial<Pick<AuditEventInput, 'resource' | 'details'>>,
-): T {
-  const outcome = db
-    .transaction((): { ok: true; value: T } | { ok: false; error: unknown } => {
-      try {
-        const value = db.transaction(fn)();
-        trail.append({ ...what, result: 'ALLOWED', ...(describeResult ? describeResult(value) : {}) });
-        return { ok: true, value };
-      } catch (error) {
-        trail.append({ ...what, ...resultOf(error) });
-        return { ok: false, error };
-      }
-    })
-    .immediate();
-  trail.flushCommitted();
-  if (!outcome.ok) throw outcome.error;
-  return outcome.value;
-}
-
 function selfActor(): AuditActor {
   return { pid: process.pid, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
 }
@@ -929,16 +889,7 @@ function normalizeTime(text: string, field: string): string {
   return new Date(t).toISOString();
 }
 
-function encodePageToken(t: { seq: number; desc: boolean }): string {
-  return Buffer.from(JSON.stringify({ s: t.seq, d: t.desc ? 1 : 0 })).toString('base64url');
-}
-
-function decodePageToken(token: string): { seq: number; desc: boolean } {
-  try {
-    const v = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { s: unknown; d: unknown };
-    if (typeof v.s === 'number' && Number.isInteger(v.s) && (v.d === 0 || v.d === 1)) return { seq: v.s, desc: v.d === 1 };
-  } catch {
-    // fall through
-  }
-  throw new InvalidArgumentError('INVALID_PAGE_TOKEN', 'invalid page token');
+/** The list a page token of the audit trail is bound to: one per sort order. */
+function auditList(desc: boolean): string {
+  return `audit events, sort order ${desc ? 'newest' : 'oldest'} first`;
 }

@@ -1,8 +1,26 @@
 // Where region memory lives. The broker talks to one backend, chosen at
 // start (--backend auto|kmod|memfd); both implement this interface, and
 // each states plainly what it can and cannot promise.
+import { InvalidArgumentError } from '../errors';
 import type { GrantMode } from '../store/grant-store';
 import type { RegionRecord } from '../store/region-store';
+
+export const PAGE_BYTES = 4096;
+export const HUGEPAGE_BYTES = 2 * 1024 * 1024;
+
+/**
+ * A region is whole pages: 4 KiB ones, or 2 MiB ones with hugepages. The one
+ * check of it, used by the region manager before allocating and by a backend
+ * that allocates itself (memfd).
+ */
+export function checkAlignment(sizeBytes: number, hugepages: boolean): void {
+  if (sizeBytes % (hugepages ? HUGEPAGE_BYTES : PAGE_BYTES) !== 0) {
+    throw new InvalidArgumentError(
+      'SIZE_NOT_ALIGNED',
+      `size_bytes ${sizeBytes} must be a multiple of ${hugepages ? '2 MiB with hugepages' : '4096 (the page size)'}`,
+    );
+  }
+}
 
 export type BackendKind = 'memfd' | 'kmod';
 

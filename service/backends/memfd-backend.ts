@@ -5,7 +5,7 @@
 // /proc/PID/fd/N for writing. What it cannot do is stated in `guarantees`.
 import * as fs from 'node:fs';
 import * as native from '../../native';
-import type { Backend, BackendGuarantees, CreateOptions, OpenedRegion } from './backend';
+import { checkAlignment, type Backend, type BackendGuarantees, type CreateOptions, type OpenedRegion } from './backend';
 import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '../errors';
 import type { GrantMode } from '../store/grant-store';
 import type { RegionRecord } from '../store/region-store';
@@ -35,7 +35,6 @@ export function memfdIdentity(fd: number): MemfdIdentity {
   };
 }
 
-const HUGEPAGE_BYTES = 2 * 1024 * 1024;
 
 function freeHugepageBytes(): number {
   try {
@@ -74,9 +73,7 @@ export class MemfdBackend implements Backend {
       throw new InvalidArgumentError('NUMA_UNSUPPORTED', 'the memfd backend cannot place a region on a NUMA node; use the kmod backend');
     }
     if (options.hugepages) {
-      if (sizeBytes % HUGEPAGE_BYTES !== 0) {
-        throw new InvalidArgumentError('SIZE_NOT_ALIGNED', `size_bytes ${sizeBytes} must be a multiple of 2 MiB with hugepages`);
-      }
+      checkAlignment(sizeBytes, true);
       const free = freeHugepageBytes();
       if (free < sizeBytes) {
         throw new FailedPreconditionError(

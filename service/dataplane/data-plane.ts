@@ -9,6 +9,7 @@ import { dataReplyCodec, dataRequestCodec, MAX_DATA_PACKET_BYTES } from '../../p
 import type { DataReply } from '../../proto/generated/shmbroker/v1/DataReply';
 import type { DataRequest__Output } from '../../proto/generated/shmbroker/v1/DataRequest';
 import { ACCESS_MODE_RULE, fromAccessMode, toAccessMode } from '../../proto/wire';
+import { Auditor, auditResultOf } from '../audit/audited-operation';
 import type { Caller } from '../identity/caller';
 import { BrokerError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError } from '../errors';
 import type { GrantMode } from '../store/grant-store';
@@ -78,7 +79,13 @@ export class DataPlane implements LeaseNotifier {
       (r, count) => this.writeAudit(r.actor as Caller, r.action, r.resource, 'DENIED', r.reason, count ? { ...r.details, aggregated: true, ...count } : r.details),
       deps.limits.refusalAuditIntervalSeconds * 1000,
     );
+    // The one audited-operation helper, without a transaction of its own:
+    // audit events are chained in memory and group-committed behind, so
+    // recording one puts no SQLite write on the reply path.
+    this.auditor = new Auditor({ db: deps.db, audit: deps.audit, transaction: (fn) => fn() });
   }
+
+  private readonly auditor: Auditor;
 
   listen(path: string): void {
     // Any local uid may connect (who it is decides what it gets): the socket
@@ -219,7 +226,7 @@ export class DataPlane implements LeaseNotifier {
   private writeAudit(caller: Caller, action: string, resource: string, result: 'ALLOWED' | 'DENIED' | 'ERROR', reason?: string, details?: Record<string, unknown>): void {
     try {
       // Chained in memory now, written in the next group commit: nothing on the reply path.
-      this.deps.audit.append({ actor: caller, action, resource, result, ...(reason ? { reason } : {}), ...(details ? { details } : {}) });
+      this.auditor.record((append) => append({ actor: caller, action, resource, result, ...(reason ? { reason } : {}), ...(details ? { details } : {}) }));
     } catch (err) {
       reportWriteFailure('audit', err);
       // One log line per interval, not per refusal: a full disk must not also flood the log.
@@ -350,7 +357,7 @@ export class DataPlane implements LeaseNotifier {
     const name = validateRegionId(regionId, 'region');
     const resource = regionName(name);
     const refuse = (err: BrokerError): never => {
-      this.audit(caller, 'Acquire', resource, 'DENIED', err.reason, { mode });
+      this.audit(caller, 'Acquire', resource, auditResultOf(err).result, err.reason, { mode });
       throw err;
     };
     if (!mode) refuse(new InvalidArgumentError('INVALID_MODE', `mode must be ${ACCESS_MODE_RULE}`));

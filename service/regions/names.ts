@@ -1,7 +1,7 @@
 // Resource names (AIP-122): "regions/{region}" and
 // "regions/{region}/grants/{grant}", with the region id rule the clients
 // check too (proto/wire/region-name.ts).
-import { REGION_ID_PATTERN, REGION_ID_RULE } from '../../proto/wire';
+import { ACCESS_MODE_RULE, fromAccessMode, REGION_ID_PATTERN, REGION_ID_RULE, type GrantMode } from '../../proto/wire';
 import { InvalidArgumentError } from '../errors';
 
 export { REGION_ID_PATTERN };
@@ -51,4 +51,11 @@ export function parseGrantName(name: unknown, field = 'name'): { region?: string
   }
   if (m[1] === undefined || m[1] === '-') return { id };
   return { region: validateRegionId(m[1], field), id };
+}
+
+/** The mode a request's AccessMode asks for; INVALID_MODE for UNSPECIFIED or anything unknown. */
+export function requireAccessMode(mode: unknown, field = 'mode'): GrantMode {
+  const m = fromAccessMode(mode);
+  if (!m) throw new InvalidArgumentError('INVALID_MODE', `${field} must be ${ACCESS_MODE_RULE}`);
+  return m;
 }

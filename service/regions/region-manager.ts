@@ -1,13 +1,12 @@
 // The control-plane operations on regions and grants, shared by the gRPC
 // handlers and the expiry timer. Each change commits in one transaction with
-// its quota charge and its audit event; a refusal is audited too. Revoking
+// its quota charge and its audit event, and a refusal is audited too, both
+// through the one audited-operation helper (deps.auditor). Revoking
 // what clients have mapped happens after the commit, through the Revoker.
-import { ACCESS_MODE_RULE } from '../../proto/wire';
 import type { Caller } from '../identity/caller';
 import { callerGids } from '../identity/caller';
 import {
   AlreadyExistsError,
-  BrokerError,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
@@ -16,16 +15,15 @@ import {
 import type { GranteeKind, GrantMode, GrantRecord } from '../store/grant-store';
 import type { QuotaCharger } from '../hooks';
 import { grantName, regionName } from './names';
-import { decodePageToken, encodePageToken, pageSize } from '../rpc/page-token';
+import { decodePageToken, encodePageToken, pageSize } from '../store/paging';
 import { callerPrincipals, granteeMatches } from './policy';
 import { parseSubject } from '../identity/pods/principals';
 import type { RegionRecord } from '../store/region-store';
-import { inTransaction } from '../store/state-db';
+import { brokerActor } from '../audit/audited-operation';
+import { checkAlignment } from '../backends/backend';
 import type { BrokerCore } from '../core';
 import type { RegionChange, RegionWatch } from './region-watch';
 
-export const PAGE_BYTES = 4096;
-export const HUGEPAGE_BYTES = 2 * 1024 * 1024;
 
 export interface RegionLimits {
   minBytes: number;
@@ -105,25 +103,6 @@ export class RegionManager {
     return this.deps.now?.() ?? Date.now();
   }
 
-  /** Audits a refusal in its own transaction, then throws it. */
-  private deny(caller: Caller, action: string, resource: string, err: BrokerError): never {
-    err.resource ??= resource; // the client's ErrorInfo names what the audit row names
-    inTransaction(this.deps.db, () => {
-      this.deps.audit.append({ actor: caller, action, resource, result: 'DENIED', reason: err.reason, details: { message: err.message } });
-    });
-    throw err;
-  }
-
-  /** Runs fn; a BrokerError it throws is audited as a refusal of action on resource. */
-  private audited<T>(caller: Caller, action: string, resource: string, fn: () => T): T {
-    try {
-      return fn();
-    } catch (err) {
-      if (err instanceof BrokerError) this.deny(caller, action, resource, err);
-      throw err;
-    }
-  }
-
   private requireRegion(name: string): RegionRecord {
     const r = this.deps.regions.get(name);
     if (!r) throw new NotFoundError('REGION_NOT_FOUND', `region ${regionName(name)} does not exist`);
@@ -135,13 +114,7 @@ export class RegionManager {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
       throw new InvalidArgumentError('INVALID_SIZE', `size_bytes must be a positive number of bytes, got ${sizeBytes}`);
     }
-    const unit = hugepages ? HUGEPAGE_BYTES : PAGE_BYTES;
-    if (sizeBytes % unit !== 0) {
-      throw new InvalidArgumentError(
-        'SIZE_NOT_ALIGNED',
-        `size_bytes ${sizeBytes} must be a multiple of ${hugepages ? '2 MiB with hugepages' : '4096 (the page size)'}`,
-      );
-    }
+    checkAlignment(sizeBytes, hugepages);
     if (sizeBytes < minBytes || sizeBytes > maxBytes) {
       throw new InvalidArgumentError('SIZE_OUT_OF_RANGE', `size_bytes ${sizeBytes} is outside the allowed range ${minBytes}..${maxBytes}`);
     }
@@ -149,7 +122,7 @@ export class RegionManager {
 
   createRegion(caller: Caller, input: CreateRegionInput): RegionRecord {
     const resource = regionName(input.id);
-    return this.audited(caller, 'CreateRegion', resource, () => {
+    return this.deps.auditor.guard({ actor: caller, action: 'CreateRegion', resource }, () => {
       if (!this.deps.policy.mayCreate(caller)) {
         throw new PermissionDeniedError('CREATE_NOT_ALLOWED', `uid ${caller.uid} may not create regions on this broker`);
       }
@@ -179,13 +152,13 @@ export class RegionManager {
         backendRef: ref,
       };
       try {
-        inTransaction(this.deps.db, () => {
+        this.deps.auditor.record((append) => {
           if (this.deps.regions.get(input.id)) {
             throw new AlreadyExistsError('REGION_EXISTS', `region ${resource} already exists`);
           }
           this.deps.quotas.chargeRegion(input.id, { uid: caller.uid, gids: callerGids(caller), admin: caller.isAdmin }, input.sizeBytes);
           this.deps.regions.insert(record);
-          this.deps.audit.append({
+          append({
             actor: caller,
             action: 'CreateRegion',
             resource,
@@ -205,7 +178,7 @@ export class RegionManager {
 
   getRegion(caller: Caller, id: string): RegionRecord {
     const resource = regionName(id);
-    return this.audited(caller, 'GetRegion', resource, () => {
+    return this.deps.auditor.guard({ actor: caller, action: 'GetRegion', resource }, () => {
       const r = this.deps.regions.get(id);
       // Not visible and not existing look the same to a caller without access.
       if (!r || !this.deps.policy.mayView(caller, r, this.deps.grants.forRegion(id), this.now())) {
@@ -237,17 +210,17 @@ export class RegionManager {
 
   async deleteRegion(caller: Caller, id: string): Promise<RevocationOutcome> {
     const resource = regionName(id);
-    const { region, leases, grants } = this.audited(caller, 'DeleteRegion', resource, () => {
+    const { region, leases, grants } = this.deps.auditor.guard({ actor: caller, action: 'DeleteRegion', resource }, () => {
       const r = this.requireRegion(id);
       if (!this.deps.policy.mayManage(caller, r)) {
         throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${resource} and is not an admin`);
       }
-      return inTransaction(this.deps.db, () => {
+      return this.deps.auditor.record((append) => {
         const leases = this.deps.leases.forRegion(id);
         const grants = this.deps.grants.forRegion(id);
         this.deps.quotas.refundRegion(id);
         this.deps.regions.remove(id);
-        this.deps.audit.append({ actor: caller, action: 'DeleteRegion', resource, result: 'ALLOWED', details: { leases: leases.length } });
+        append({ actor: caller, action: 'DeleteRegion', resource, result: 'ALLOWED', details: { leases: leases.length } });
         return { region: r, leases, grants };
       });
     });
@@ -262,7 +235,7 @@ export class RegionManager {
 
   createGrant(caller: Caller, input: CreateGrantInput): GrantRecord {
     const resource = regionName(input.region);
-    const created = this.audited(caller, 'CreateGrant', resource, () => {
+    const created = this.deps.auditor.guard({ actor: caller, action: 'CreateGrant', resource }, () => {
       const r = this.requireRegion(input.region);
       if (!this.deps.policy.mayManage(caller, r)) {
         throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${resource} and is not an admin`);
@@ -272,14 +245,11 @@ export class RegionManager {
       if (name === null && (!Number.isInteger(id) || id < 0 || id > 0xfffffffe)) {
         throw new InvalidArgumentError('INVALID_GRANTEE', `grantee ${kind} must be a number 0..4294967294, got ${id}`);
       }
-      if (input.mode !== 'ro' && input.mode !== 'rw') {
-        throw new InvalidArgumentError('INVALID_MODE', `mode must be ${ACCESS_MODE_RULE}`);
-      }
       if (!Number.isSafeInteger(input.ttlMs) || input.ttlMs < 0 || input.ttlMs > 10 * 365 * 86400_000) {
         throw new InvalidArgumentError('INVALID_TTL', `ttl must be between 0 and 10 years, got ${input.ttlMs} ms`);
       }
       const now = this.now();
-      return inTransaction(this.deps.db, () => {
+      return this.deps.auditor.record((append) => {
         const count = this.deps.grants.countForRegion(input.region);
         if (count >= this.deps.limits.maxGrantsPerRegion) {
           throw new FailedPreconditionError('TOO_MANY_GRANTS', `${resource} already has ${count} grants (the most allowed is ${this.deps.limits.maxGrantsPerRegion})`);
@@ -296,7 +266,7 @@ export class RegionManager {
           creatorUid: caller.uid,
           allowNotify: input.allowNotify === true,
         });
-        this.deps.audit.append({
+        append({
           actor: caller,
           action: 'CreateGrant',
           resource: grantName(input.region, g.id),
@@ -316,10 +286,12 @@ export class RegionManager {
     const list = `grants:${region ?? '-'}`;
     let after = decodePageToken<number>(list, token, 'number') ?? 0;
     if (region !== undefined) {
-      const r = this.audited(caller, 'ListGrants', regionName(region), () => this.requireRegion(region));
-      if (!this.deps.policy.mayView(caller, r, this.deps.grants.forRegion(region), this.now())) {
-        this.deny(caller, 'ListGrants', regionName(region), new NotFoundError('REGION_NOT_FOUND', `region ${regionName(region)} does not exist or is not visible to uid ${caller.uid}`));
-      }
+      this.deps.auditor.guard({ actor: caller, action: 'ListGrants', resource: regionName(region) }, () => {
+        const r = this.requireRegion(region);
+        if (!this.deps.policy.mayView(caller, r, this.deps.grants.forRegion(region), this.now())) {
+          throw new NotFoundError('REGION_NOT_FOUND', `region ${regionName(region)} does not exist or is not visible to uid ${caller.uid}`);
+        }
+      });
     }
     const out: GrantRecord[] = [];
     const owners = new Map<string, number | undefined>();
@@ -346,7 +318,7 @@ export class RegionManager {
   /** One grant, for admins, the region's owner and the grantee; NOT_FOUND for anyone else, as for a missing one. */
   getGrant(caller: Caller, ref: { region?: string; id: number }): GrantRecord {
     const resource = ref.region ? grantName(ref.region, ref.id) : `grants/${ref.id}`;
-    return this.audited(caller, 'GetGrant', resource, () => {
+    return this.deps.auditor.guard({ actor: caller, action: 'GetGrant', resource }, () => {
       const g = this.deps.grants.get(ref.id);
       const r = g && (ref.region === undefined || ref.region === g.region) ? this.deps.regions.get(g.region) : undefined;
       if (!g || !r || !(caller.isAdmin || r.ownerUid === caller.uid || granteeMatches(g, callerPrincipals(caller)))) {
@@ -358,7 +330,7 @@ export class RegionManager {
 
   async revokeGrant(caller: Caller, ref: { region?: string; id: number }): Promise<{ grant: GrantRecord; outcome: RevocationOutcome }> {
     const resource = ref.region ? grantName(ref.region, ref.id) : `grants/${ref.id}`;
-    const { grant, leases, change } = this.audited(caller, 'RevokeGrant', resource, () => {
+    const { grant, leases, change } = this.deps.auditor.guard({ actor: caller, action: 'RevokeGrant', resource }, () => {
       const g = this.deps.grants.get(ref.id);
       if (!g || (ref.region !== undefined && ref.region !== g.region)) {
         throw new NotFoundError('GRANT_NOT_FOUND', `grant ${resource} does not exist`);
@@ -367,11 +339,11 @@ export class RegionManager {
       if (!this.deps.policy.mayManage(caller, r)) {
         throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${regionName(g.region)} and is not an admin`);
       }
-      return inTransaction(this.deps.db, () => {
+      return this.deps.auditor.record((append) => {
         const leases = this.deps.leases.forGrant(g.id);
         const grants = this.deps.grants.forRegion(g.region);
         this.deps.grants.remove(g.id);
-        this.deps.audit.append({ actor: caller, action: 'RevokeGrant', resource: grantName(g.region, g.id), result: 'ALLOWED', details: { leases: leases.length } });
+        append({ actor: caller, action: 'RevokeGrant', resource: grantName(g.region, g.id), result: 'ALLOWED', details: { leases: leases.length } });
         return { grant: g, leases, change: { type: 'DELETED', region: r, grant: g, grants } as RegionChange };
       });
     });
@@ -390,14 +362,14 @@ export class RegionManager {
   async expireGrants(): Promise<void> {
     const now = this.now();
     const changes: RegionChange[] = [];
-    const expired = inTransaction(this.deps.db, () => {
+    const expired = this.deps.auditor.record((append) => {
       const gone = this.deps.grants.expiredAt(now).map((g) => ({ grant: g, leases: this.deps.leases.forGrant(g.id) }));
       for (const { grant, leases } of gone) {
         const region = this.deps.regions.get(grant.region);
         if (region) changes.push({ type: 'DELETED', region, grant, grants: this.deps.grants.forRegion(grant.region) });
         this.deps.grants.remove(grant.id);
-        this.deps.audit.append({
-          actor: { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 },
+        append({
+          actor: brokerActor(),
           action: 'ExpireGrant',
           resource: grantName(grant.region, grant.id),
           result: 'ALLOWED',

@@ -7,7 +7,8 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PROTO_DIR, PROTO_OPTIONS } from '../../proto/load';
 import { auditServiceHandlers } from './audit-rpc';
-import { AuditTrail, auditedTransaction } from '../audit/audit-trail';
+import { AuditTrail } from '../audit/audit-trail';
+import { Auditor } from '../audit/audited-operation';
 import { BrokerError, ResourceExhaustedError } from '../errors';
 import type { RpcCaller } from './quota-rpc';
 
@@ -54,7 +55,7 @@ beforeEach(() => {
   const a = { pid: alice.pid, uid: alice.uid, gid: alice.gid };
   for (const [region, reason] of [['a', ''], ['b', ''], ['c', 'QUOTA_BYTES'], ['d', 'QUOTA_REGIONS']] as const) {
     try {
-      auditedTransaction(db, audit, { actor: a, action: 'CreateRegion', resource: `regions/${region}`, details: { sizeBytes: 4096 } }, () => {
+      new Auditor({ db, audit }).run({ actor: a, action: 'CreateRegion', resource: `regions/${region}`, details: { sizeBytes: 4096 } }, () => {
         if (reason) throw new ResourceExhaustedError(reason, 'over quota');
       });
     } catch {

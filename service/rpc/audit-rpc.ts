@@ -13,14 +13,18 @@
 // With `record` on (the default when `audit` is given), List and Verify are
 // themselves audit events ("ListAuditEvents", resource "audit"), as is the
 // start of each Watch; denials are recorded too.
-import { auditedTransaction, type AuditEvent, type AuditFilter, type AuditTrail } from '../audit/audit-trail';
+import type { AuditEvent, AuditFilter, AuditTrail } from '../audit/audit-trail';
+import { Auditor } from '../audit/audited-operation';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors';
+import { pageSize } from '../store/paging';
 import type { RpcCaller } from './quota-rpc';
 import type { Database } from 'better-sqlite3';
 
 export interface AuditRpcDeps {
   audit: AuditTrail;
-  /** The database the trail lives in (for recording the calls themselves). */
+  /** Records the calls themselves (the broker passes its own). */
+  auditor?: Auditor;
+  /** Or: the database the trail lives in, to build one from. */
   db?: Database;
   /** Defaults to caller.isAdmin. */
   isAdmin?: (caller: RpcCaller) => boolean;
@@ -122,12 +126,12 @@ function matches(ev: AuditEvent, f: AuditFilter): boolean {
 export function auditServiceHandlers(deps: AuditRpcDeps) {
   const { audit } = deps;
   const isAdmin = (c: RpcCaller) => (deps.isAdmin ? deps.isAdmin(c) : c.isAdmin);
-  const record = deps.record ?? deps.db !== undefined;
+  const auditor = deps.auditor ?? (deps.db ? new Auditor({ db: deps.db, audit }) : undefined);
+  const record = deps.record ?? auditor !== undefined;
 
   function audited<T>(caller: RpcCaller, action: string, fn: () => T, details?: Record<string, unknown>): T {
-    if (!record || !deps.db) return fn();
-    const actor = { pid: caller.pid, uid: caller.uid, gid: caller.gid, ...(caller.pod ? { pod: caller.pod } : {}) };
-    return auditedTransaction(deps.db, audit, { actor, action, resource: 'audit', ...(details ? { details } : {}) }, fn);
+    if (!record || !auditor) return fn();
+    return auditor.run({ actor: caller, action, resource: 'audit', ...(details ? { details } : {}) }, fn);
   }
 
   return {
@@ -136,7 +140,7 @@ export function auditServiceHandlers(deps: AuditRpcDeps) {
         const filter = filterFor(caller, isAdmin(caller), request.filter);
         const page = audit.list({
           ...filter,
-          limit: request.pageSize || 100,
+          limit: pageSize(request.pageSize),
           ...(request.pageToken ? { pageToken: request.pageToken } : {}),
           ...(request.newestFirst ? { newestFirst: true } : {}),
         });

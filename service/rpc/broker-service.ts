@@ -8,12 +8,12 @@ import type { CreateGrantRequest__Output } from '../../proto/generated/shmbroker
 import type { ListGrantsRequest__Output } from '../../proto/generated/shmbroker/v1/ListGrantsRequest';
 import type { ListRegionsRequest__Output } from '../../proto/generated/shmbroker/v1/ListRegionsRequest';
 import type { GetStatusResponse } from '../../proto/generated/shmbroker/v1/GetStatusResponse';
-import { ACCESS_MODE_RULE, fromAccessMode, toAccessMode } from '../../proto/wire';
+import { toAccessMode } from '../../proto/wire';
 import type { Caller } from '../identity/caller';
 import { TRAILERS, type UnaryHandler } from './control-server';
 import { InvalidArgumentError } from '../errors';
 import type { GrantRecord } from '../store/grant-store';
-import { grantName, parseGrantName, parseRegionName, regionName, validateRegionId } from '../regions/names';
+import { grantName, parseGrantName, parseRegionName, regionName, requireAccessMode, validateRegionId } from '../regions/names';
 import type { RegionManager, RevocationOutcome } from '../regions/region-manager';
 import type { RegionRecord } from '../store/region-store';
 
@@ -89,8 +89,7 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       if (!g || !g.grantee) {
         throw new InvalidArgumentError('INVALID_GRANTEE', 'grant must name a uid, a gid, a kubernetes_namespace or a kubernetes_service_account');
       }
-      const mode = fromAccessMode(g.mode);
-      if (!mode) throw new InvalidArgumentError('INVALID_MODE', `grant.mode must be ${ACCESS_MODE_RULE}`);
+      const mode = requireAccessMode(g.mode, 'grant.mode');
       // AIP-214: a TTL or an expiry time, or neither (0: no expiry).
       let ttlMs = 0;
       if (g.ttl) {

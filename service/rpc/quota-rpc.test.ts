@@ -105,7 +105,11 @@ describe('QuotaService handlers', () => {
     } while (pageToken);
     expect(names).toEqual(['quotas/uid:2000', 'quotas/uid:2001', 'quotas/uid:2002', 'quotas/uid:2003', 'quotas/uid:2004', 'quotas/gid:50']);
     expect(call(h, 'ListQuotas', alice, {}).quotas.map((q: { name: string }) => q.name)).toEqual(['quotas/uid:1001', 'quotas/gid:50', 'quotas/gid:1001']);
-    expect(reasonOf(() => call(h, 'ListQuotas', admin, { pageSize: 5000 }))).toBe('INVALID_PAGE_SIZE');
+    // AIP-158, as every List: a negative size is refused, one above the maximum is coerced to it.
+    expect(reasonOf(() => call(h, 'ListQuotas', admin, { pageSize: -1 }))).toBe('INVALID_PAGE_SIZE');
+    expect(call(h, 'ListQuotas', admin, { pageSize: 5000 }).quotas).toHaveLength(6);
+    // A token of another list is refused too.
+    expect(reasonOf(() => call(h, 'ListQuotas', admin, { pageToken: Buffer.from('{"l":"regions","a":"x"}').toString('base64url') }))).toBe('INVALID_PAGE_TOKEN');
     expect(reasonOf(() => call(h, 'ListQuotas', admin, { pageToken: 'zz' }))).toBe('INVALID_PAGE_TOKEN');
   });
 

@@ -14,9 +14,11 @@
 // recorded as DENIED. Without them the handlers audit nothing and the caller
 // is expected to.
 import type { Database } from 'better-sqlite3';
-import { auditedTransaction, type AuditTrail } from '../audit/audit-trail';
+import type { AuditTrail } from '../audit/audit-trail';
+import { Auditor } from '../audit/audited-operation';
 import type { Caller } from '../identity/caller';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors';
+import { decodePageToken, encodePageToken, pageSize } from '../store/paging';
 import { parseSubjectName, subjectName, type QuotaInfo, type QuotaLimits, type QuotaStore, type Subject } from '../store/quota-store';
 
 /** The caller as the control server hands it to every handler. */
@@ -35,8 +37,10 @@ export interface QuotaRpcDeps {
   quotas: QuotaStore;
   /** Defaults to caller.isAdmin. */
   isAdmin?: (caller: RpcCaller) => boolean;
+  /** Records every call (the broker passes its own). */
+  auditor?: Auditor;
+  /** Or: the trail (and its database, default the quota store's) to build one from. */
   audit?: AuditTrail;
-  /** Needed with `audit`; defaults to the quota store's database. */
   db?: Database;
 }
 
@@ -66,15 +70,14 @@ function present(obj: Record<string, unknown>, field: string): boolean {
 }
 
 export function quotaServiceHandlers(deps: QuotaRpcDeps) {
-  const { quotas, audit } = deps;
-  const db = deps.db ?? quotas.database;
+  const { quotas } = deps;
+  const auditor = deps.auditor ?? (deps.audit ? new Auditor({ db: deps.db ?? quotas.database, audit: deps.audit }) : undefined);
   const isAdmin = (c: RpcCaller) => (deps.isAdmin ? deps.isAdmin(c) : c.isAdmin);
 
-  /** Runs fn as one audited unit when auditing is on. */
+  /** Runs fn as one audited operation when auditing is on. */
   function audited<T>(caller: RpcCaller, action: string, resource: string, fn: () => T, details?: Record<string, unknown>): T {
-    if (!audit) return fn();
-    const actor = { pid: caller.pid, uid: caller.uid, gid: caller.gid, ...(caller.pod ? { pod: caller.pod } : {}) };
-    return auditedTransaction(db, audit, { actor, action, resource, ...(details ? { details } : {}) }, fn);
+    if (!auditor) return fn();
+    return auditor.run({ actor: caller, action, resource, ...(details ? { details } : {}) }, fn);
   }
 
   function nameOf(request: { name?: string; quota?: { name?: string } | null }): string {
@@ -133,10 +136,7 @@ export function quotaServiceHandlers(deps: QuotaRpcDeps) {
 
     ListQuotas(caller: RpcCaller, request: { pageSize: number; pageToken: string }) {
       return audited(caller, 'ListQuotas', 'quotas', () => {
-        const size = request.pageSize || 100;
-        if (!Number.isInteger(size) || size < 1 || size > 1000) {
-          throw new InvalidArgumentError('INVALID_PAGE_SIZE', `page_size must be 1..1000, got ${request.pageSize}`);
-        }
+        const size = pageSize(request.pageSize);
         let all = quotas.list();
         if (!isAdmin(caller)) {
           // Their own uid and gids, listed even when they hold nothing, so a user always sees their limits.
@@ -145,10 +145,10 @@ export function quotaServiceHandlers(deps: QuotaRpcDeps) {
         }
         const names = all.map((q) => subjectName(q.subject));
         let start = 0;
-        if (request.pageToken) {
-          const after = Buffer.from(request.pageToken, 'base64url').toString('utf8');
+        const after = decodePageToken<string>('quotas', request.pageToken, 'string');
+        if (after !== undefined) {
           const i = names.indexOf(after);
-          if (!after.startsWith('quotas/') || i < 0) {
+          if (i < 0) {
             // The subject may have gone since (no usage, quota cleared): restart after its position in order.
             const next = all.findIndex((q) => compareSubjects(q.subject, safeSubject(after)) > 0);
             start = next < 0 ? all.length : next;
@@ -158,7 +158,7 @@ export function quotaServiceHandlers(deps: QuotaRpcDeps) {
         const more = start + size < all.length;
         return {
           quotas: page.map(toQuotaJson),
-          nextPageToken: more ? Buffer.from(subjectName(page[page.length - 1]!.subject)).toString('base64url') : '',
+          nextPageToken: more ? encodePageToken('quotas', subjectName(page[page.length - 1]!.subject)) : '',
         };
       });
     },

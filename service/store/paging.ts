@@ -1,5 +1,8 @@
-// Opaque page tokens (AIP-158): base64url of the last key returned, bound to
-// the list it came from so a token cannot be replayed against another list.
+// AIP-158 paging, the one module every List method uses: page_size 0 means
+// the default, above the maximum is coerced to the maximum, negative is
+// INVALID_PAGE_SIZE; page tokens are opaque base64url of the last key
+// returned, bound to the list (and order) they came from, so a token cannot
+// be replayed against another list.
 import { InvalidArgumentError } from '../errors';
 
 export const DEFAULT_PAGE_SIZE = 100;
@@ -28,7 +31,8 @@ export function decodePageToken<T extends string | number>(list: string, token: 
   }
   const p = parsed as { l?: unknown; a?: unknown } | undefined;
   if (!p || p.l !== list || typeof p.a !== kind) {
-    throw new InvalidArgumentError('INVALID_PAGE_TOKEN', 'page_token is not a token this list returned');
+    const why = p && typeof p.l === 'string' && p.l !== list ? `it pages ${p.l.slice(0, 80)}` : 'a page token is only good for the list that returned it';
+    throw new InvalidArgumentError('INVALID_PAGE_TOKEN', `page_token is not a token this list returned (${why})`);
   }
   return p.a as T;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodePageToken, encodePageToken, pageSize } from './page-token';
+import { decodePageToken, encodePageToken, pageSize } from './paging';
 
 describe('page tokens', () => {
   it('round-trips and is bound to its list', () => {

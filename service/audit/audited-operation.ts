@@ -1,0 +1,162 @@
+// The one audited-operation helper: every RPC and every data-plane request
+// records its outcome through an Auditor, so there is one result vocabulary
+// and one place that writes the audit row. (The metrics follow the committed
+// rows: BrokerMetrics.followAudit, so they can never disagree with the trail.)
+//
+// The result of an outcome is decided by one rule, auditResultOf:
+// - ALLOWED: the operation did what was asked;
+// - DENIED: the broker refused the caller's request: a policy refusal, a limit,
+//   or a request it cannot carry out (invalid, not found, wrong state);
+// - ERROR: the broker itself failed (INTERNAL, UNAVAILABLE, storage full...).
+//
+// The audit trail's storage (chain, commit) is audit-trail.ts's business; this
+// file only decides what an event says and when it is written.
+import type { Database } from 'better-sqlite3';
+import { BrokerError, Code } from '../errors';
+import type { AuditSink } from '../hooks';
+
+export type AuditResult = 'ALLOWED' | 'DENIED' | 'ERROR';
+
+/** Who did it, as the trail records it (a Caller has more: it is narrowed here). */
+export interface AuditActor {
+  pid: number;
+  uid: number;
+  gid: number;
+  pod?: { namespace: string; name: string; serviceAccount: string } | undefined;
+}
+
+/** What an operation is, before its outcome is known. */
+export interface AuditedWhat {
+  actor: AuditActor;
+  action: string;
+  resource: string;
+  details?: Record<string, unknown>;
+}
+
+/** Codes that mean "the broker failed", not "the broker said no". */
+const BROKER_FAILURES = new Set<number>([Code.UNKNOWN, Code.INTERNAL, Code.UNAVAILABLE, Code.DATA_LOSS, Code.DEADLINE_EXCEEDED]);
+/** Reasons that mean the broker failed although their code could be a refusal. */
+const FAILURE_REASONS = new Set<string>(['STATE_STORAGE_FULL']);
+
+/** The one rule for how a failed operation is recorded. */
+export function auditResultOf(err: unknown): { result: 'DENIED' | 'ERROR'; reason: string } {
+  if (err instanceof BrokerError) {
+    const failed = BROKER_FAILURES.has(err.code) || FAILURE_REASONS.has(err.reason);
+    return { result: failed ? 'ERROR' : 'DENIED', reason: err.reason };
+  }
+  return { result: 'ERROR', reason: 'INTERNAL' };
+}
+
+/** The actor fields of a caller (pid, uid, gid and its pod, nothing else). */
+export function actorOf(c: AuditActor): AuditActor {
+  return { pid: c.pid, uid: c.uid, gid: c.gid, ...(c.pod ? { pod: { namespace: c.pod.namespace, name: c.pod.name, serviceAccount: c.pod.serviceAccount } } : {}) };
+}
+
+/** The broker process itself, as an actor (start, expiry, retention). */
+export function brokerActor(): AuditActor {
+  return { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
+}
+
+export interface AuditorDeps {
+  db: Database;
+  audit: AuditSink & { flushCommitted?(): void };
+  /**
+   * Runs fn in a write transaction. Default: an IMMEDIATE transaction (the
+   * write lock up front). The data plane passes its own (a lighter commit).
+   */
+  transaction?: <T>(fn: () => T) => T;
+}
+
+export class Auditor {
+  private readonly txn: <T>(fn: () => T) => T;
+  private readonly savepoint: <T>(fn: () => T) => T;
+
+  constructor(private readonly deps: AuditorDeps) {
+    const { db } = deps;
+    this.txn = deps.transaction ?? (<T>(fn: () => T): T => db.transaction(fn).immediate());
+    // Nested in txn, a better-sqlite3 transaction is a savepoint: rolled back alone.
+    this.savepoint = <T>(fn: () => T): T => db.transaction(fn)();
+  }
+
+  /**
+   * Runs `fn` and records its outcome as one event, atomically: on success
+   * fn's writes and an ALLOWED event commit together; if fn throws, its
+   * writes roll back (it ran in a savepoint) while the DENIED/ERROR event
+   * commits, and the error is rethrown carrying the audited resource.
+   * `describe` may refine the ALLOWED event from the result (e.g. the name
+   * of the created grant). fn must be synchronous: a transaction cannot span
+   * an await. Work that must wait (revocation) goes after run returns.
+   */
+  run<T>(what: AuditedWhat, fn: () => T, describe?: (value: T) => { resource?: string; details?: Record<string, unknown> }): T {
+    const actor = actorOf(what.actor);
+    const outcome = this.txn((): { ok: true; value: T } | { ok: false; error: unknown } => {
+      try {
+        const value = this.savepoint(fn);
+        const more = describe?.(value) ?? {};
+        this.deps.audit.append({
+          actor,
+          action: what.action,
+          resource: more.resource ?? what.resource,
+          result: 'ALLOWED',
+          ...(more.details ?? what.details ? { details: more.details ?? what.details } : {}),
+        });
+        return { ok: true, value };
+      } catch (error) {
+        this.appendFailure(actor, what, error);
+        return { ok: false, error };
+      }
+    });
+    this.deps.audit.flushCommitted?.();
+    if (!outcome.ok) throw outcome.error;
+    return outcome.value;
+  }
+
+  /**
+   * For reads: runs `fn` outside any transaction and records only its
+   * failure (reads that succeed are not audit events: they change nothing).
+   */
+  guard<T>(what: AuditedWhat, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      this.record(() => this.appendFailure(actorOf(what.actor), what, err));
+      throw err;
+    }
+  }
+
+  /** Records a refusal decided outside run (in its own transaction) and throws it. */
+  refuse(what: AuditedWhat, err: BrokerError): never {
+    this.record(() => this.appendFailure(actorOf(what.actor), what, err));
+    throw err;
+  }
+
+  /**
+   * Records events that are not one operation's outcome (a notice sent, a
+   * connection refused, a lease ended, broker start) in one transaction,
+   * together with whatever state change `fn` makes. `append` writes within it.
+   */
+  record<T>(fn: (append: (event: { actor: AuditActor; action: string; resource: string; result: AuditResult; reason?: string; details?: Record<string, unknown> }) => void) => T): T {
+    const value = this.txn(() =>
+      fn((e) => this.deps.audit.append({ ...e, actor: actorOf(e.actor), ...(e.reason ? { reason: e.reason } : {}) })),
+    );
+    this.deps.audit.flushCommitted?.();
+    return value;
+  }
+
+  private appendFailure(actor: AuditActor, what: AuditedWhat, error: unknown): void {
+    const { result, reason } = auditResultOf(error);
+    // The client's ErrorInfo names the resource the row names (a resource
+    // name, "regions/x" or "quotas/uid:1"; not a pseudo-resource like "audit").
+    if (error instanceof BrokerError && what.resource.includes('/')) error.resource ??= what.resource;
+    this.deps.audit.append({
+      actor,
+      action: what.action,
+      resource: what.resource,
+      result,
+      reason,
+      // The operation's own details when it has them (the request as asked),
+      // else the refusal's message: a row says what was refused and why.
+      ...(what.details ? { details: what.details } : error instanceof BrokerError ? { details: { message: error.message } } : {}),
+    });
+  }
+}
