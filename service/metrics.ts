@@ -26,7 +26,7 @@ export interface RegionStat {
   bytes: number;
 }
 
-// Seconds. The acquire path's floor is ~50 µs (DESIGN.md), so start low.
+// Seconds. The acquire path's floor is ~50 µs (clients/c/README.md: the C floor), so start low.
 const DATA_PLANE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
 

@@ -1,4 +1,4 @@
-// bin/shmbroker: `serve` and every admin command (DESIGN.md, Contract:
+// bin/shmbroker: `serve` and every admin command (docs/ARCHITECTURE.md,
 // command line). Errors go to stderr as one line with the broker's reason,
 // and the exit code is non-zero (the table is in exit-codes.ts and README.md).
 import { Command, CommanderError, Option } from 'commander';

@@ -16,7 +16,7 @@ import { DATA_SOCKET, isValidRegionId, parseGrantMode, REGION_ID_PATTERN, toAcce
 import { resolveRuntimeDir } from './runtime-dir';
 
 export interface ConnectOptions {
-  /** Broker runtime directory; default per DESIGN.md discovery rules. */
+  /** Broker runtime directory; default per docs/ARCHITECTURE.md, "Command line and discovery". */
   runtimeDir?: string;
   /** Reconnect after the broker goes away (default true). */
   reconnect?: boolean;

@@ -1,4 +1,4 @@
-// Where a client finds the broker (DESIGN.md, Contract: command line):
+// Where a client finds the broker (docs/ARCHITECTURE.md, "Command line and discovery"):
 // --runtime-dir, else SHMBROKER_RUNTIME_DIR, else /run/shmbroker, for every
 // uid. Root's broker is the one broker of a host; a per-user broker needs an
 // explicit directory. There is no XDG or /tmp fallback: a directory another

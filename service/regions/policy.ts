@@ -1,4 +1,4 @@
-// The access policy of DESIGN.md, in one place: root and the configured
+// The access policy (docs/ARCHITECTURE.md, "Policy"), in one place: root and the configured
 // admin uids/groups are admins; any local uid may create regions (unless the
 // configuration says otherwise) and owns what it creates; the owner or an
 // admin grants, revokes and deletes; a grantee maps with the mode granted.

@@ -1,6 +1,6 @@
 /*
  * A minimal data-plane server in C, to measure what libshmbroker itself adds
- * on top of the raw floor (DESIGN.md: request, fd by SCM_RIGHTS, mmap, touch,
+ * on top of the raw floor (clients/c/README.md, "raw floor": request, fd by SCM_RIGHTS, mmap, touch,
  * munmap, close): it answers every AcquireRequest with the same memfd and
  * every ReleaseRequest at once, with no policy, database or audit.
  *   bench_server SOCKET_PATH [SIZE]      (serves connections one at a time)
