@@ -1,6 +1,6 @@
 // docs/ARCHITECTURE.md's error-reason tables are the registry, row by row:
 // same reasons, same order, same code, origin and message (regenerate the
-// rows from proto/wire/reasons.ts when a reason is added).
+// rows with `npm run build && node scripts/gen-reason-table.js` when a reason is added).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -26,7 +26,7 @@ function rows(begin: string, end: string): string[][] {
 
 describe('docs/ARCHITECTURE.md error reasons', () => {
   const table = rows('reasons:begin', 'reasons:end');
-  it('lists every reason of the registry, in its order, and nothing else', () => {
+  it('lists every reason of the registry, in its order, and nothing else (node scripts/gen-reason-table.js rewrites it)', () => {
     expect(table.map((r) => r[0]!.replace(/`/g, ''))).toEqual(Object.keys(REASONS));
   });
   it.each(Object.entries(REASONS))('%s: code, origin and message as in the registry', (reason, info) => {
