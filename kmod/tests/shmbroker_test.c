@@ -4,8 +4,10 @@
  * uAPI contract, including every invalid input. Run as root inside a kernel
  * with the module loaded (test/vm/run-kmod-tests.js does that under qemu).
  */
+#include <linux/capability.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -1192,4 +1194,109 @@ TEST(module_parameters_exposed)
 	ASSERT_TRUE(sb_read_num(SYSFS_PARAMS "max_region_bytes") > 0);
 	ASSERT_TRUE(sb_read_num(SYSFS_PARAMS "max_regions") > 0);
 	ASSERT_TRUE(sb_read_num(SYSFS_PARAMS "max_grants_per_region") > 0);
+}
+
+TEST(module_parameter_max_total_bytes_exposed)
+{
+	ASSERT_TRUE(sb_read_num(SYSFS_PARAMS "max_total_bytes") > 0);
+}
+
+/* ------------------------------------------------ capability at open */
+
+/* Raises or lowers one capability in this process's effective set (it stays permitted). */
+static int set_effective_cap(int cap, int on)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return -1;
+	if (on)
+		d[cap / 32].effective |= 1U << (cap % 32);
+	else
+		d[cap / 32].effective &= ~(1U << (cap % 32));
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+/* Root without CAP_IPC_LOCK (a container's default set) gets EPERM. */
+TEST(device_open_needs_cap_ipc_lock)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		int fd;
+
+		if (set_effective_cap(CAP_IPC_LOCK, 0))
+			_exit(2);
+		if (open(DEV_PATH, O_RDWR) != -1 || errno != EPERM)
+			_exit(3);
+		/* Same root, same owner: with only that capability back it opens. */
+		if (set_effective_cap(CAP_IPC_LOCK, 1))
+			_exit(4);
+		fd = open(DEV_PATH, O_RDWR);
+		_exit(fd >= 0 ? 0 : 5);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	/* And the runner itself (root, every capability) can. */
+	ASSERT_OK(sb_dev());
+}
+
+/* ------------------------------------------------------------ fsync */
+
+/* memfd accepts these; portable clients call them. */
+TEST(grant_fsync_and_msync_succeed)
+{
+	const size_t size = 4 * page_size();
+	uint64_t id = sb_create_simple(size), gid = 0;
+	int fd = sb_open(id, 0, &gid), rofd = sb_open(id, SHMBROKER_OPEN_RDONLY, NULL);
+	char *p = map_grant(fd, size, PROT_READ | PROT_WRITE, 0);
+	char *q = map_grant(rofd, size, PROT_READ, 0);
+
+	ASSERT_TRUE(p != MAP_FAILED && q != MAP_FAILED);
+	memset(p, 3, size);
+	ASSERT_OK(msync(p, size, MS_SYNC));
+	ASSERT_OK(msync(p, size, MS_ASYNC));
+	ASSERT_OK(msync(p, size, MS_SYNC | MS_INVALIDATE));
+	ASSERT_OK(msync(q, size, MS_SYNC));
+	ASSERT_OK(fsync(fd));
+	ASSERT_OK(fdatasync(fd));
+	ASSERT_OK(fsync(rofd));
+	ASSERT_EQ(q[size - 1], 3);
+	ASSERT_OK(sb_revoke(gid));
+	ASSERT_OK(fsync(fd));
+	ASSERT_OK(sb_destroy(id));
+}
+
+/* ------------------------------------------------------------ ids */
+
+/* Ids start at a random point per load; the load's generation is in sysfs. */
+TEST(ids_from_random_base_and_generation_in_sysfs)
+{
+	char buf[64] = "";
+	int fd = open(SYSFS_STATS "generation", O_RDONLY);
+	uint64_t r1, r2, g;
+	ssize_t n;
+
+	ASSERT_OK(fd);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	ASSERT_EQ(n, 17);
+	ASSERT_EQ(buf[16], '\n');
+	for (int i = 0; i < 16; i++)
+		ASSERT_TRUE((buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f'));
+	ASSERT_TRUE(strtoull(buf, NULL, 16) != 0);
+	r1 = sb_create_simple(page_size());
+	ASSERT_TRUE(r1 >= (1ULL << 32) && r1 < (1ULL << 62));
+	ASSERT_OK(sb_open(r1, 0, &g));
+	r2 = sb_create_simple(page_size());
+	/* One counter for regions and grants: an id names one object. */
+	ASSERT_TRUE(r1 < g && g < r2);
+	ASSERT_ERRNO(sb_info(g, &(struct shmbroker_region_info){ 0 }), ENOENT);
+	printf("#   generation %.16s, ids %llu %llu %llu\n", buf, (unsigned long long)r1,
+	       (unsigned long long)g, (unsigned long long)r2);
+	ASSERT_OK(sb_destroy(r1));
+	ASSERT_OK(sb_destroy(r2));
 }

@@ -3,7 +3,15 @@
  * shmbroker: kernel-backed shared-memory regions handed out by a broker.
  *
  * Only the broker opens /dev/shmbroker (mode 0600, root). It creates regions,
- * opens grant fds on them and passes those fds to clients. A grant fd is a
+ * opens grant fds on them and passes those fds to clients.
+ *
+ * Opening /dev/shmbroker also needs CAP_IPC_LOCK in the initial user
+ * namespace (EPERM otherwise), checked once at open as /dev/mem checks
+ * CAP_SYS_RAWIO: region pages are unswappable memory outside any
+ * RLIMIT_MEMLOCK, which is what CAP_IPC_LOCK gates for mlock() and
+ * SHM_HUGETLB. So root in a container, or in a user namespace, that can see
+ * the device node still cannot use it. An open fd carries the full power of
+ * the device: whoever holds one controls every region. A grant fd is a
  * file on its own anonymous inode: a client can mmap it (MAP_SHARED only) but
  * cannot re-open it, resize it or upgrade a read-only grant to writable.
  * Revoking a grant tears down every mapping made through it.
@@ -32,7 +40,16 @@
 #define SHMBROKER_OPEN_CLOEXEC		(1U << 1)	/* O_CLOEXEC on the returned fd */
 #define SHMBROKER_OPEN_FLAGS_ALL	(SHMBROKER_OPEN_RDONLY | SHMBROKER_OPEN_CLOEXEC)
 
-/* Region and grant ids are never 0 and never reused while the module is loaded. */
+/*
+ * Ids. Region and grant ids come from one counter: an id names at most one
+ * object, is never 0 and never reused while the module is loaded. The
+ * counter starts at a random point (at least 2^32, below 2^62) drawn at each
+ * module load, so an id kept from before an unload or a reboot is, with
+ * overwhelming probability, unknown (ENOENT) to the new module instead of
+ * naming some other region or grant. The module's load generation, a random
+ * 64-bit value drawn at load, is /sys/class/misc/shmbroker/generation (16 hex
+ * digits): equal values mean the same load, for callers that persist ids.
+ */
 
 struct shmbroker_create {
 	__u64 size;		/* in: bytes; PAGE_SIZE multiple (2 MiB with HUGEPAGE) */
@@ -83,20 +100,36 @@ struct shmbroker_list {
 };
 
 /*
+ * Results. CREATE and OPEN write their results before the new region or grant
+ * becomes visible to any other ioctl; when that write fails (EFAULT) nothing
+ * was created, and no other caller could have seen or used the new id.
+ *
  * Errors, besides the EINVAL/EFAULT/ENOTTY/ENOENT rules above:
+ *   open    EPERM   no CAP_IPC_LOCK (see above)
  *   CREATE  EFBIG   size above the max_region_bytes module parameter
- *           ENOSPC  max_regions regions already exist
+ *           ENOSPC  max_regions regions already exist, or the region would
+ *                   take the bytes of all regions past max_total_bytes
  *           ENOMEM  pages (2 MiB ones with HUGEPAGE, on the node asked for)
- *                   unavailable, or the caller's memory cgroup is full
+ *                   unavailable, or the caller's memory cgroup is full; never
+ *                   the OOM killer
+ *           EINVAL  also for a numa_node that is offline or has no memory
  *   OPEN    ENOSPC  max_grants_per_region unrevoked grants already exist
+ *           ENOENT  also when the region is destroyed while OPEN runs
  *   REVOKE  ENOENT  also for a grant already revoked or closed
  * On a grant fd: mmap without MAP_SHARED EINVAL, beyond the region ENXIO,
- * writable on a read-only grant EACCES, any mmap once revoked EACCES; ftruncate,
+ * writable on a read-only grant EACCES, any mmap once revoked EACCES; fsync,
+ * fdatasync and msync(MS_SYNC) succeed and do nothing (the pages are memory,
+ * there is nothing to write back); ftruncate,
  * fchmod, fchown EPERM (EINVAL for ftruncate on a read-only grant); open
  * through /proc/PID/fd ENXIO; a touch of a revoked mapping raises SIGBUS.
  */
 
-#define SHMBROKER_IOC_MAGIC		0xB5
+/*
+ * 0xBD is unassigned in Documentation/userspace-api/ioctl/ioctl-number.rst
+ * (checked against 6.12 and linux-next). Until 0.2 the magic was 0xB5, which
+ * is rpmsg's: a shmbroker ioctl sent to the wrong fd must not mean something.
+ */
+#define SHMBROKER_IOC_MAGIC		0xBD
 
 #define SHMBROKER_IOC_CREATE	_IOWR(SHMBROKER_IOC_MAGIC, 0x00, struct shmbroker_create)
 #define SHMBROKER_IOC_OPEN	_IOWR(SHMBROKER_IOC_MAGIC, 0x01, struct shmbroker_open)
