@@ -1,5 +1,6 @@
 // KmodDevice: an open /dev/shmbroker and its ioctls (uAPI header
-// kmod/include/uapi/linux/shmbroker.h). Region and grant ids are BigInts.
+// kmod/include/uapi/linux/shmbroker.h). Region and grant ids are BigInts:
+// they start at a random point above 2^32 at each module load.
 #include <fcntl.h>
 #include <linux/shmbroker.h>
 #include <sys/ioctl.h>
@@ -13,8 +14,14 @@
 
 namespace shmb {
 
-static_assert(sizeof(struct shmbroker_create) % 8 == 0, "uAPI struct size");
-static_assert(sizeof(struct shmbroker_list) % 8 == 0, "uAPI struct size");
+// The sizes are part of the ioctl numbers (the module asserts the same):
+// a header that changed them would only ever get ENOTTY.
+static_assert(sizeof(struct shmbroker_create) == 56, "uAPI struct size");
+static_assert(sizeof(struct shmbroker_open) == 56, "uAPI struct size");
+static_assert(sizeof(struct shmbroker_revoke) == 32, "uAPI struct size");
+static_assert(sizeof(struct shmbroker_destroy) == 32, "uAPI struct size");
+static_assert(sizeof(struct shmbroker_region_info) == 64, "uAPI struct size");
+static_assert(sizeof(struct shmbroker_list) == 40, "uAPI struct size");
 
 class KmodDevice : public Napi::ObjectWrap<KmodDevice> {
  public:

@@ -26,7 +26,15 @@ export class KmodBackend implements Backend {
     private readonly log: Logger,
     devicePath = KMOD_DEVICE,
   ) {
-    this.device = native.KmodDevice.open(devicePath);
+    try {
+      this.device = native.KmodDevice.open(devicePath);
+    } catch (err) {
+      // The module checks CAP_IPC_LOCK at open (kmod/README.md), on top of the node's 0600.
+      if ((err as native.NativeError).code === 'EPERM') {
+        throw new Error(`${(err as Error).message}: opening ${devicePath} needs CAP_IPC_LOCK`);
+      }
+      throw err;
+    }
   }
 
   create(_name: string, sizeBytes: number, options: CreateOptions): string {
