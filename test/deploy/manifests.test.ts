@@ -487,7 +487,11 @@ describe('security posture', () => {
     expect(c['resources']['limits']['squat.ai/shmbroker']).toBe('1');
     expect(c['args']).toContain('--backend=kmod');
     expect(c['args']).not.toContain('--backend=auto');
-    expect(c['securityContext']).toEqual(broker['securityContext']);
+    // The one capability the module checks at open (kmod/README.md), nothing else.
+    expect(c['securityContext']).toEqual({
+      ...broker['securityContext'],
+      capabilities: { ...broker['securityContext']['capabilities'], add: ['IPC_LOCK'] },
+    });
     expect(hostPathsOf(p).sort()).toEqual(hostPathsOf(pod).sort());
   });
 

@@ -74,9 +74,9 @@ describe('deploy/systemd/shmbroker.service', () => {
     expect(one('Install', 'WantedBy')).toBe('multi-user.target');
   });
 
-  it('hardening: no capabilities, no new privileges, read-only system, only its own directories writable', () => {
-    expect(one('Service', 'CapabilityBoundingSet')).toBe('');
-    expect(one('Service', 'AmbientCapabilities')).toBe('');
+  it('hardening: only CAP_IPC_LOCK (the module checks it at open), no new privileges, read-only system, only its own directories writable', () => {
+    expect(one('Service', 'CapabilityBoundingSet')).toBe('CAP_IPC_LOCK');
+    expect(one('Service', 'AmbientCapabilities')).toBe('CAP_IPC_LOCK');
     expect(one('Service', 'NoNewPrivileges')).toBe('yes');
     expect(one('Service', 'ProtectSystem')).toBe('strict');
     expect(one('Service', 'ReadWritePaths')!.split(/\s+/).sort()).toEqual(['/run/shmbroker', '/var/lib/shmbroker']);
