@@ -20,6 +20,7 @@
 //                                                 script cannot sink the rest (default 900)
 //   --only PATTERN                                run only matching C cases (no stress, no guest.d)
 //   --skip-guest-d                                the module's own suite only
+//   --one-kernel                                  no second boot on the other installed kernels
 //   --verbose                                     echo the whole console, kernel log included
 //   SHMBROKER_KVER                                kernel version to use (default: newest installed)
 
@@ -35,6 +36,7 @@ function parseArgs(argv) {
     stepTimeoutSec: Number(process.env.SHMBROKER_VM_STEP_TIMEOUT || 900),
     only: null,
     skipGuestD: false,
+    oneKernel: false,
     verbose: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -45,6 +47,7 @@ function parseArgs(argv) {
     else if (a === '--only') o.only = argv[++i];
     else if (a === '--verbose') o.verbose = true;
     else if (a === '--skip-guest-d') o.skipGuestD = true;
+    else if (a === '--one-kernel') o.oneKernel = true;
     else throw new Error(`unknown argument: ${a}`);
   }
   if (!(o.timeoutSec > 0) || !(o.stressSeconds > 0) || !(o.stepTimeoutSec > 0)) throw new Error('timeouts must be positive numbers');
@@ -52,6 +55,9 @@ function parseArgs(argv) {
 }
 
 const cases = [];
+function recordCase(name, ok, detail) {
+  return record(name, ok, detail);
+}
 function record(name, ok, detail) {
   cases.push({ name, ok, detail });
   console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail && !ok ? `: ${detail}` : ''}`);
@@ -90,12 +96,60 @@ function hostBuild(kdir, tools, dir) {
   // Limits are module parameters, each with a MODULE_PARM_DESC.
   const parm = run(tools.modinfo, ['-F', 'parm', ko]);
   const lines = parm.out.trim().split('\n').filter(Boolean);
-  const wanted = ['max_region_bytes', 'max_regions', 'max_grants_per_region'];
+  const wanted = ['max_region_bytes', 'max_total_bytes', 'max_regions', 'max_grants_per_region'];
   const described = wanted.every((p) => lines.some((l) => new RegExp(`^${p}:\\S.*\\(\\w+\\)$`).test(l)));
   record('module parameters described (modinfo)', parm.status === 0 && described, lines.join('; '));
   const lic = run(tools.modinfo, ['-F', 'license', ko]);
   record('module license GPL', lic.out.trim() === 'GPL', lic.out.trim());
   return true;
+}
+
+// The compat shims (kmod/shmbroker.c) branch at 6.3; the guest boots one
+// kernel. Build against every other installed kernel's headers too, warning-
+// and sparse-clean like the main build, so both branches are compiled
+// whenever two kernels on either side of 6.3 are installed (Debian 12 has
+// 6.1 and 6.12: .ci/run installs both). With one kernel only, say so.
+// Returns the builds for kernels that can also be booted (a /boot/vmlinuz),
+// left in place for otherKernelBoots(); the caller removes them.
+function otherKernelBuilds(kver, dir) {
+  const bootable = [];
+  let others = [];
+  try {
+    others = fs.readdirSync('/lib/modules')
+      .filter((v) => v !== kver && fs.existsSync(`/lib/modules/${v}/build/Makefile`));
+  } catch {
+    /* none */
+  }
+  const haveSparse = run('sh', ['-c', 'command -v sparse']).status === 0;
+  for (const v of others) {
+    const copy = `${dir}-${v}`;
+    fs.cpSync(dir, copy, { recursive: true, filter: (src) => !BUILD_OUTPUT.test(path.basename(src)) });
+    try {
+      const b = run('make', ['-C', copy, `KDIR=/lib/modules/${v}/build`, 'W=1', ...(haveSparse ? ['C=2'] : []), 'modules']);
+      const diags = b.out.split('\n').filter((l) => /warning:|error:|ERROR:/.test(l));
+      const ok = b.status === 0 && fs.existsSync(path.join(copy, 'shmbroker.ko')) && diags.length === 0;
+      record(`build: also against ${v} headers, W=1${haveSparse ? ' C=2' : ''} clean`, ok,
+        diags.length ? diags.join('\n') : b.out.split('\n').slice(-30).join('\n'));
+      if (ok && fs.existsSync(`/boot/vmlinuz-${v}`) && run('make', ['-C', path.join(copy, 'tests')]).status === 0) {
+        bootable.push({ kver: v, dir: copy });
+        continue;
+      }
+    } catch (e) {
+      record(`build: also against ${v} headers`, false, String(e));
+    }
+    fs.rmSync(copy, { recursive: true, force: true });
+  }
+  const all = [kver, ...others];
+  if (!all.some((v) => versionAtLeast(v, 6, 3)) || all.every((v) => versionAtLeast(v, 6, 3))) {
+    console.log(`note: only kernels ${all.join(', ')} have headers here: one side of the 6.3 compat ` +
+      'branch is not compiled (apt-get install linux-headers-6.12.*+deb12-amd64 for the newer one)');
+  }
+  return bootable;
+}
+
+function versionAtLeast(v, major, minor) {
+  const m = v.match(/^(\d+)\.(\d+)/);
+  return m && (Number(m[1]) > major || (Number(m[1]) === major && Number(m[2]) >= minor));
 }
 
 function guestScript(o, tests) {
@@ -164,18 +218,31 @@ async function main() {
   const cache = path.join(__dirname, '.cache');
   fs.mkdirSync(cache, { recursive: true });
   const buildDir = fs.mkdtempSync(path.join(cache, 'build-'));
+  let others = [];
   try {
     if (!hostBuild(kernel.kdir, tools, buildDir)) return finish();
-    await inGuest(o, buildDir);
+    others = otherKernelBuilds(kernel.kver, buildDir);
+    await inGuest(o, buildDir, kernel.kver, '');
+    // The module's own suite again on each other kernel (the other side of
+    // the compat shims, for real): a short boot, no guest.d scripts.
+    if (!o.oneKernel) {
+      for (const k of others) {
+        await inGuest({ ...o, skipGuestD: true, stressSeconds: Math.min(o.stressSeconds, 10) }, k.dir, k.kver, `[${k.kver}] `);
+      }
+    }
   } finally {
     fs.rmSync(buildDir, { recursive: true, force: true });
+    for (const k of others) fs.rmSync(k.dir, { recursive: true, force: true });
   }
   return finish();
 }
 
-async function inGuest(o, buildDir) {
+async function inGuest(o, buildDir, kver, prefix) {
   let echoing = true;
+  if (prefix) console.log(`---- ${prefix}the module's own suite on ${kver} ----`);
+  const record = (name, ok, detail) => recordCase(`${prefix}${name}`, ok, detail);
   const r = await runInVm({
+    kver,
     script: guestScript(o, path.relative(REPO, path.join(buildDir, 'tests'))),
     insmod: path.join(buildDir, 'shmbroker.ko'),
     timeoutSec: o.timeoutSec,

@@ -47,8 +47,7 @@ function which(cmd) {
 
 // The Debian kernel to boot: SHMBROKER_KVER, else the newest one that has an
 // image in /boot, modules and a build tree (the module is built against it).
-function findKernel() {
-  const wanted = process.env.SHMBROKER_KVER;
+function findKernel(wanted = process.env.SHMBROKER_KVER) {
   let versions = [];
   try {
     versions = fs.readdirSync('/lib/modules');
@@ -114,7 +113,8 @@ function moduleClosure(kver, roots, modinfo) {
       .filter(Boolean);
     deps.forEach(visit);
     const file = execFileSync(modinfo, ['-k', kver, '-n', name], { encoding: 'utf8' }).trim();
-    order.push({ name, file });
+    // Built into the kernel (virtio_pci on 6.12): nothing to load.
+    if (file !== '(builtin)') order.push({ name, file });
   };
   roots.forEach(visit);
   return order;
@@ -289,6 +289,7 @@ function parseSteps(output) {
  * @param {object} o
  * @param {string} o.script          shell script text; `step NAME CMD...` reports steps
  * @param {number} [o.timeoutSec]    whole-boot timeout (default 1200)
+ * @param {string} [o.kver]          kernel to boot (default SHMBROKER_KVER, else the newest)
  * @param {boolean|string} [o.insmod] true: load kmod/shmbroker.ko; a string: that .ko
  * @param {string[]} [o.insmodArgs]  module parameters, e.g. ['max_regions=64']
  * @param {string[]} [o.cmdline]    extra kernel parameters, e.g. ['slub_debug=FZPU']
@@ -297,7 +298,7 @@ function parseSteps(output) {
  */
 async function runInVm(o) {
   const tools = checkTools();
-  const { kver, vmlinuz, kdir } = findKernel();
+  const { kver, vmlinuz, kdir } = findKernel(o.kver);
   const initrd = buildInitramfs(kver, tools);
   const timeoutSec = o.timeoutSec ?? Number(process.env.SHMBROKER_VM_TIMEOUT || 1200);
 
