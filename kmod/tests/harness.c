@@ -115,6 +115,8 @@ int main(int argc, char **argv)
 	double t0 = now();
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 3 && !strcmp(argv[1], "--reload-races"))
+		return shmbroker_reload_races(argv[2]);
 	for (int i = 0; i < nr_tests; i++) {
 		int want = argc < 2;
 

@@ -21,6 +21,8 @@
 #define KSFT_SKIP 4
 
 typedef void (*shmbroker_test_fn)(void);
+/* reload.c: `shmbroker_test --reload-races MODULE.ko`, a mode of its own. */
+int shmbroker_reload_races(const char *ko);
 void shmbroker_register_test(const char *name, shmbroker_test_fn fn);
 
 #define TEST(name)							\

@@ -642,7 +642,12 @@ TEST(mmap_bounds_checked)
 	ASSERT_TRUE(map_grant(fd, ps, PROT_READ, 4 * ps) == MAP_FAILED);
 	ASSERT_EQ(errno, ENXIO);
 	ASSERT_TRUE(map_grant(fd, ps, PROT_READ, (off_t)1 << 50) == MAP_FAILED);
+#if UINTPTR_MAX == 0xffffffffU
+	/* i386: mmap2 cannot even express that offset; the C library says EINVAL. */
+	ASSERT_TRUE(errno == ENXIO || errno == EINVAL);
+#else
 	ASSERT_EQ(errno, ENXIO);
+#endif
 	p = map_grant(fd, 4 * ps, PROT_READ, 0);
 	ASSERT_TRUE(p != MAP_FAILED);
 	ASSERT_OK(munmap(p, 4 * ps));

@@ -92,6 +92,14 @@ function hostBuild(kdir, tools, dir) {
   const t = run('make', ['-C', path.join(dir, 'tests')]);
   record('build: kmod/tests', t.status === 0, t.out.split('\n').slice(-30).join('\n'));
   if (t.status !== 0) return false;
+  // The same cases as an i386 program (compat_ioctl), where gcc-multilib is installed.
+  const libc32 = run('sh', ['-c', 'gcc -m32 -print-file-name=libc.a']).out.trim();
+  if (libc32.startsWith('/')) {
+    const t32 = run('make', ['-C', path.join(dir, 'tests'), 'i386']);
+    record('build: kmod/tests for i386 (-m32)', t32.status === 0, t32.out.split('\n').slice(-30).join('\n'));
+  } else {
+    console.log('note: no 32-bit C library (apt-get install gcc-multilib): the i386 selftests are not built');
+  }
 
   // Limits are module parameters, each with a MODULE_PARM_DESC.
   const parm = run(tools.modinfo, ['-F', 'parm', ko]);
@@ -152,7 +160,7 @@ function versionAtLeast(v, major, minor) {
   return m && (Number(m[1]) > major || (Number(m[1]) === major && Number(m[2]) >= minor));
 }
 
-function guestScript(o, tests) {
+function guestScript(o, tests, ko) {
   const only = o.only ? ` '${o.only.replace(/'/g, '')}'` : '';
   const lines = [
     'set -u',
@@ -164,6 +172,8 @@ function guestScript(o, tests) {
       '[ "$(cut -d" " -f3 $p/stat 2>/dev/null)" = D ] || continue; echo "# ${p#/proc/} $(cat $p/comm)"; ' +
       'sed "s/^/#   /" $p/stack 2>/dev/null; done; }',
     `step kmod-selftests limit ${tests}/shmbroker_test${only}`,
+    // Every case again from a 32-bit process: each ioctl through compat_ioctl.
+    `[ -x ${tests}/shmbroker_test32 ] && step kmod-selftests-i386 limit ${tests}/shmbroker_test32${only}`,
   ];
   if (!o.only) {
     lines.push(
@@ -178,6 +188,11 @@ function guestScript(o, tests) {
       '  step "guest.d/${f##*/}" limit "$f"',
       'done',
     );
+  }
+  if (!o.only) {
+    // Last user of the module: unload racing the last grant close, reload,
+    // a new generation and no old id known; leaves the module loaded.
+    lines.push(`step kmod-reload-races limit ${tests}/shmbroker_test --reload-races ${ko}`);
   }
   lines.push(
     'step module-idle-before-rmmod sh -c \'rc=0; for s in regions bytes grants mappings; do ' +
@@ -243,7 +258,7 @@ async function inGuest(o, buildDir, kver, prefix) {
   const record = (name, ok, detail) => recordCase(`${prefix}${name}`, ok, detail);
   const r = await runInVm({
     kver,
-    script: guestScript(o, path.relative(REPO, path.join(buildDir, 'tests'))),
+    script: guestScript(o, path.relative(REPO, path.join(buildDir, 'tests')), path.join(buildDir, 'shmbroker.ko')),
     insmod: path.join(buildDir, 'shmbroker.ko'),
     timeoutSec: o.timeoutSec,
     // The Debian kernel has no KASAN; these catch what they can without it:
