@@ -780,6 +780,7 @@ static int shmbroker_open(struct shmbroker_open __user *uarg)
 
 	mutex_lock(&shmbroker_lock);
 	r = arg.region_id ? xa_load(&shmbroker_regions, arg.region_id) : NULL;
+	err = 0;
 	if (!r)
 		err = -ENOENT;
 	else if (r->open_grants >= SHMBROKER_LIMIT_VALUE(max_grants_per_region))
@@ -787,7 +788,7 @@ static int shmbroker_open(struct shmbroker_open __user *uarg)
 	else
 		kref_get(&r->kref);
 	mutex_unlock(&shmbroker_lock);
-	if (!r || err) {
+	if (err) {
 		kfree(g);
 		goto err_fd;
 	}

@@ -18,8 +18,12 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -729,4 +733,346 @@ TEST(destroy_1024_grants_while_clients_close_latency)
 		close(fds[i]);
 	}
 	ASSERT_OK(sb_destroy(other));
+}
+
+/* ------------------------------------- address-space changes vs REVOKE */
+
+/*
+ * A thread keeps changing and touching a grant's mapping (mremap moves,
+ * mprotect splits, fork with the mapping, MAP_POPULATE maps, mlock) while
+ * the grant is revoked, or its region destroyed. Afterwards the mapping must
+ * be dead wherever it moved to, another grant of the same region (REVOKE) or
+ * a region created on the freed pages (DESTROY) must hold exactly what was
+ * written through its own mapping, and an unrelated canary region must be
+ * untouched. The churner writes the same pattern the checks expect, so a
+ * write that got through a stale PTE shows up as a wrong byte only where it
+ * must not be (the region allocated on the freed pages).
+ */
+enum churn_op { CHURN_MREMAP, CHURN_MPROTECT, CHURN_FORK, CHURN_POPULATE, CHURN_MLOCK };
+
+#define CHURN_LEN	(64 * 1024)
+
+struct churn {
+	pthread_t t;
+	enum churn_op op;
+	int fd;
+	char *volatile cur;	/* where the mapping is now */
+	char *slots[2];		/* mremap bounces between these */
+	atomic_int stop;
+	atomic_long iters, touches, sigbus, child_sigbus, unexpected;
+};
+
+static __thread sigjmp_buf churn_jb;
+static __thread volatile sig_atomic_t churn_armed;
+
+static void churn_sigbus(int sig)
+{
+	if (churn_armed) {
+		churn_armed = 0;
+		siglongjmp(churn_jb, 1);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static unsigned char churn_byte(size_t off)
+{
+	return (unsigned char)(0xc3 ^ (off >> 12));
+}
+
+/* Writes the pattern into every page; a revoked page ends the pass with SIGBUS. */
+static void churn_touch(struct churn *c)
+{
+	char *p = c->cur;
+
+	if (sigsetjmp(churn_jb, 1)) {
+		atomic_fetch_add(&c->sigbus, 1);
+		return;
+	}
+	churn_armed = 1;
+	for (size_t off = 0; off < CHURN_LEN; off += 4096) {
+		p[off] = (char)churn_byte(off);
+		atomic_fetch_add(&c->touches, 1);
+	}
+	churn_armed = 0;
+}
+
+static void *churn_fn(void *arg)
+{
+	struct churn *c = arg;
+	int slot = 0;
+
+	while (!atomic_load(&c->stop)) {
+		switch (c->op) {
+		case CHURN_MREMAP: {
+			char *n = mremap(c->cur, CHURN_LEN, CHURN_LEN, MREMAP_MAYMOVE | MREMAP_FIXED,
+					 c->slots[slot ^ 1]);
+
+			if (n == MAP_FAILED)
+				atomic_fetch_add(&c->unexpected, 1);
+			else {
+				c->cur = n;
+				slot ^= 1;
+			}
+			break;
+		}
+		case CHURN_MPROTECT:
+			if (mprotect(c->cur, CHURN_LEN / 2, PROT_READ) ||
+			    mprotect(c->cur + CHURN_LEN / 4, CHURN_LEN / 2, PROT_READ | PROT_WRITE) ||
+			    mprotect(c->cur, CHURN_LEN, PROT_READ | PROT_WRITE))
+				atomic_fetch_add(&c->unexpected, 1);
+			break;
+		case CHURN_FORK: {
+			int st;
+			pid_t pid = fork();
+
+			if (pid == 0) {
+				for (size_t off = 0; off < CHURN_LEN; off += 4096)
+					c->cur[off] = (char)churn_byte(off);
+				_exit(0);
+			}
+			if (pid < 0 || waitpid(pid, &st, 0) != pid)
+				atomic_fetch_add(&c->unexpected, 1);
+			else if (sb_killed_by(st, SIGBUS))
+				atomic_fetch_add(&c->child_sigbus, 1);
+			else if (!WIFEXITED(st) || WEXITSTATUS(st))
+				atomic_fetch_add(&c->unexpected, 1);
+			break;
+		}
+		case CHURN_POPULATE: {
+			char *q = mmap(NULL, CHURN_LEN, PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_POPULATE, c->fd, 0);
+
+			if (q != MAP_FAILED)
+				munmap(q, CHURN_LEN);
+			else if (errno != EACCES)
+				atomic_fetch_add(&c->unexpected, 1);
+			break;
+		}
+		case CHURN_MLOCK:
+			/* Special mappings are never VM_LOCKED; mlock must still not fail or pin. */
+			if (mlock(c->cur, CHURN_LEN) && errno != ENOMEM && errno != EAGAIN)
+				atomic_fetch_add(&c->unexpected, 1);
+			munlock(c->cur, CHURN_LEN);
+			break;
+		}
+		churn_touch(c);
+		atomic_fetch_add(&c->iters, 1);
+	}
+	return NULL;
+}
+
+static void churn_read_child(void *p)
+{
+	(void)*(volatile char *)p;
+}
+
+static void check_pattern(const unsigned char *p, const char *what)
+{
+	for (size_t off = 0; off < CHURN_LEN; off += 4096)
+		if (p[off] != churn_byte(off))
+			FAIL("%s: byte at %zu is %#x, expected %#x", what, off, p[off], churn_byte(off));
+}
+
+static void churn_race(enum churn_op op, int destroy)
+{
+	static const char *const names[] = { "mremap", "mprotect", "fork", "MAP_POPULATE", "mlock" };
+	struct canary other;
+	struct churn c = { .op = op };
+	struct sigaction sa = { .sa_handler = churn_sigbus };
+	uint64_t r = sb_create_simple(CHURN_LEN), g = 0;
+	int fd2, st;
+	unsigned char *p2;
+	char *area;
+
+	ASSERT_TRUE(r);
+	canary_make(&other, 0x5e);
+	sigemptyset(&sa.sa_mask);
+	ASSERT_OK(sigaction(SIGBUS, &sa, NULL));
+	c.fd = sb_open(r, 0, &g);
+	fd2 = sb_open(r, SHMBROKER_OPEN_RDONLY, NULL);
+	ASSERT_OK(c.fd);
+	ASSERT_OK(fd2);
+	/* Two slots for mremap to bounce between, reserved so nothing else lands there. */
+	area = mmap(NULL, 2 * CHURN_LEN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(area != MAP_FAILED);
+	c.slots[0] = area;
+	c.slots[1] = area + CHURN_LEN;
+	c.cur = mmap(c.slots[0], CHURN_LEN, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, c.fd, 0);
+	ASSERT_TRUE(c.cur == c.slots[0]);
+	p2 = mmap(NULL, CHURN_LEN, PROT_READ, MAP_SHARED, fd2, 0);
+	ASSERT_TRUE(p2 != MAP_FAILED);
+
+	ASSERT_EQ(pthread_create(&c.t, NULL, churn_fn, &c), 0);
+	while (atomic_load(&c.iters) < 20)
+		usleep(1000);
+	if (destroy) {
+		struct canary fresh;
+
+		ASSERT_OK(sb_destroy(r));
+		/* Likely on the pages DESTROY just freed: a stale PTE would write here. */
+		canary_make(&fresh, 0x99);
+		usleep(100 * 1000);
+		atomic_store(&c.stop, 1);
+		ASSERT_EQ(pthread_join(c.t, NULL), 0);
+		canary_check(&fresh);
+		canary_drop(&fresh);
+	} else {
+		ASSERT_OK(sb_revoke(g));
+		usleep(100 * 1000);
+		atomic_store(&c.stop, 1);
+		ASSERT_EQ(pthread_join(c.t, NULL), 0);
+		/* The region lives on: the read-only grant sees what was written, nothing else. */
+		check_pattern(p2, "other grant of the revoked grant's region");
+		ASSERT_EQ(sb_stat("grants"), 2);	/* fd2 and the canary's */
+	}
+	printf("#   %s %s: %ld rounds, %ld page writes, %ld SIGBUS in the thread, %ld in children\n",
+	       names[op], destroy ? "vs DESTROY" : "vs REVOKE", atomic_load(&c.iters),
+	       atomic_load(&c.touches), atomic_load(&c.sigbus), atomic_load(&c.child_sigbus));
+	ASSERT_EQ(atomic_load(&c.unexpected), 0);
+	ASSERT_GE(atomic_load(&c.sigbus), 1);	/* the revocation was seen */
+	/* Wherever the mapping ended up, it is dead now. */
+	st = sb_in_child(churn_read_child, c.cur);
+	ASSERT_TRUE(sb_killed_by(st, SIGBUS));
+	ASSERT_TRUE(mmap(NULL, CHURN_LEN, PROT_READ, MAP_SHARED, c.fd, 0) == MAP_FAILED);
+	ASSERT_EQ(errno, EACCES);
+	canary_check(&other);
+	munmap(area, 2 * CHURN_LEN);
+	munmap(p2, CHURN_LEN);
+	close(c.fd);
+	close(fd2);
+	if (!destroy)
+		ASSERT_OK(sb_destroy(r));
+	canary_drop(&other);
+}
+
+TEST(race_revoke_vs_mremap_move)	{ churn_race(CHURN_MREMAP, 0); }
+TEST(race_revoke_vs_mprotect)		{ churn_race(CHURN_MPROTECT, 0); }
+TEST(race_revoke_vs_fork)		{ churn_race(CHURN_FORK, 0); }
+TEST(race_revoke_vs_map_populate)	{ churn_race(CHURN_POPULATE, 0); }
+TEST(race_revoke_vs_mlock)		{ churn_race(CHURN_MLOCK, 0); }
+TEST(race_destroy_vs_mremap_move)	{ churn_race(CHURN_MREMAP, 1); }
+TEST(race_destroy_vs_fork)		{ churn_race(CHURN_FORK, 1); }
+TEST(race_destroy_vs_mlock)		{ churn_race(CHURN_MLOCK, 1); }
+
+/* ------------------------------- ptrace, O_DIRECT, io_uring on a grant */
+
+/* A tracer cannot read or write a tracee's grant mapping, revoked or not. */
+TEST(ptrace_pokedata_into_grant_mapping_fails)
+{
+	struct canary a;
+	uint64_t g = 0, id = sb_create_simple(CANARY_SIZE);
+	int fd = sb_open(id, 0, &g), st;
+	char *p = mmap(NULL, CANARY_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	pid_t pid;
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	canary_make(&a, 0x61);
+	memset(p, 0x42, CANARY_SIZE);
+	pid = fork();
+	if (pid == 0) {
+		if (ptrace(PTRACE_TRACEME, 0, NULL, NULL))
+			_exit(2);
+		raise(SIGSTOP);
+		_exit(0);
+	}
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFSTOPPED(st));
+	for (int round = 0; round < 2; round++) {
+		errno = 0;
+		ASSERT_EQ(ptrace(PTRACE_POKEDATA, pid, p, (void *)0x4141414141414141ULL), -1);
+		ASSERT_EQ(errno, EIO);
+		errno = 0;
+		ASSERT_EQ(ptrace(PTRACE_PEEKDATA, pid, p, NULL), -1);
+		ASSERT_EQ(errno, EIO);
+		errno = 0;
+		ASSERT_EQ(ptrace(PTRACE_POKEDATA, pid, a.p, (void *)0x4141414141414141ULL), -1);
+		ASSERT_EQ(errno, EIO);
+		if (!round)
+			ASSERT_OK(sb_revoke(g));
+	}
+	ASSERT_OK(ptrace(PTRACE_CONT, pid, NULL, NULL));
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	canary_check(&a);
+	ASSERT_OK(sb_destroy(id));
+	canary_drop(&a);
+}
+
+/*
+ * O_DIRECT to and from a grant mapping: pinning its pages fails (EFAULT),
+ * before and after REVOKE, and nothing lands in a canary. Whichever file
+ * accepts O_DIRECT here: the test binary on the host's 9p mount, else a
+ * tmpfs file (6.6+).
+ */
+TEST(o_direct_with_grant_mapping_buffer)
+{
+	struct canary a;
+	uint64_t g = 0, id = sb_create_simple(CANARY_SIZE);
+	int fd = sb_open(id, 0, &g), dfd;
+	char *p = mmap(NULL, CANARY_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	char tmp[] = "/tmp/shmbroker-odirect-XXXXXX";
+	ssize_t n;
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	canary_make(&a, 0x62);
+	dfd = open("/proc/self/exe", O_RDONLY | O_DIRECT);
+	if (dfd < 0) {
+		int t = mkstemp(tmp);
+
+		ASSERT_OK(t);
+		ASSERT_OK(ftruncate(t, CANARY_SIZE));
+		close(t);
+		dfd = open(tmp, O_RDWR | O_DIRECT);
+		unlink(tmp);
+	}
+	if (dfd < 0)
+		SKIP("no file here takes O_DIRECT: %s", strerror(errno));
+	memset(p, 0x17, CANARY_SIZE);
+	errno = 0;
+	n = pread(dfd, p, 4096, 0);
+	printf("#   O_DIRECT read into a live grant mapping: %zd (%s)\n", n, n < 0 ? strerror(errno) : "copied");
+	ASSERT_TRUE(n == 4096 || (n == -1 && errno == EFAULT));
+	ASSERT_OK(sb_revoke(g));
+	errno = 0;
+	ASSERT_EQ(pread(dfd, p, 4096, 0), -1);
+	ASSERT_EQ(errno, EFAULT);
+	errno = 0;
+	ASSERT_EQ(pwrite(dfd, p, 4096, 0), -1);
+	ASSERT_TRUE(errno == EFAULT || errno == EBADF);
+	close(dfd);
+	canary_check(&a);
+	ASSERT_OK(sb_destroy(id));
+	canary_drop(&a);
+}
+
+/* io_uring fixed buffers pin pages: a grant mapping cannot be registered. */
+TEST(io_uring_register_grant_mapping_fails)
+{
+	struct {
+		uint32_t sq_entries, cq_entries, flags, sq_thread_cpu, sq_thread_idle, features, wq_fd,
+			resv[3];
+		uint32_t sq_off[10], cq_off[10];
+	} params;
+	uint64_t g = 0, id = sb_create_simple(CANARY_SIZE);
+	int fd = sb_open(id, 0, &g), ring;
+	char *p = mmap(NULL, CANARY_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct iovec iov = { .iov_base = p, .iov_len = CANARY_SIZE };
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	p[0] = 1;
+	memset(&params, 0, sizeof(params));
+	ring = (int)syscall(__NR_io_uring_setup, 4, &params);
+	if (ring < 0)
+		SKIP("io_uring_setup: %s", strerror(errno));
+	for (int round = 0; round < 2; round++) {
+		errno = 0;
+		/* 0 = IORING_REGISTER_BUFFERS */
+		ASSERT_EQ(syscall(__NR_io_uring_register, ring, 0, &iov, 1), -1);
+		ASSERT_TRUE(errno == EFAULT || errno == EOPNOTSUPP);
+		if (!round)
+			ASSERT_OK(sb_revoke(g));
+	}
+	close(ring);
+	ASSERT_OK(sb_destroy(id));
 }
