@@ -2,6 +2,8 @@
 // kernel enforces read-only on the grant's own inode, revokes mappings for
 // real, charges pages to the creator's memory cgroup, and keeps regions
 // when the broker dies, so a restarted broker re-adopts them.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as native from '../../native';
 import type { Backend, BackendGuarantees, CreateOptions, OpenedRegion } from './backend';
 import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '../errors';
@@ -10,6 +12,25 @@ import type { Logger } from '../logger';
 import type { RegionRecord } from '../store/region-store';
 
 export const KMOD_DEVICE = '/dev/shmbroker';
+// The module's limits, readable by anyone (kmod/README.md "Module parameters").
+export const KMOD_PARAMS = '/sys/module/shmbroker/parameters';
+
+/** The module's caps as one line for `status`, or null where sysfs does not say. */
+export function kernelCaps(dir = KMOD_PARAMS): string | null {
+  const read = (name: string): bigint | null => {
+    try {
+      return BigInt(fs.readFileSync(path.join(dir, name), 'utf8').trim());
+    } catch {
+      return null;
+    }
+  };
+  const total = read('max_total_bytes');
+  const region = read('max_region_bytes');
+  if (total === null || region === null) return null;
+  return `the kernel module caps all regions together at ${total} bytes and one region at ${region} bytes ` +
+    `(${dir}); region pages are unswappable and invisible to the OOM killer, so the broker's memory cgroup ` +
+    'limit is the real bound';
+}
 
 export class KmodBackend implements Backend {
   readonly kind = 'kmod' as const;
@@ -17,7 +38,10 @@ export class KmodBackend implements Backend {
     revocationEnforced: true,
     restartSurvival: true,
     readOnlyEnforced: true,
-    limitations: ['regions do not survive a reboot or an unload of the kernel module'],
+    limitations: [
+      'regions do not survive a reboot or an unload of the kernel module',
+      ...[kernelCaps()].filter((l): l is string => l !== null),
+    ],
   };
 
   private readonly device: native.KmodDevice;

@@ -152,6 +152,10 @@ async function main() {
   const status = await json(['status']);
   ok(status.backend === 'kmod', 'serve --backend auto picks kmod when /dev/shmbroker exists', JSON.stringify(status));
   ok(status.revocationEnforced && status.restartSurvival && status.readOnlyEnforced, 'status reports kmod guarantees', JSON.stringify(status));
+  // The module's total-bytes cap, as sysfs has it, and the memcg being the real bound.
+  const totalCap = fs.readFileSync('/sys/module/shmbroker/parameters/max_total_bytes', 'utf8').trim();
+  ok((status.limitations || []).some((l) => l.includes(`all regions together at ${totalCap} bytes`) && l.includes('memory cgroup')),
+    'status shows the kernel module\'s max_total_bytes cap', JSON.stringify(status.limitations));
 
   // --- the Foundation CLI scenario, unchanged
   const data = crypto.randomBytes(1024 * 1024);
