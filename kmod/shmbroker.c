@@ -92,6 +92,7 @@ static_assert(sizeof(struct shmbroker_revoke) == 32);
 static_assert(sizeof(struct shmbroker_destroy) == 32);
 static_assert(sizeof(struct shmbroker_region_info) == 64);
 static_assert(sizeof(struct shmbroker_list) == 40);
+static_assert(sizeof(struct shmbroker_list_grants) == 48);
 
 #define SHMBROKER_FS_MAGIC	0x53484d42	/* "SHMB" */
 #define SHMBROKER_HUGE_ORDER	(PMD_SHIFT - PAGE_SHIFT)
@@ -993,6 +994,55 @@ static int shmbroker_list(struct shmbroker_list __user *uarg)
 }
 
 /*
+ * A recovery path (a broker restarting), so a walk over every grant is fine;
+ * it stays O(1) per grant under the lock and copies out after dropping it.
+ */
+static int shmbroker_list_grants(struct shmbroker_list_grants __user *uarg)
+{
+	struct shmbroker_list_grants arg;
+	struct shmbroker_region *r;
+	struct shmbroker_grant *g;
+	unsigned long index;
+	u32 cap, n = 0;
+	u64 *ids = NULL;
+	int err = 0;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.flags || arg.reserved[0] || arg.reserved[1])
+		return -EINVAL;
+
+	/* A region has at most max_grants_per_region live grants. */
+	cap = min_t(u32, arg.count, SHMBROKER_LIMIT_VALUE(max_grants_per_region));
+	if (cap) {
+		ids = kvmalloc_array(cap, sizeof(*ids), GFP_KERNEL | SHMBROKER_GFP_USER_SIZED);
+		if (!ids)
+			return -ENOMEM;
+	}
+
+	mutex_lock(&shmbroker_lock);
+	r = arg.region_id ? xa_load(&shmbroker_regions, arg.region_id) : NULL;
+	if (!r) {
+		err = -ENOENT;
+	} else {
+		xa_for_each_start(&shmbroker_grants, index, g, arg.start_id) {
+			if (n >= cap)
+				break;
+			if (g->region == r)
+				ids[n++] = index;
+		}
+	}
+	mutex_unlock(&shmbroker_lock);
+
+	if (!err && n && copy_to_user(u64_to_user_ptr(arg.ids_ptr), ids, n * sizeof(*ids)))
+		err = -EFAULT;
+	else if (!err && put_user(n, &uarg->count))
+		err = -EFAULT;
+	kvfree(ids);
+	return err;
+}
+
+/*
  * The device's power (every region of every user) is checked once, at open,
  * as /dev/mem checks CAP_SYS_RAWIO; the uAPI header says why CAP_IPC_LOCK.
  * capable() looks at the initial user namespace, so root of a container or
@@ -1023,6 +1073,8 @@ static long shmbroker_ioctl(struct file *file, unsigned int cmd, unsigned long a
 		return shmbroker_info(uarg);
 	case SHMBROKER_IOC_LIST:
 		return shmbroker_list(uarg);
+	case SHMBROKER_IOC_LIST_GRANTS:
+		return shmbroker_list_grants(uarg);
 	default:
 		return -ENOTTY;
 	}

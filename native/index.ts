@@ -68,6 +68,7 @@ interface NativeKmodHandle {
   readonly fd: number;
   create(size: number, hugepage: boolean, numaNode: number): bigint;
   openGrant(regionId: bigint, readOnly: boolean, cloexec: boolean): { fd: number; grantId: bigint };
+  listGrants(regionId: bigint): bigint[];
   revoke(grantId: bigint): void;
   destroy(regionId: bigint): void;
   info(regionId: bigint): KmodRegionInfo;
@@ -660,6 +661,14 @@ export class KmodDevice {
   /** SHMBROKER_IOC_DESTROY: revokes every grant and frees the pages. */
   destroy(regionId: bigint): void {
     this.#h.destroy(checkId('regionId', regionId));
+  }
+
+  /**
+   * SHMBROKER_IOC_LIST_GRANTS: the region's live (unrevoked) grant ids,
+   * ascending; for a restarted broker to find grants it has no record of.
+   */
+  listGrants(regionId: bigint): bigint[] {
+    return this.#h.listGrants(checkId('regionId', regionId));
   }
 
   /** SHMBROKER_IOC_INFO. */

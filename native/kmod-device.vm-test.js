@@ -37,6 +37,7 @@ function loadApi() {
     destroy: (id) => h.destroy(id),
     info: (id) => h.info(id),
     list: () => h.list(),
+    listGrants: (id) => h.listGrants(id),
     close: () => h.close(),
   });
   return {
@@ -204,6 +205,20 @@ function main() {
     closeFd(g.fd);
     eq(dev.info(id).openGrants, before, 'openGrants after close');
     throwsCode(() => dev.revoke(g.grantId), 'ENOENT', 'revoke after close');
+  });
+  check('listGrants() returns exactly the live grants, ascending; unknown region ENOENT', () => {
+    const g = dev.openGrant(id, { readOnly: true });
+    try {
+      const live = dev.listGrants(id);
+      assert(live.includes(rw.grantId) && live.includes(ro.grantId) && live.includes(g.grantId), `missing: ${live}`);
+      eq(live.length, dev.info(id).openGrants, 'count');
+      for (let i = 1; i < live.length; i++) assert(live[i - 1] < live[i], 'not ascending');
+      dev.revoke(g.grantId);
+      assert(!dev.listGrants(id).includes(g.grantId), 'revoked grant listed');
+      throwsCode(() => dev.listGrants(id + 1000000n), 'ENOENT', 'unknown region');
+    } finally {
+      closeFd(g.fd);
+    }
   });
   check('revoke a grant (its mappings released first): counts drop, a later mmap fails', () => {
     rmap.release();

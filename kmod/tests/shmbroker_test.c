@@ -92,6 +92,7 @@ TEST(ioctl_bad_pointers_efault)
 	static const unsigned long cmds[] = {
 		SHMBROKER_IOC_CREATE, SHMBROKER_IOC_OPEN, SHMBROKER_IOC_REVOKE,
 		SHMBROKER_IOC_DESTROY, SHMBROKER_IOC_INFO, SHMBROKER_IOC_LIST,
+		SHMBROKER_IOC_LIST_GRANTS,
 	};
 
 	for (unsigned int i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -1304,4 +1305,58 @@ TEST(ids_from_random_base_and_generation_in_sysfs)
 	       (unsigned long long)g, (unsigned long long)r2);
 	ASSERT_OK(sb_destroy(r1));
 	ASSERT_OK(sb_destroy(r2));
+}
+
+/* ------------------------------------------------------- LIST_GRANTS */
+
+static int sb_list_grants(uint64_t region, uint64_t start, uint64_t *ids, uint32_t cap)
+{
+	struct shmbroker_list_grants l = { .region_id = region, .start_id = start,
+					   .ids_ptr = (uintptr_t)ids, .count = cap };
+
+	if (ioctl(sb_dev(), SHMBROKER_IOC_LIST_GRANTS, &l))
+		return -1;
+	return (int)l.count;
+}
+
+/* What a restarted broker needs: the live grants of a region, none of another's. */
+TEST(list_grants_of_a_region)
+{
+	uint64_t a = sb_create_simple(page_size()), b = sb_create_simple(page_size());
+	uint64_t ga[4], gb = 0, ids[8];
+	struct shmbroker_list_grants l;
+	int fd;
+
+	for (int i = 0; i < 4; i++)
+		ASSERT_OK(sb_open(a, i & 1 ? SHMBROKER_OPEN_RDONLY : 0, &ga[i]));
+	ASSERT_OK(sb_open(b, 0, &gb));
+	ASSERT_EQ(sb_list_grants(a, 0, ids, 8), 4);
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(ids[i], ga[i]);
+	ASSERT_EQ(sb_list_grants(b, 0, ids, 8), 1);
+	ASSERT_EQ(ids[0], gb);
+	/* Paging, and revoked or closed grants are not listed. */
+	ASSERT_EQ(sb_list_grants(a, ga[1] + 1, ids, 1), 1);
+	ASSERT_EQ(ids[0], ga[2]);
+	ASSERT_OK(sb_revoke(ga[2]));
+	fd = sb_open(a, 0, &ga[2]);
+	ASSERT_OK(fd);
+	close(fd);
+	ASSERT_EQ(sb_list_grants(a, 0, ids, 8), 3);
+	ASSERT_TRUE(ids[0] == ga[0] && ids[1] == ga[1] && ids[2] == ga[3]);
+	ASSERT_EQ(sb_list_grants(a, 0, NULL, 0), 0);
+	ASSERT_ERRNO(sb_list_grants(a + 1000, 0, ids, 8), ENOENT);
+	ASSERT_ERRNO(sb_list_grants(0, 0, ids, 8), ENOENT);
+	l = (struct shmbroker_list_grants){ .region_id = a, .ids_ptr = (uintptr_t)ids, .count = 8, .flags = 1 };
+	ASSERT_ERRNO(ioctl(sb_dev(), SHMBROKER_IOC_LIST_GRANTS, &l), EINVAL);
+	for (int i = 0; i < 2; i++) {
+		l = (struct shmbroker_list_grants){ .region_id = a, .ids_ptr = (uintptr_t)ids, .count = 8 };
+		l.reserved[i] = 1;
+		ASSERT_ERRNO(ioctl(sb_dev(), SHMBROKER_IOC_LIST_GRANTS, &l), EINVAL);
+	}
+	l = (struct shmbroker_list_grants){ .region_id = a, .ids_ptr = 8, .count = 8 };
+	ASSERT_ERRNO(ioctl(sb_dev(), SHMBROKER_IOC_LIST_GRANTS, &l), EFAULT);
+	ASSERT_OK(sb_destroy(a));
+	ASSERT_ERRNO(sb_list_grants(a, 0, ids, 8), ENOENT);
+	ASSERT_OK(sb_destroy(b));
 }

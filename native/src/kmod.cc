@@ -22,6 +22,7 @@ static_assert(sizeof(struct shmbroker_revoke) == 32, "uAPI struct size");
 static_assert(sizeof(struct shmbroker_destroy) == 32, "uAPI struct size");
 static_assert(sizeof(struct shmbroker_region_info) == 64, "uAPI struct size");
 static_assert(sizeof(struct shmbroker_list) == 40, "uAPI struct size");
+static_assert(sizeof(struct shmbroker_list_grants) == 48, "uAPI struct size");
 
 class KmodDevice : public Napi::ObjectWrap<KmodDevice> {
  public:
@@ -35,6 +36,7 @@ class KmodDevice : public Napi::ObjectWrap<KmodDevice> {
                            InstanceMethod<&KmodDevice::Destroy>("destroy"),
                            InstanceMethod<&KmodDevice::Info>("info"),
                            InstanceMethod<&KmodDevice::List>("list"),
+                           InstanceMethod<&KmodDevice::ListGrants>("listGrants"),
                            InstanceMethod<&KmodDevice::Close>("close"),
                            InstanceAccessor<&KmodDevice::GetFd>("fd"),
                        });
@@ -167,6 +169,34 @@ class KmodDevice : public Napi::ObjectWrap<KmodDevice> {
       l.ids_ptr = reinterpret_cast<uintptr_t>(page.data());
       l.count = kPage;
       SHMB_RETURN_IF(!Ioctl(env, SHMBROKER_IOC_LIST, &l, "ioctl(SHMBROKER_IOC_LIST)"));
+      uint32_t n = l.count > kPage ? kPage : l.count;
+      for (uint32_t i = 0; i < n; i++) ids.push_back(page[i]);
+      if (n < kPage) break;
+      uint64_t last = page[n - 1];
+      if (last == UINT64_MAX || last < start) break;  // defensive: ids are ascending
+      start = last + 1;
+    }
+    Napi::Array arr = Napi::Array::New(env, ids.size());
+    for (size_t i = 0; i < ids.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::BigInt::New(env, ids[i]));
+    return arr;
+  }
+
+  // listGrants(regionId) -> bigint[]: pages through SHMBROKER_IOC_LIST_GRANTS.
+  Napi::Value ListGrants(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    REQUIRE_ARGUMENT_U64(0, regionId);
+    constexpr uint32_t kPage = 256;
+    std::vector<__u64> page(kPage);
+    std::vector<uint64_t> ids;
+    uint64_t start = 0;
+    for (;;) {
+      struct shmbroker_list_grants l;
+      std::memset(&l, 0, sizeof(l));
+      l.region_id = regionId;
+      l.start_id = start;
+      l.ids_ptr = reinterpret_cast<uintptr_t>(page.data());
+      l.count = kPage;
+      SHMB_RETURN_IF(!Ioctl(env, SHMBROKER_IOC_LIST_GRANTS, &l, "ioctl(SHMBROKER_IOC_LIST_GRANTS)"));
       uint32_t n = l.count > kPage ? kPage : l.count;
       for (uint32_t i = 0; i < n; i++) ids.push_back(page[i]);
       if (n < kPage) break;

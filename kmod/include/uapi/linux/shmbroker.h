@@ -100,6 +100,20 @@ struct shmbroker_list {
 };
 
 /*
+ * The live (unrevoked) grants of one region, for a broker that restarted and
+ * must find grants it has no record of (it crashed before writing one down)
+ * to revoke them. ENOENT for an unknown region.
+ */
+struct shmbroker_list_grants {
+	__u64 region_id;	/* in */
+	__u64 start_id;		/* in: report grant ids >= start_id, ascending */
+	__u64 ids_ptr;		/* in: user pointer to __u64[count] */
+	__u32 count;		/* in: capacity of ids_ptr; out: ids written */
+	__u32 flags;		/* in: must be zero */
+	__u64 reserved[2];	/* must be zero */
+};
+
+/*
  * Results. CREATE and OPEN write their results before the new region or grant
  * becomes visible to any other ioctl; when that write fails (EFAULT) nothing
  * was created, and no other caller could have seen or used the new id.
@@ -137,5 +151,6 @@ struct shmbroker_list {
 #define SHMBROKER_IOC_DESTROY	_IOW(SHMBROKER_IOC_MAGIC, 0x03, struct shmbroker_destroy)
 #define SHMBROKER_IOC_INFO	_IOWR(SHMBROKER_IOC_MAGIC, 0x04, struct shmbroker_region_info)
 #define SHMBROKER_IOC_LIST	_IOWR(SHMBROKER_IOC_MAGIC, 0x05, struct shmbroker_list)
+#define SHMBROKER_IOC_LIST_GRANTS	_IOWR(SHMBROKER_IOC_MAGIC, 0x06, struct shmbroker_list_grants)
 
 #endif /* _UAPI_LINUX_SHMBROKER_H */
