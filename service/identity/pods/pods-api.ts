@@ -21,12 +21,11 @@
 //    service-account tokens are rotated by the kubelet.
 
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
-import * as http from 'node:http';
-import * as https from 'node:https';
-import * as path from 'node:path';
+import { ApiStatusError, collect, GoneError, PodsApiHttp, type PodsApiConfig } from './api-http';
 
-export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+// The API's configuration, errors and HTTP plumbing live in api-http.ts;
+// they are re-exported here, where callers have always found them.
+export { ApiStatusError, GoneError, InClusterConfigError, inClusterConfig, SERVICE_ACCOUNT_DIR, type PodsApiConfig } from './api-http';
 
 /** Annotation the kubelet puts on a static pod's mirror pod: the UID the kubelet (and the cgroup path) uses. */
 export const MIRROR_ANNOTATION = 'kubernetes.io/config.mirror';
@@ -39,60 +38,6 @@ export interface PodRecord {
   nodeName?: string;
   /** For a static pod's mirror: the kubelet-side UID (config hash) that appears in cgroup paths. */
   mirrorUid?: string;
-}
-
-export interface PodsApiConfig {
-  /** e.g. "https://10.96.0.1:443", or "http://127.0.0.1:PORT" in tests. */
-  baseUrl: string;
-  token?: string;
-  /** Read on every request (rotating projected tokens). Ignored when token is set. */
-  tokenFile?: string;
-  ca?: string | Buffer;
-  caFile?: string;
-}
-
-export class InClusterConfigError extends Error {
-  override name = 'InClusterConfigError';
-}
-
-/**
- * The in-cluster configuration every pod gets: KUBERNETES_SERVICE_HOST/PORT
- * and the service account's token and CA under `dir`.
- */
-export function inClusterConfig(
-  env: NodeJS.ProcessEnv = process.env,
-  dir: string = SERVICE_ACCOUNT_DIR,
-): PodsApiConfig {
-  const host = env['KUBERNETES_SERVICE_HOST'];
-  const port = env['KUBERNETES_SERVICE_PORT'];
-  if (!host || !port) {
-    throw new InClusterConfigError('not running in a Kubernetes pod: KUBERNETES_SERVICE_HOST/PORT are not set');
-  }
-  const tokenFile = path.join(dir, 'token');
-  const caFile = path.join(dir, 'ca.crt');
-  for (const f of [tokenFile, caFile]) {
-    if (!fs.existsSync(f)) throw new InClusterConfigError(`in-cluster credentials missing: ${f}`);
-  }
-  const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-  return { baseUrl: `https://${h}:${port}`, tokenFile, caFile };
-}
-
-export class ApiStatusError extends Error {
-  override name = 'ApiStatusError';
-  constructor(
-    readonly statusCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Our resourceVersion is too old (HTTP 410 or a watch ERROR event with code 410): re-list. */
-export class GoneError extends ApiStatusError {
-  override name = 'GoneError';
-  constructor(message: string) {
-    super(410, message);
-  }
 }
 
 export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -188,15 +133,12 @@ export class PodWatcher extends EventEmitter {
   private readonly backoffMaxMs: number;
   private readonly pageSize: number;
   private readonly log: LogFn;
-  private readonly base: URL;
+  private readonly http: PodsApiHttp;
 
   constructor(private readonly opts: PodWatcherOptions) {
     super();
     if (!opts.nodeName) throw new Error('PodWatcher: nodeName is required (set NODE_NAME from spec.nodeName)');
-    this.base = new URL(opts.api.baseUrl);
-    if (this.base.protocol !== 'https:' && this.base.protocol !== 'http:') {
-      throw new Error(`PodWatcher: unsupported API URL ${opts.api.baseUrl}`);
-    }
+    this.http = new PodsApiHttp(opts.api, opts.requestTimeoutMs ?? 30_000);
     this.watchTimeoutSeconds = opts.watchTimeoutSeconds ?? 300;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.backoffInitialMs = opts.backoffInitialMs ?? 500;
@@ -348,7 +290,7 @@ export class PodWatcher extends EventEmitter {
 
   private query(extra: Record<string, string>): string {
     const q = new URLSearchParams({ fieldSelector: `spec.nodeName=${this.opts.nodeName}`, ...extra });
-    const basePath = this.base.pathname.replace(/\/$/, '');
+    const basePath = this.http.basePath;
     return `${basePath}/api/v1/pods?${q.toString()}`;
   }
 
@@ -359,7 +301,7 @@ export class PodWatcher extends EventEmitter {
     do {
       const params: Record<string, string> = { limit: String(this.pageSize) };
       if (cont) params['continue'] = cont;
-      const body = await this.getJson(this.query(params), signal);
+      const body = await this.http.getJson(this.query(params), signal);
       const b = body as { kind?: unknown; items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } };
       if (!Array.isArray(b.items)) throw new Error('pods LIST: response has no items array');
       for (const item of b.items) {
@@ -401,7 +343,7 @@ export class PodWatcher extends EventEmitter {
         else resolve(got);
       };
       const onAbort = (): void => finish();
-      const req = this.request(p, (res) => {
+      const req = this.http.request(p, (res) => {
         if (res.statusCode === 410) {
           res.resume();
           return finish(new GoneError('watch: HTTP 410 Gone'));
@@ -488,81 +430,4 @@ export class PodWatcher extends EventEmitter {
     return ev.type !== 'BOOKMARK';
   }
 
-  // ---- HTTP ---------------------------------------------------------------
-
-  private headers(): http.OutgoingHttpHeaders {
-    const h: http.OutgoingHttpHeaders = { Accept: 'application/json', 'User-Agent': 'shmbroker-pod-identity' };
-    let token = this.opts.api.token;
-    if (token === undefined && this.opts.api.tokenFile) {
-      try {
-        token = fs.readFileSync(this.opts.api.tokenFile, 'utf8').trim();
-      } catch (e) {
-        throw new Error(`cannot read service account token ${this.opts.api.tokenFile}: ${(e as Error).message}`);
-      }
-    }
-    if (token) h['Authorization'] = `Bearer ${token}`;
-    return h;
-  }
-
-  private request(p: string, onResponse: (res: http.IncomingMessage) => void): http.ClientRequest {
-    const common: http.RequestOptions = {
-      method: 'GET',
-      hostname: this.base.hostname.replace(/^\[|\]$/g, ''),
-      port: this.base.port || (this.base.protocol === 'https:' ? 443 : 80),
-      path: p,
-      headers: this.headers(),
-    };
-    if (this.base.protocol === 'https:') {
-      let ca = this.opts.api.ca;
-      if (ca === undefined && this.opts.api.caFile) ca = fs.readFileSync(this.opts.api.caFile);
-      const o: https.RequestOptions = { ...common, rejectUnauthorized: true };
-      if (ca !== undefined) o.ca = ca;
-      return https.request(o, onResponse);
-    }
-    return http.request(common, onResponse);
-  }
-
-  private getJson(p: string, signal: AbortSignal): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const finish = (err: Error | undefined, val?: unknown): void => {
-        if (settled) return;
-        settled = true;
-        signal.removeEventListener('abort', onAbort);
-        if (err) {
-          req.destroy();
-          reject(err);
-        } else resolve(val);
-      };
-      const onAbort = (): void => finish(new Error('aborted'));
-      const req = this.request(p, (res) => {
-        collect(res, (text) => {
-          if (res.statusCode === 410) return finish(new GoneError(`list: HTTP 410 Gone`));
-          if (res.statusCode !== 200) {
-            return finish(new ApiStatusError(res.statusCode ?? 0, `list: HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
-          }
-          try {
-            finish(undefined, JSON.parse(text));
-          } catch {
-            finish(new Error('list: response is not JSON'));
-          }
-        });
-        res.on('error', (e) => finish(e));
-      });
-      req.on('error', (e) => finish(e));
-      req.setTimeout(this.requestTimeoutMs, () => finish(new Error('list: request timed out')));
-      signal.addEventListener('abort', onAbort, { once: true });
-      req.end();
-    });
-  }
-}
-
-function collect(res: http.IncomingMessage, cb: (text: string) => void): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  res.on('data', (c: Buffer) => {
-    size += c.length;
-    if (size <= 256 * 1024 * 1024) chunks.push(c);
-  });
-  res.on('end', () => cb(Buffer.concat(chunks).toString('utf8')));
 }
