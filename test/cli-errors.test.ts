@@ -19,7 +19,7 @@ describe('CLI errors', () => {
     [['grant', 'create', 'x', '--uid', '5', '--mode', 'wx'], 1, /--mode must be ro or rw.*\(INVALID_MODE\)\n$/],
     [['grant', 'create', 'x', '--uid', 'root'], 1, /--uid must be an integer.*\(INVALID_NUMBER\)\n$/],
     [['grant', 'create', 'x', '--uid', '5', '--ttl', 'soon'], 1, /--ttl: invalid duration.*\(INVALID_TTL\)\n$/],
-    [['-o', 'yaml', 'status'], 2, /^shmbroker: option '-o, --output <format>' argument 'yaml' is invalid.*\(USAGE; see --help\)\n$/],
+    [['-o', 'xml', 'status'], 2, /^shmbroker: option '-o, --output <format>' argument 'xml' is invalid.*\(USAGE; see --help\)\n$/],
     [['bogus'], 2, /^shmbroker: unknown command 'bogus' \(USAGE; see --help\)\n$/],
   ];
   for (const [args, code, stderr] of rows) {

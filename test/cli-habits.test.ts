@@ -212,7 +212,7 @@ describe('against a broker', () => {
     expect(await complete(['region', 'show', ''])).toEqual(['big', 'odd', 'small']);
     expect(await complete(['region', 'create', 'x', '--si'])).toEqual(['--size']);
     expect(await complete(['grant', 'list', '--region', 'o'])).toEqual(['odd']);
-    const ids = (await broker.json(['grant', 'list'])).map((g: any) => g.name.split('/').pop()).sort();
+    const ids = (await broker.json(['grant', 'list'])).grants.map((g: any) => g.name.split('/').pop()).sort();
     expect(ids.length).toBeGreaterThan(0);
     expect(await complete(['grant', 'revoke', ''])).toEqual(ids);
     for (const shell of ['zsh', 'fish']) {
@@ -223,14 +223,15 @@ describe('against a broker', () => {
   });
 
   it('region read and write leave no protocol error behind: the CLI waits for the release reply', async () => {
-    const before = await broker.json(['audit', 'list', '--action', 'DataPlaneProtocolError']);
+    const events = async (args: string[]): Promise<any[]> => (await broker.json(['audit', 'list', ...args])).events ?? [];
+    const before = await events(['--action', 'DataPlaneProtocolError']);
     for (let i = 0; i < 15; i++) {
       const w = await cli(['region', 'write', 'small'], { input: Buffer.from(`round ${i}`) });
       expect(w.code, w.stderr).toBe(0);
       const r = await cli(['region', 'read', 'small', '--length', '8']);
       expect(r.code, r.stderr).toBe(0);
     }
-    const after = await broker.json(['audit', 'list', '--action', 'DataPlaneProtocolError']);
+    const after = await events(['--action', 'DataPlaneProtocolError']);
     expect(after).toEqual(before);
     expect(broker.log).not.toMatch(/data plane protocol error/);
   });
@@ -238,8 +239,9 @@ describe('against a broker', () => {
   it("the broker does not count a peer's close during its reply as a protocol error or a denial", async () => {
     // An SDK client that releases and closes at once, without drain(): the
     // broker's release reply meets a closed socket (EPIPE/ECONNRESET).
-    const before = await broker.json(['audit', 'list', '--action', 'DataPlaneProtocolError']);
-    const deniedBefore = await broker.json(['audit', 'list', '--result', 'denied']);
+    const events = async (args: string[]): Promise<any[]> => (await broker.json(['audit', 'list', ...args])).events ?? [];
+    const before = await events(['--action', 'DataPlaneProtocolError']);
+    const deniedBefore = await events(['--result', 'denied']);
     const r = await runNode(
       `const { BrokerClient } = require(REPO + '/dist/clients/sdk/broker-client');
       (async () => {
@@ -254,9 +256,9 @@ describe('against a broker', () => {
     );
     expect(r.code, r.stderr).toBe(0);
     await new Promise((res) => setTimeout(res, 300));
-    const after = await broker.json(['audit', 'list', '--action', 'DataPlaneProtocolError']);
-    expect(after.slice(before.length).map((e: any) => `${e.reason} ${JSON.stringify(e.details)}`)).toEqual([]);
-    const denied = await broker.json(['audit', 'list', '--result', 'denied']);
+    const after = await events(['--action', 'DataPlaneProtocolError']);
+    expect(after.slice(before.length).map((e: any) => `${e.reason} ${e.detailsJson}`)).toEqual([]);
+    const denied = await events(['--result', 'denied']);
     expect(denied.slice(deniedBefore.length).map((e: any) => `${e.action} ${e.reason}`)).toEqual([]);
     expect(broker.log).not.toMatch(/data plane protocol error/);
   });

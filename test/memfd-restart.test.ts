@@ -46,7 +46,7 @@ describe('memfd restart survival', () => {
       await holder.next((o) => o.event === 'disconnected');
       await broker.start();
       expect(await holder.next((o) => o.event === 'reconnected')).toEqual({ event: 'reconnected', revoked: false, byteLength: 8192 });
-      const regions = await broker.json<any[]>(['region', 'list']);
+      const regions: any[] = (await broker.json(['region', 'list'])).regions;
       expect(Object.fromEntries(regions.map((r) => [r.name, r.state]))).toEqual({
         'regions/kept': 'REGION_STATE_ACTIVE',
         'regions/orphan': 'REGION_STATE_LOST',
@@ -60,8 +60,8 @@ describe('memfd restart survival', () => {
       expect([...again.stdout]).toEqual([data[0], 0x77]);
       const orphan = await broker.cli(['region', 'read', 'orphan']);
       expect(orphan.stderr).toContain('(REGION_LOST)');
-      const audit = await broker.json<any[]>(['audit', 'list', '--region', 'kept']);
-      expect(audit.some((e) => e.action === 'Offer' && e.result === 'ALLOWED')).toBe(true);
+      const audit: any[] = (await broker.json(['audit', 'list', '--region', 'kept'])).events;
+      expect(audit.some((e) => e.action === 'Offer' && e.result === 'AUDIT_RESULT_ALLOWED')).toBe(true);
       holder.send('exit');
       await holder.exited();
     } finally {
@@ -96,8 +96,8 @@ describe('memfd restart survival', () => {
     const r = await runNode(script, { uid: 1002, args: [broker.runtimeDir] });
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout.toString())).toEqual({ accepted: false, leaseId: 0 });
-    const audit = await broker.json<any[]>(['audit', 'list', '--region', 'victim']);
-    expect(audit.some((e) => e.action === 'Offer' && e.result === 'DENIED' && e.reason === 'OFFER_REFUSED')).toBe(true);
+    const audit: any[] = (await broker.json(['audit', 'list', '--region', 'victim'])).events;
+    expect(audit.some((e) => e.action === 'Offer' && e.result === 'AUDIT_RESULT_DENIED' && e.reason === 'OFFER_REFUSED')).toBe(true);
   });
 
   it('hugepages on a host without free huge pages are refused clearly', async () => {

@@ -22,7 +22,8 @@ describe('quotas and audit (memfd)', () => {
 
   it('1 MiB / 2 regions for uid 1001: 512 KiB and 4 KiB accepted, 768 KiB and a third region refused', async () => {
     const set = await broker.json(['quota', 'set', '--uid', '1001', '--bytes', '1MiB', '--regions', '2']);
-    expect(set).toMatchObject({ name: 'quotas/uid:1001', limits: { bytes: 1048576, regions: 2 }, usage: { bytes: 0, regions: 0 } });
+    // proto3 JSON: uint64 limits as strings, usage at zero is an empty object
+    expect(set).toMatchObject({ name: 'quotas/uid:1001', maxBytes: '1048576', maxRegions: '2', usage: {}, explicitlySet: true });
 
     expect((await broker.cli(['region', 'create', 'q-a', '--size', '512KiB'], U1)).code).toBe(0);
     expect((await broker.cli(['region', 'create', 'q-b', '--size', '4KiB'], U1)).code).toBe(0);
@@ -36,30 +37,31 @@ describe('quotas and audit (memfd)', () => {
 
     // The user sees their own quota; not someone else's, and cannot raise it.
     const mine = await broker.json(['quota', 'show'], U1);
-    expect(mine).toMatchObject({ limits: { bytes: 1048576, regions: 2 }, usage: { bytes: 516 * 1024, regions: 2 } });
+    expect(mine).toMatchObject({ maxBytes: '1048576', maxRegions: '2', usage: { bytes: String(516 * 1024), regions: '2' } });
     expect((await broker.cli(['quota', 'show', '--uid', '0'], U1)).stderr).toMatch(/NOT_YOUR_QUOTA/);
     expect((await broker.cli(['quota', 'set', '--uid', '1001', '--bytes', '1GiB'], U1)).stderr).toMatch(/ADMIN_ONLY/);
 
     // Deleting refunds.
     expect((await broker.cli(['region', 'delete', 'q-b'], U1)).code).toBe(0);
-    expect(await broker.json(['quota', 'show', '--uid', '1001'])).toMatchObject({ usage: { bytes: 512 * 1024, regions: 1 } });
+    expect(await broker.json(['quota', 'show', '--uid', '1001'])).toMatchObject({ usage: { bytes: String(512 * 1024), regions: '1' } });
     expect((await broker.cli(['region', 'create', 'q-e', '--size', '4KiB'], U1)).code).toBe(0);
   });
 
   it('audit list -o json shows the refusals with their reason', async () => {
-    const denied = await broker.json<Array<Record<string, any>>>(['audit', 'list', '--result', 'denied']);
+    const denied: Array<Record<string, any>> = (await broker.json(['audit', 'list', '--result', 'denied'])).events;
     const creates = denied.filter((e) => e.action === 'CreateRegion');
+    expect(creates.every((e) => e.result === 'AUDIT_RESULT_DENIED')).toBe(true);
     expect(creates.map((e) => [e.resource, e.reason, e.actor.uid])).toEqual([
       ['regions/q-c', 'QUOTA_BYTES', 1001],
       ['regions/q-d', 'QUOTA_REGIONS', 1001],
     ]);
     // A non-admin lists their own events only.
-    const own = await broker.json<Array<Record<string, any>>>(['audit', 'list'], U1);
+    const own: Array<Record<string, any>> = (await broker.json(['audit', 'list'], U1)).events;
     expect(own.length).toBeGreaterThan(0);
     expect(own.every((e) => e.actor.uid === 1001)).toBe(true);
     expect((await broker.cli(['audit', 'verify'], U1)).stderr).toMatch(/ADMIN_ONLY/);
     // Region filter by path segment.
-    const qa = await broker.json<Array<Record<string, any>>>(['audit', 'list', '--region', 'q-a']);
+    const qa: Array<Record<string, any>> = (await broker.json(['audit', 'list', '--region', 'q-a'])).events;
     expect(qa.every((e) => e.resource === 'regions/q-a' || e.resource.startsWith('regions/q-a/'))).toBe(true);
   });
 
@@ -79,7 +81,7 @@ describe('quotas and audit (memfd)', () => {
     try {
       // The watch has subscribed once its own WatchAuditEvents call is in the trail.
       for (let i = 0; i < 300; i++) {
-        const own = await broker.json<unknown[]>(['audit', 'list', '--action', 'WatchAuditEvents', '--uid', '1001']);
+        const own = (await broker.json(['audit', 'list', '--action', 'WatchAuditEvents', '--uid', '1001'])).events ?? [];
         if (own.length > 0) break;
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -91,8 +93,8 @@ describe('quotas and audit (memfd)', () => {
     }
     const events = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
     expect(events.map((e) => [e.action, e.resource, e.result, e.reason])).toEqual([
-      ['CreateRegion', 'regions/w-1', 'ALLOWED', undefined],
-      ['CreateRegion', 'regions/w-2', 'DENIED', 'QUOTA_REGIONS'],
+      ['CreateRegion', 'regions/w-1', 'AUDIT_RESULT_ALLOWED', undefined],
+      ['CreateRegion', 'regions/w-2', 'AUDIT_RESULT_DENIED', 'QUOTA_REGIONS'],
     ]);
     expect((await broker.cli(['region', 'delete', 'w-1'], U1)).code).toBe(0);
   });
@@ -101,8 +103,8 @@ describe('quotas and audit (memfd)', () => {
     const ok = await broker.cli(['audit', 'verify']);
     expect(ok.code).toBe(0);
     expect(ok.stdout.toString()).toMatch(/intact/);
-    const [refusal] = (await broker.json<Array<Record<string, any>>>(['audit', 'list', '--result', 'denied', '--action', 'CreateRegion'])) as Array<{
-      seq: number;
+    const [refusal] = (await broker.json(['audit', 'list', '--result', 'denied', '--action', 'CreateRegion'])).events as Array<{
+      seq: string; // uint64: a string in proto3 JSON
     }>;
     const db = new BetterSqlite3(path.join(broker.stateDir, 'shmbroker.db'));
     db.prepare("UPDATE audit_events SET result = 'ALLOWED', reason = NULL WHERE seq = ?").run(refusal!.seq);
@@ -112,7 +114,9 @@ describe('quotas and audit (memfd)', () => {
     expect(bad.stderr).toMatch(/AUDIT_TRAIL_TAMPERED/);
     expect(bad.stdout.toString()).toContain(`seq ${refusal!.seq}:`);
     const asJson = await broker.cli(['audit', 'verify', '-o', 'json']);
-    expect(JSON.parse(asJson.stdout.toString())).toMatchObject({ ok: false, problems: [{ seq: refusal!.seq }] });
+    const verdict = JSON.parse(asJson.stdout.toString());
+    expect(verdict).not.toHaveProperty('ok'); // proto3 JSON leaves ok: false out
+    expect(verdict).toMatchObject({ problems: [{ seq: refusal!.seq }] });
   });
 });
 
@@ -135,7 +139,9 @@ describe('configuration file', () => {
       expect((await broker.cli(['region', 'create', 'd-a', '--size', '8KiB'], U1)).code).toBe(0);
       const r = await broker.cli(['region', 'create', 'd-b', '--size', '4KiB'], U1);
       expect(r.stderr).toMatch(/QUOTA_BYTES/);
-      expect(await broker.json(['quota', 'show'], U1)).toMatchObject({ limits: { bytes: 8192, regions: 5 }, explicitlySet: false });
+      const q = await broker.json(['quota', 'show'], U1);
+      expect(q).toMatchObject({ maxBytes: '8192', maxRegions: '5' });
+      expect(q).not.toHaveProperty('explicitlySet'); // false: the default applies
     } finally {
       await broker.cleanup();
     }

@@ -60,7 +60,7 @@ describe(`revocation (${BACKEND})`, () => {
     } finally {
       child.kill();
     }
-    const audit = await broker.json<any[]>(['audit', 'list', '--region', 'rv']).catch(() => []);
+    const audit: any[] = (await broker.json(['audit', 'list', '--region', 'rv']).catch(() => ({ events: [] }))).events;
     expect(audit.map((e) => e.action)).toEqual(expect.arrayContaining(['CreateGrant', 'Acquire', 'RevokeGrant', 'RevocationNotice', 'Release']));
   });
 
@@ -75,7 +75,7 @@ describe(`revocation (${BACKEND})`, () => {
     } finally {
       child.kill();
     }
-    expect(await broker.json(['grant', 'list', '--region', 'ttl'])).toEqual([]);
+    expect(await broker.json(['grant', 'list', '--region', 'ttl'])).toEqual({}); // ListGrantsResponse: no grants, no next page
   });
 
   it('region delete notifies every holder', async () => {
@@ -106,11 +106,11 @@ describe(`lease lifetime (${BACKEND})`, () => {
       child.kill();
       let events: any[] = [];
       for (let i = 0; i < 50; i++) {
-        events = await broker.json<any[]>(['audit', 'list', '--region', 'life']);
+        events = (await broker.json(['audit', 'list', '--region', 'life'])).events;
         if (events.some((e) => e.action === 'LeaseEnded')) break;
         await new Promise((r) => setTimeout(r, 200));
       }
-      expect(events.find((e) => e.action === 'LeaseEnded')).toMatchObject({ result: 'ALLOWED', reason: 'HOLDER_EXITED' });
+      expect(events.find((e) => e.action === 'LeaseEnded')).toMatchObject({ result: 'AUDIT_RESULT_ALLOWED', reason: 'HOLDER_EXITED' });
     } finally {
       await broker.cleanup();
     }

@@ -8,6 +8,8 @@ import { parseNonNegativeInt } from './args';
 import { table, type CliContext } from './context';
 import { withExamples } from './help';
 import type { AuditEvent__Output } from '../../proto/generated/shmbroker/v1/AuditEvent';
+import * as YAML from 'yaml';
+import { toProto3Json } from '../../proto/json';
 
 interface TimestampJson {
   seconds: number;
@@ -17,7 +19,7 @@ interface TimestampJson {
 // The shape the control client returns (proto-loader output types, generated at build).
 type AuditEventJson = AuditEvent__Output;
 
-/** The event as printed with -o json and exported: the same shape as the broker's audit records. */
+/** The event as `audit export` writes it (the shape of the broker's audit records) and text output shows it. */
 function eventOut(e: AuditEventJson) {
   const actor: Record<string, unknown> = { pid: e.actor?.pid ?? 0, uid: e.actor?.uid ?? 0, gid: e.actor?.gid ?? 0 };
   if (e.actor?.pod) actor.pod = e.actor.pod;
@@ -136,10 +138,11 @@ export function register(program: Command, ctx: CliContext): void {
         pageToken = res.nextPageToken;
         if (!pageToken) break;
       }
-      const out = events.map(eventOut);
-      ctx.print(out, () =>
-        out.length ? table(['SEQ', 'TIME', 'ACTOR', 'ACTION', 'RESOURCE', 'RESULT', 'REASON'], out.map(oneLine)) : 'no events',
-      );
+      // A list cut short by --limit says so: nextPageToken is where it would go on.
+      ctx.printMessage('shmbroker.v1.ListAuditEventsResponse', { events, nextPageToken: pageToken }, () => {
+        const out = events.map(eventOut);
+        return out.length ? table(['SEQ', 'TIME', 'ACTOR', 'ACTION', 'RESOURCE', 'RESULT', 'REASON'], out.map(oneLine)) : 'no events';
+      });
     });
   withExamples(list, [
     ['The 20 latest events', 'shmbroker audit list --newest-first --limit 20'],
@@ -156,7 +159,7 @@ export function register(program: Command, ctx: CliContext): void {
         'VerifyAuditTrail',
         {},
       );
-      ctx.print(v, () =>
+      ctx.printMessage('shmbroker.v1.VerifyAuditTrailResponse', v, () =>
         v.ok
           ? `audit trail intact: ${v.checked} events verified`
           : [`audit trail BROKEN: ${v.problems.length} problem(s) in ${v.checked} events`, ...v.problems.map((p) => `  seq ${p.seq}: ${p.problem}`)].join('\n'),
@@ -198,8 +201,13 @@ export function register(program: Command, ctx: CliContext): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
         stream.on('data', (r: { event: AuditEventJson }) => {
-          const e = eventOut(r.event);
-          process.stdout.write(ctx.format() === 'json' ? `${JSON.stringify(e)}\n` : `${oneLine(e).join('  ')}\n`);
+          // One event per line (JSON lines) or per YAML document, in the proto3 JSON mapping.
+          const format = ctx.format();
+          if (format === 'text') process.stdout.write(`${oneLine(eventOut(r.event)).join('  ')}\n`);
+          else {
+            const e = toProto3Json('shmbroker.v1.AuditEvent', r.event);
+            process.stdout.write(format === 'json' ? `${JSON.stringify(e)}\n` : `---\n${YAML.stringify(e)}`);
+          }
         });
         stream.on('error', (err: ServiceError) => {
           process.off('SIGINT', stop);

@@ -1,10 +1,13 @@
 // What every CLI command gets: the broker location, a control-plane client,
-// and output in the format the user asked for (-o text|json).
+// and output in the format the user asked for (-o text|wide|json|yaml).
 import type { Command } from 'commander';
+import * as YAML from 'yaml';
+import { toProto3Json } from '../../proto/json';
 import { ControlClient } from '../sdk/control-client';
 import { resolveRuntimeDir } from '../sdk/runtime-dir';
 
-export type OutputFormat = 'text' | 'json';
+/** text (and wide) for people; json and yaml for programs (the same data). */
+export type OutputFormat = 'text' | 'json' | 'yaml';
 
 export interface CliContext {
   /** The runtime directory from --runtime-dir / the environment / the default. */
@@ -15,8 +18,14 @@ export interface CliContext {
   format(): OutputFormat;
   /** -o wide: text tables with the exact timestamps and ids as extra columns. */
   wide(): boolean;
-  /** Prints `value` as JSON with -o json, else the text `render` gives. */
+  /** Prints `value` (not a proto message) as JSON or YAML with -o json|yaml, else the text `render` gives. */
   print(value: unknown, render: () => string): void;
+  /**
+   * Prints a proto message of type `typeName` ("shmbroker.v1.Region") in the
+   * proto3 JSON mapping with -o json (YAML of the same data with -o yaml),
+   * else the text `render` gives. Lists print as their List response.
+   */
+  printMessage(typeName: string, message: object, render: () => string): void;
 }
 
 export function createContext(program: Command): CliContext & { close(): void } {
@@ -25,14 +34,19 @@ export function createContext(program: Command): CliContext & { close(): void } 
   const ctx = {
     runtimeDir: () => resolveRuntimeDir(opts().runtimeDir),
     control: () => (control ??= new ControlClient({ runtimeDir: opts().runtimeDir })),
-    format: (): OutputFormat => (opts().output === 'json' ? 'json' : 'text'),
+    format: (): OutputFormat => (opts().output === 'json' ? 'json' : opts().output === 'yaml' ? 'yaml' : 'text'),
     wide: (): boolean => opts().output === 'wide',
     print(value: unknown, render: () => string): void {
-      if (ctx.format() === 'json') process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+      const format = ctx.format();
+      if (format === 'json') process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+      else if (format === 'yaml') process.stdout.write(YAML.stringify(value));
       else {
         const text = render();
         if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
       }
+    },
+    printMessage(typeName: string, message: object, render: () => string): void {
+      ctx.print(ctx.format() === 'text' ? undefined : toProto3Json(typeName, message), render);
     },
     close(): void {
       control?.close();

@@ -72,7 +72,7 @@ export function register(program: Command, ctx: CliContext): void {
         parent: `regions/${name}`,
         grant: { ...who, mode: toAccessMode(grantMode), ...(ttlSeconds ? { ttl: { seconds: ttlSeconds } } : {}), ...(o.allowNotify ? { allowNotify: true } : {}) },
       });
-      ctx.print(g, () => `granted ${mode(g)} on regions/${name} to ${grantee(g)}: grant ${grantId(g)}${g.expireTime ? `, expires ${formatTime(g.expireTime)}` : ''}`);
+      ctx.printMessage('shmbroker.v1.Grant', g, () => `granted ${mode(g)} on regions/${name} to ${grantee(g)}: grant ${grantId(g)}${g.expireTime ? `, expires ${formatTime(g.expireTime)}` : ''}`);
     });
   withExamples(create, [
     ['Read-only for uid 1001', 'shmbroker grant create frames --uid 1001'],
@@ -96,7 +96,7 @@ export function register(program: Command, ctx: CliContext): void {
         all.push(...res.grants);
         pageToken = res.nextPageToken;
       } while (pageToken);
-      ctx.print(all, () =>
+      ctx.printMessage('shmbroker.v1.ListGrantsResponse', { grants: all, nextPageToken: '' }, () =>
         all.length
           ? grantRows(all, ctx.wide())
           : 'no grants',

@@ -19,7 +19,7 @@ export async function main(argv: string[]): Promise<number> {
   program
     .description('shared-memory regions for local processes: a broker and its admin commands')
     .option('--runtime-dir <dir>', 'broker runtime directory (default: $SHMBROKER_RUNTIME_DIR, else /run/shmbroker)')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'wide', 'json']).default('text'))
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'wide', 'json', 'yaml']).default('text'))
     .exitOverride();
   const ctx = createContext(program);
   endQuietlyOnClosedStdout();

@@ -35,16 +35,6 @@ function limitArg(flag: string, text: string, kind: 'size' | 'count'): number | 
   }
 }
 
-/** The JSON printed with -o json: limits as numbers or null for unlimited. */
-function quotaOut(q: QuotaJson) {
-  return {
-    name: q.name,
-    limits: { bytes: q.maxBytes ?? null, regions: q.maxRegions ?? null, grantsPerRegion: q.maxGrantsPerRegion ?? null },
-    usage: q.usage ?? { bytes: 0, regions: 0 },
-    explicitlySet: q.explicitlySet,
-  };
-}
-
 function subjectText(name: string): string {
   return name.replace(/^quotas\//, '').replace(':', ' ');
 }
@@ -98,7 +88,7 @@ export function register(program: Command, ctx: CliContext): void {
         throw new InvalidArgumentError('INVALID_ARGUMENT', 'NOTHING_TO_SET', 'give at least one of --bytes, --regions, --grants-per-region');
       }
       const res = await ctx.control().call<{ quota: QuotaJson }>('QuotaService', 'SetQuota', { quota: q, updateMask: { paths } });
-      ctx.print(quotaOut(res.quota), () => showQuota(res.quota));
+      ctx.printMessage('shmbroker.v1.Quota', res.quota, () => showQuota(res.quota));
     });
   withExamples(set, [
     ['4 GiB and 16 regions for uid 1001', 'shmbroker quota set --uid 1001 --bytes 4GiB --regions 16'],
@@ -112,7 +102,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--gid <gid>', 'the group id')
     .action(async (o: { uid?: string; gid?: string }) => {
       const res = await ctx.control().call<{ quota: QuotaJson }>('QuotaService', 'GetQuota', { name: subjectOf(o, false) });
-      ctx.print(quotaOut(res.quota), () => showQuota(res.quota));
+      ctx.printMessage('shmbroker.v1.Quota', res.quota, () => showQuota(res.quota));
     });
   withExamples(show, [
     ['Your own', 'shmbroker quota show'],
@@ -131,7 +121,7 @@ export function register(program: Command, ctx: CliContext): void {
         pageToken = res.nextPageToken;
       } while (pageToken);
       const lim = (v: number | undefined, f: (n: number) => string = String) => (v === undefined ? 'unlimited' : f(v));
-      ctx.print(all.map(quotaOut), () =>
+      ctx.printMessage('shmbroker.v1.ListQuotasResponse', { quotas: all, nextPageToken: '' }, () =>
         all.length
           ? table(
               ['SUBJECT', 'BYTES', 'BYTES LIMIT', 'REGIONS', 'REGIONS LIMIT', 'GRANTS/REGION', 'SOURCE'],
@@ -157,6 +147,6 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--gid <gid>', 'the group id')
     .action(async (o: { uid?: string; gid?: string }) => {
       const res = await ctx.control().call<{ quota: QuotaJson }>('QuotaService', 'DeleteQuota', { name: subjectOf(o, true) });
-      ctx.print(quotaOut(res.quota), () => showQuota(res.quota));
+      ctx.printMessage('shmbroker.v1.Quota', res.quota, () => showQuota(res.quota));
     });  withExamples(reset, [['Back to the broker default for uid 1001', 'shmbroker quota reset --uid 1001']]);
 }

@@ -68,7 +68,7 @@ export function register(program: Command, ctx: CliContext): void {
       const region: Record<string, unknown> = { sizeBytes, hugepages: o.hugepages ?? false };
       if (o.numa !== undefined) region.numaNode = parseNonNegativeInt('--numa', o.numa);
       const created = await ctx.control().call<RegionJson>('BrokerService', 'CreateRegion', { regionId: name, region });
-      ctx.print(created, () => `created ${created.name} (${formatBytes(created.sizeBytes)}, ${created.backend})`);
+      ctx.printMessage('shmbroker.v1.Region', created, () => `created ${created.name} (${formatBytes(created.sizeBytes)}, ${created.backend})`);
     });
   withExamples(create, [
     ['A 1 MiB region named frames', 'shmbroker region create frames --size 1MiB'],
@@ -89,7 +89,7 @@ export function register(program: Command, ctx: CliContext): void {
         all.push(...res.regions);
         pageToken = res.nextPageToken;
       } while (pageToken);
-      ctx.print(all, () => (all.length ? regionRows(all, ctx.wide()) : 'no regions'));
+      ctx.printMessage('shmbroker.v1.ListRegionsResponse', { regions: all, nextPageToken: '' }, () => (all.length ? regionRows(all, ctx.wide()) : 'no regions'));
     });
   withExamples(list, [
     ['Names, sizes, owners and ages', 'shmbroker region list'],
@@ -104,7 +104,7 @@ export function register(program: Command, ctx: CliContext): void {
     .description('show one region')
     .action(async (name: string) => {
       const r = await ctx.control().call<RegionJson>('BrokerService', 'GetRegion', { name: `regions/${name}` });
-      ctx.print(r, () => showRegion(r));
+      ctx.printMessage('shmbroker.v1.Region', r, () => showRegion(r));
     });
   withExamples(show, [['One region in full', 'shmbroker region show frames']]);
 
@@ -159,7 +159,7 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (name: string, o: { offset: string; length?: string; file?: string }) => {
       const offset = parseSizeArg('--offset', o.offset, true);
       // Raw bytes on a terminal garble it (curl refuses the same way); checked before the broker is asked.
-      if (o.file === undefined && ctx.format() !== 'json' && process.stdout.isTTY) {
+      if (o.file === undefined && ctx.format() === 'text' && process.stdout.isTTY) {
         throw new InvalidArgumentError(
           'INVALID_ARGUMENT',
           'BINARY_TO_TERMINAL',
@@ -181,7 +181,7 @@ export function register(program: Command, ctx: CliContext): void {
           await r.release();
           await client.drain(); // the release's reply, before close() (see BrokerClient.drain)
         }
-        if (ctx.format() === 'json') ctx.print({ name: `regions/${name}`, offset, length: bytes.length, base64: bytes.toString('base64') }, () => '');
+        if (ctx.format() !== 'text') ctx.print({ name: `regions/${name}`, offset, length: bytes.length, base64: bytes.toString('base64') }, () => '');
         else if (o.file !== undefined && o.file !== '-') fs.writeFileSync(o.file, bytes);
         else await writeStdout(bytes);
       } finally {

@@ -10,7 +10,7 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async () => {
       const s = await ctx.control().call<Record<string, any>>('BrokerService', 'GetStatus', {});
       const yes = (b: boolean): string => (b ? 'yes' : 'NO');
-      ctx.print(s, () =>
+      ctx.printMessage('shmbroker.v1.GetStatusResponse', s, () =>
         [
           `broker:              serving (version ${s.version}, up ${s.uptimeSeconds}s)`,
           `runtime dir:         ${ctx.runtimeDir()}`,

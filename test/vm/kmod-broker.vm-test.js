@@ -160,7 +160,7 @@ async function main() {
   // --- the Foundation CLI scenario, unchanged
   const data = crypto.randomBytes(1024 * 1024);
   const created = await json(['region', 'create', 'demo', '--size', '1MiB']);
-  ok(created.backend === 'kmod' && created.sizeBytes === 1048576, 'region create on kmod');
+  ok(created.backend === 'kmod' && created.sizeBytes === '1048576', 'region create on kmod'); // proto3 JSON: uint64 as a string
   let r = await cli(['region', 'write', 'demo'], { input: data });
   ok(r.code === 0, 'root writes the region from stdin', r.stderr);
   await json(['grant', 'create', 'demo', '--uid', '1001', '--mode', 'ro']);
@@ -209,7 +209,7 @@ async function main() {
   const writer = child(WRITER, [runtimeDir, 'live'], U1);
   ok(Boolean(await writer.next((o) => o.event === 'acquired')), 'writer maps the region rw', writer.stderrText);
   await json(['region', 'create', 'doomed', '--size', '4KiB']);
-  const before = await json(['region', 'list']);
+  const before = (await json(['region', 'list'])).regions;
   await kill9();
   // While the broker is down: a kernel region nobody recorded appears, and a
   // recorded one vanishes. Reconciliation must destroy the first and mark the
@@ -224,7 +224,7 @@ async function main() {
   dev.destroy(BigInt(doomedRef));
   dev.close();
   const restartMs = await startBroker();
-  const after = await json(['region', 'list']);
+  const after = (await json(['region', 'list'])).regions;
   const states = Object.fromEntries(after.map((x) => [x.name, x.state]));
   ok(
     after.length === before.length && states['regions/demo'] === 'REGION_STATE_ACTIVE' && states['regions/live'] === 'REGION_STATE_ACTIVE',
