@@ -11,7 +11,7 @@ import type { DataReply__Output } from '../../proto/generated/shmbroker/v1/DataR
 import type { DataRequest } from '../../proto/generated/shmbroker/v1/DataRequest';
 import { errorFromStatus, InvalidArgumentError, ProtocolError, ShmbrokerError, UnavailableError } from './errors';
 import { BrokerNotTrustedError, checkPeer, checkRegionFd, checkSocketPath, trustedUids } from './broker-trust';
-import { MappedRegion, type Mode } from './mapped-region';
+import { MappedRegion, type Mode, type RevocationEvent } from './mapped-region';
 import { DATA_SOCKET, isValidRegionId, parseGrantMode, REGION_ID_PATTERN, toAccessMode } from '../../proto/wire';
 import { resolveRuntimeDir } from './runtime-dir';
 
@@ -31,6 +31,13 @@ export interface AcquireOptions {
   shared?: boolean;
   /** Also take the region's doorbell: region.notify(), wait(), events(). Default false. */
   events?: boolean;
+  /**
+   * Gives up when this signal aborts: acquire() rejects with the signal's
+   * reason, and a lease the broker grants afterwards is released at once.
+   */
+  signal?: AbortSignal;
+  /** Gives up after this many milliseconds, the same way (rejects with a 'TimeoutError' DOMException, as AbortSignal.timeout does). */
+  timeoutMs?: number;
 }
 
 interface Pending {
@@ -218,7 +225,7 @@ export class BrokerClient extends EventEmitter {
     if (!region) return;
     this.#regions.delete(leaseId);
     this.#updateRef();
-    region.revoke({ reason, graceMs });
+    region.revoke({ reason: reason as RevocationEvent['reason'], graceMs });
     // Tell the broker at once, so it need not wait out the grace period.
     this.#request({ release: { leaseId } }).catch(() => undefined);
   }
@@ -234,9 +241,23 @@ export class BrokerClient extends EventEmitter {
     if (options.shared !== undefined && typeof options.shared !== 'boolean') throw new TypeError('options.shared must be a boolean');
     if (options.events !== undefined && typeof options.events !== 'boolean') throw new TypeError('options.events must be a boolean');
     const wantEvents = options.events ?? false;
-    const { reply, fds } = await this.#request({
-      acquire: { region: name, mode: toAccessMode(mode), wantEvents },
-    });
+    if (options.timeoutMs !== undefined && !(Number.isFinite(options.timeoutMs) && options.timeoutMs >= 0)) {
+      throw new TypeError('options.timeoutMs must be a number >= 0');
+    }
+    const signals = [options.signal, options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs)].filter((s): s is AbortSignal => s !== undefined);
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
+    signal?.throwIfAborted();
+    // A zero budget is spent before anything is sent (AbortSignal.timeout(0) would fire only on the next timer turn).
+    if (options.timeoutMs === 0) throw new DOMException('acquire timed out (timeoutMs 0)', 'TimeoutError');
+    const { reply, fds } = await untilAborted(
+      this.#request({ acquire: { region: name, mode: toAccessMode(mode), wantEvents } }),
+      signal,
+      // Granted after the caller gave up: hand the lease straight back.
+      (late) => {
+        for (const fd of late.fds) fs.closeSync(fd);
+        if (late.reply.acquire) this.#request({ release: { leaseId: late.reply.acquire.leaseId } }).catch(() => undefined);
+      },
+    );
     if (reply.error) {
       for (const fd of fds) fs.closeSync(fd);
       throw errorFromStatus(reply.error.code, reply.error.reason, reply.error.message);
@@ -325,4 +346,31 @@ export class BrokerClient extends EventEmitter {
 
 export async function connect(options?: ConnectOptions): Promise<BrokerClient> {
   return BrokerClient.connect(options);
+}
+
+/** Resolves like `work`, or rejects with signal.reason once it aborts; a result that comes later goes to `late`. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, late: (value: T) => void): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const onAbort = (): void => {
+      settled = true;
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        if (settled) return late(value);
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }

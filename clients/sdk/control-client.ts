@@ -1,10 +1,13 @@
 // A promise-based client of the broker's gRPC control plane over
-// RUNTIME_DIR/broker.sock. Errors become the SDK's typed errors with the
-// broker's machine-readable reason.
+// RUNTIME_DIR/broker.sock: one typed method per RPC (createRegion,
+// listGrants, ..., generated from the protos into ControlMethods by
+// scripts/gen-control-client.js). Errors become the SDK's typed errors with
+// the broker's machine-readable reason (google.rpc.ErrorInfo).
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as native from '../../native';
+import { ControlMethods } from '../../proto/generated/control-methods';
 import { loadShmbrokerGrpc } from '../../proto/load';
 import { BrokerNotTrustedError, checkPeer, checkSocketPath, trustedUids } from './broker-trust';
 import { STATUS_DETAILS_KEY, decodeStatus, type RichStatus } from '../../proto/status-details';
@@ -14,13 +17,24 @@ import { resolveRuntimeDir } from './runtime-dir';
 
 type Callable = (req: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => unknown;
 
-export class ControlClient {
+/**
+ * The control-plane client: `await client.createRegion({ regionId: 'frames',
+ * region: { sizeBytes: 1 << 20 } })` resolves with the Region. The broker is
+ * authenticated before the first request is sent.
+ */
+export class ControlClient extends ControlMethods {
+  /** The control socket this client talks to. */
   readonly socketPath: string;
   readonly #clients = new Map<string, grpc.Client>();
   readonly #deadlineMs: number;
   #verified: Promise<void> | undefined;
 
+  /**
+   * @param options.runtimeDir the broker's runtime directory (default: $SHMBROKER_RUNTIME_DIR, else /run/shmbroker)
+   * @param options.deadlineMs deadline of each unary call (default 30 s)
+   */
   constructor(options: { runtimeDir?: string; deadlineMs?: number } = {}) {
+    super();
     this.socketPath = path.join(resolveRuntimeDir(options.runtimeDir), CONTROL_SOCKET);
     this.#deadlineMs = options.deadlineMs ?? 30_000;
   }
@@ -73,7 +87,18 @@ export class ControlClient {
     return this.#verified;
   }
 
-  /** Calls a unary rpc, e.g. call('BrokerService', 'CreateRegion', {...}). */
+  protected unary(service: string, method: string, request: object): Promise<unknown> {
+    return this.call(service, method, request);
+  }
+
+  protected serverStream(service: string, method: string, request: object): grpc.ClientReadableStream<unknown> {
+    return this.stream(service, method, request);
+  }
+
+  /**
+   * Calls a unary rpc by name, untyped: call('BrokerService', 'CreateRegion', {...}).
+   * For raw and malformed requests (tests, fuzzing); programs use the typed methods.
+   */
   async call<T = any>(service: string, method: string, request: object): Promise<T> {
     await this.verify();
     const client = this.#client(service) as unknown as Record<string, Callable>;

@@ -5,19 +5,42 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as native from '../../native';
 import { RegionEvents, type NotifyEvent, type RegionEvent, type RevokedEvent, type WaitOptions } from './region-events';
-import type { GrantMode } from '../../proto/wire';
+import type { EventReason, GrantMode } from '../../proto/wire';
 
+/** 'ro' or 'rw'. */
 export type Mode = GrantMode;
 
+/** Why a lease was revoked, and how long the broker waits for the release before it cuts the mapping off. */
 export interface RevocationEvent {
-  reason: string;
+  /**
+   * 'GRANT_REVOKED', 'GRANT_EXPIRED' or 'REGION_DELETED' (the broker's
+   * notice), or 'LEASE_LOST' (the SDK's own: after a reconnect the broker no
+   * longer knew the lease).
+   */
+  reason: Extract<EventReason, 'GRANT_REVOKED' | 'GRANT_EXPIRED' | 'REGION_DELETED'> | 'LEASE_LOST';
+  /** Milliseconds until the broker revokes in the kernel. */
   graceMs: number;
 }
 
-export class MappedRegion extends EventEmitter {
+/** The events a MappedRegion emits, with their listener arguments: `region.on('revoked', (e) => ...)`. */
+export interface MappedRegionEvents {
+  /** The lease was revoked; `buffer` is already detached (zero-length). */
+  revoked: [event: RevocationEvent];
+}
+
+/**
+ * A region mapped into this process, from BrokerClient.acquire(). Release it
+ * with release(), or let `await using` (Symbol.asyncDispose) or `using`
+ * (Symbol.dispose) do it at the end of the block.
+ */
+export class MappedRegion extends EventEmitter<MappedRegionEvents> {
+  /** The region id, e.g. 'frames'. */
   readonly name: string;
+  /** Size in bytes. */
   readonly size: number;
+  /** The access this lease has. */
   readonly mode: Mode;
+  /** 'memfd' or 'kmod'. */
   readonly backend: string;
   /** Control-plane grant that allowed the acquire ("" for owner/admin). */
   readonly grant: string;
@@ -115,6 +138,20 @@ export class MappedRegion extends EventEmitter {
 
   get released(): boolean {
     return this.#released;
+  }
+
+  /** `await using region = await client.acquire(...)`: releases when the block ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+
+  /**
+   * `using region = await client.acquire(...)`: unmaps at once when the block
+   * ends (the memory is gone from this process synchronously); the release
+   * message to the broker is sent without waiting for its reply.
+   */
+  [Symbol.dispose](): void {
+    this.release().catch(() => undefined);
   }
 
   /** Unmaps the region and tells the broker. Idempotent. */
