@@ -32,6 +32,7 @@ const FIELD_OF_REASON: Record<string, string> = {
   INVALID_QUOTA_NAME: 'name',
   INVALID_QUOTA_SUBJECT: 'name',
   INVALID_UPDATE_MASK: 'update_mask',
+  INVALID_RESOURCE_VERSION: 'resource_version',
 };
 
 /** Default RetryInfo delay of a rate-limit refusal that did not say how long to wait. */
