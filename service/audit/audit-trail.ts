@@ -42,7 +42,7 @@ import * as fs from 'node:fs';
 import type { Database } from 'better-sqlite3';
 import { InvalidArgumentError } from '../errors';
 import { decodePageToken, encodePageToken } from '../store/paging';
-import { DEFAULT_GROUP_COMMIT, syncDatabaseFile, syncDatabaseFileNow, syncTarget, type AuditSyncMode, type GroupCommitOptions } from './group-commit';
+import { DatabaseSyncer, DEFAULT_GROUP_COMMIT, syncTarget, type AuditSyncMode, type GroupCommitOptions } from './group-commit';
 
 export interface AuditActor {
   pid: number;
@@ -226,8 +226,9 @@ export class AuditTrail extends EventEmitter {
   private waiters: Array<{ seq: number; resolve: () => void; reject: (err: Error) => void }> = [];
   private cycleTimer: { cancel(): void; immediate?: boolean } | undefined;
   private syncing = false;
+  private settleScheduled = false;
   private closed = false;
-  private readonly syncFile: string | undefined;
+  private readonly syncer: DatabaseSyncer | undefined;
   readonly sync: AuditSyncMode;
   readonly windowMs: number;
   readonly maxEvents: number;
@@ -264,7 +265,8 @@ export class AuditTrail extends EventEmitter {
     this.sync = gc.sync;
     this.windowMs = gc.windowMs;
     this.maxEvents = gc.maxEvents;
-    this.syncFile = syncTarget(db.name);
+    const target = syncTarget(db.name);
+    this.syncer = target ? new DatabaseSyncer(target) : undefined;
     this.writeBatch = db.transaction((batch: Row[], last: Row) => {
       for (const r of batch) this.stmt.insert.run(r);
       this.stmt.setHead.run(last.seq, last.hash, this.mac(`head\n${last.seq}\n${last.hash}`));
@@ -394,8 +396,18 @@ export class AuditTrail extends EventEmitter {
   }
 
   private schedule(now = false): void {
-    if (this.closed || this.syncing) return; // after a sync, the cycle looks again
-    const urgent = now || this.sync === 'strict' || this.waiters.length > 0 || this.queue.length >= this.maxEvents || this.tentative.length > 0;
+    if (this.closed) return;
+    // Events written inside a transaction are published (emitted) at the end
+    // of this turn; their sync waits for the window like the rest.
+    if (this.tentative.length > 0 && !this.settleScheduled) {
+      this.settleScheduled = true;
+      setImmediate(() => {
+        this.settleScheduled = false;
+        if (this.db.open && !this.db.inTransaction) this.settle();
+      });
+    }
+    if (this.syncing) return; // after a sync, the cycle looks again
+    const urgent = now || this.sync === 'strict' || this.waiters.length > 0 || this.queue.length >= this.maxEvents;
     if (this.cycleTimer) {
       if (!urgent || this.cycleTimer.immediate) return;
       this.cycleTimer.cancel();
@@ -431,12 +443,12 @@ export class AuditTrail extends EventEmitter {
     }
     const target = this.written;
     if (target.seq <= this.durable.seq) return this.afterSync();
-    if (!this.syncFile) {
+    if (!this.syncer) {
       this.durable = target;
       return this.afterSync();
     }
     this.syncing = true;
-    syncDatabaseFile(this.syncFile, (err) => {
+    this.syncer.sync((err) => {
       this.syncing = false;
       if (err) {
         this.emit('commitError', err);
@@ -486,12 +498,13 @@ export class AuditTrail extends EventEmitter {
     this.cycleTimer?.cancel();
     this.cycleTimer = undefined;
     if (this.db.open && this.written.seq > this.durable.seq) {
-      if (this.syncFile) syncDatabaseFileNow(this.syncFile);
+      this.syncer?.syncNow();
       this.durable = this.written;
     }
     for (const w of this.waiters) (w.seq <= this.durable.seq ? w.resolve() : w.reject(new Error('the audit trail closed before the event was synced')));
     this.waiters = [];
     this.closed = true;
+    this.syncer?.close();
     this.writeAnchor();
     if (this.anchorTimer) clearTimeout(this.anchorTimer);
     this.anchorTimer = undefined;

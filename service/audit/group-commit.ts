@@ -32,38 +32,54 @@ export function syncTarget(dbFile: string): string | undefined {
   return dbFile;
 }
 
-/** fdatasync of FILE-wal (else FILE) on libuv's thread pool. */
-export function syncDatabaseFile(dbFile: string, cb: (err: Error | null) => void): void {
-  open(`${dbFile}-wal`, (err, fd) => {
-    if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
-      open(dbFile, (err2, fd2) => (err2 ? cb(err2) : syncClose(fd2, cb)));
-      return;
+/**
+ * fdatasync of FILE-wal (else FILE), on libuv's thread pool. The fd is
+ * opened once and kept: SQLite keeps the WAL file (same inode) for as long
+ * as the broker's connection is open, and opening it per batch showed in
+ * profiles.
+ */
+export class DatabaseSyncer {
+  private fd: number | undefined;
+
+  constructor(private readonly dbFile: string) {}
+
+  private open(): number {
+    if (this.fd === undefined) {
+      try {
+        this.fd = fs.openSync(`${this.dbFile}-wal`, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        return fs.openSync(this.dbFile, 'r'); // not in WAL mode (yet): sync the file itself, this once
+      }
     }
-    if (err) return cb(err);
-    syncClose(fd, cb);
-  });
-}
-
-/** The same, blocking (at close, when the event loop is going away). */
-export function syncDatabaseFileNow(dbFile: string): void {
-  let fd: number;
-  try {
-    fd = fs.openSync(`${dbFile}-wal`, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    fd = fs.openSync(dbFile, 'r');
+    return this.fd;
   }
-  try {
-    fs.fdatasyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+
+  sync(cb: (err: Error | null) => void): void {
+    let fd: number;
+    try {
+      fd = this.open();
+    } catch (err) {
+      return cb(err as Error);
+    }
+    fs.fdatasync(fd, (err) => {
+      if (fd !== this.fd) fs.close(fd, () => undefined);
+      cb(err);
+    });
   }
-}
 
-function open(file: string, cb: (err: Error | null, fd: number) => void): void {
-  fs.open(file, 'r', cb);
-}
+  /** The same, blocking (at close, when the event loop is going away). */
+  syncNow(): void {
+    const fd = this.open();
+    try {
+      fs.fdatasyncSync(fd);
+    } finally {
+      if (fd !== this.fd) fs.closeSync(fd);
+    }
+  }
 
-function syncClose(fd: number, cb: (err: Error | null) => void): void {
-  fs.fdatasync(fd, (err) => fs.close(fd, () => cb(err)));
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
 }
