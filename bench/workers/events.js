@@ -43,7 +43,9 @@ async function main() {
   await rpong.release();
   client.close();
 }
-main().catch((e) => {
+// Exit once reported: the pinger's stdin (its "go") would keep it alive, and
+// with it the whole benchmark run.
+main().then(() => process.exit(0), (e) => {
   process.stderr.write(`${e.stack}\n`);
   process.exit(1);
 });
