@@ -37,6 +37,7 @@ import { openStateDb, type Db } from './store/state-db';
 import { onWriteFailure } from './write-failures';
 import { lockStateDir, privatizeStateFiles, type StateLock } from './store/state-dir';
 import { StateSpace } from './store/state-space';
+import { RefusalAggregator } from './audit/refusal-aggregator';
 
 export const VERSION = '0.1.0';
 
@@ -105,6 +106,7 @@ export class Broker {
   private stopRetention: (() => void) | undefined;
   private stopCountingFailures: (() => void) | undefined;
   private stateLock: StateLock | undefined;
+  private controlRefusals: RefusalAggregator | undefined;
 
   /**
    * All or nothing: if any step fails, everything opened so far is closed
@@ -217,7 +219,22 @@ export class Broker {
     const typedSettings = new Set(['/shmbroker.v1.QuotaService/SetQuota', '/shmbroker.v1.QuotaService/DeleteQuota']);
     const settle = (rpc: string): Promise<void> | undefined =>
       audit.sync === 'strict' || typedSettings.has(rpc) ? audit.whenDurable() : undefined;
-    const control = new ControlServer({ log, identify, observe: metrics.rpcObserver(), settle });
+    // Control-plane refusals no handler audited (see ControlServer's onRefusal), aggregated like the data plane's.
+    const controlRefusals = new RefusalAggregator((r, count) => {
+      try {
+        audit.append({ actor: r.actor, action: r.action, resource: r.resource, result: 'DENIED', reason: r.reason, ...(count ? { details: { aggregated: true, ...count } } : {}) });
+      } catch (err) {
+        log.error({ err: (err as Error).message, action: r.action }, 'audit write failed');
+      }
+    }, config.dataPlane.refusalAuditIntervalSeconds * 1000);
+    undo.push(() => controlRefusals.close());
+    const control = new ControlServer({
+      log,
+      identify,
+      observe: metrics.rpcObserver(),
+      settle,
+      onRefusal: (caller, action, resource, reason) => controlRefusals.refuse({ actor: caller, action, resource, reason }),
+    });
     metrics.setRegionSource(() => {
       const t = regions.totals();
       return [{ backend: backend.kind, regions: t.count, bytes: t.bytes }];
@@ -242,6 +259,7 @@ export class Broker {
     const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control, metrics, leases);
     broker.stopCountingFailures = stopCountingFailures;
     broker.stateLock = stateLock;
+    broker.controlRefusals = controlRefusals;
     const pkg = loadShmbrokerGrpc();
     control.addService(pkg.BrokerService.service, {
       ...brokerServiceHandlers(manager, (caller) => broker.status(caller)),
@@ -312,6 +330,7 @@ export class Broker {
     this.stopCountingFailures?.();
     await this.metricsServer?.close();
     await this.control.close();
+    this.controlRefusals?.close();
     this.dataPlane.close();
     for (const p of [controlSocketPath(this.options.runtimeDir), dataSocketPath(this.options.runtimeDir)]) {
       try {

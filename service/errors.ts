@@ -57,3 +57,16 @@ export class FailedPreconditionError extends errorClass('FAILED_PRECONDITION') {
 export class OutOfRangeError extends errorClass('OUT_OF_RANGE') {}
 export class UnavailableError extends errorClass('UNAVAILABLE') {}
 export class InternalError extends errorClass('INTERNAL') {}
+
+/**
+ * Marks an error as already in the audit trail, so the control server's
+ * last-resort refusal audit (rpc/control-server.ts) does not record it twice.
+ */
+const AUDITED = Symbol('audited');
+export function markAudited<E>(err: E): E {
+  if (err && typeof err === 'object') (err as { [AUDITED]?: true })[AUDITED] = true;
+  return err;
+}
+export function isAudited(err: unknown): boolean {
+  return !!err && typeof err === 'object' && (err as { [AUDITED]?: true })[AUDITED] === true;
+}

@@ -12,7 +12,7 @@
 // The audit trail's storage (chain, commit) is audit-trail.ts's business; this
 // file only decides what an event says and when it is written.
 import type { Database } from 'better-sqlite3';
-import { BrokerError, Code } from '../errors';
+import { BrokerError, Code, markAudited } from '../errors';
 import type { AuditSink } from '../hooks';
 
 export type AuditResult = 'ALLOWED' | 'DENIED' | 'ERROR';
@@ -107,7 +107,7 @@ export class Auditor {
       }
     });
     this.deps.audit.flushCommitted?.();
-    if (!outcome.ok) throw outcome.error;
+    if (!outcome.ok) throw markAudited(outcome.error);
     return outcome.value;
   }
 
@@ -120,14 +120,14 @@ export class Auditor {
       return fn();
     } catch (err) {
       this.record(() => this.appendFailure(actorOf(what.actor), what, err));
-      throw err;
+      throw markAudited(err);
     }
   }
 
   /** Records a refusal decided outside run (in its own transaction) and throws it. */
   refuse(what: AuditedWhat, err: BrokerError): never {
     this.record(() => this.appendFailure(actorOf(what.actor), what, err));
-    throw err;
+    throw markAudited(err);
   }
 
   /**

@@ -354,7 +354,7 @@ export class DataPlane implements LeaseNotifier {
 
   private acquire(conn: Connection, requestId: number, regionId: string, mode: GrantMode | undefined, wantEvents = false): void {
     const caller = conn.caller;
-    const name = validateRegionId(regionId, 'region');
+    const name = this.validName(caller, 'Acquire', regionId);
     const resource = regionName(name);
     const refuse = (err: BrokerError): never => {
       this.audit(caller, 'Acquire', resource, auditResultOf(err).result, err.reason, { mode });
@@ -440,6 +440,16 @@ export class DataPlane implements LeaseNotifier {
     }
   }
 
+  /** The region id, or an audited refusal (INVALID_REGION_NAME is a decision too). */
+  private validName(caller: Caller, action: string, regionId: string): string {
+    try {
+      return validateRegionId(regionId, 'region');
+    } catch (err) {
+      if (err instanceof BrokerError) this.audit(caller, action, 'regions/-', 'DENIED', err.reason, { name: String(regionId).slice(0, 80) });
+      throw err;
+    }
+  }
+
   /** Leases held through uid's live connections (what the per-uid cap counts). */
   private leasesOf(uid: number): number {
     let n = 0;
@@ -470,7 +480,7 @@ export class DataPlane implements LeaseNotifier {
    */
   private offer(conn: Connection, requestId: number, regionId: string, leaseId: number, mode: GrantMode | undefined, fd: number): void {
     const caller = conn.caller;
-    const name = validateRegionId(regionId, 'region');
+    const name = this.validName(caller, 'Offer', regionId);
     const resource = regionName(name);
     const region = this.deps.regions.get(name);
     const lease = leaseId > 0 ? this.deps.leases.get(leaseId) : undefined;

@@ -10,7 +10,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import * as native from '../../native';
 import { DESCRIPTOR_SET_PATH, PROTO_DEPS_DIR } from '../../proto/load';
 import type { Caller } from '../identity/caller';
-import { InternalError } from '../errors';
+import { BrokerError, Code, InternalError, isAudited } from '../errors';
 import { toServiceError } from './grpc-status';
 import type { Logger } from '../logger';
 import { ReflectionService } from './reflection';
@@ -58,6 +58,12 @@ export class ControlServer {
        * on disk, in strict mode or for settings a person typed), or undefined.
        */
       settle?: (path: string) => Promise<void> | undefined;
+      /**
+       * A refusal no handler audited (a malformed name rejected before the
+       * handler's audited part, the per-uid connection cap): the broker
+       * records it (aggregated, service/audit/refusal-aggregator.ts).
+       */
+      onRefusal?: (caller: Caller, action: string, resource: string, reason: string) => void;
     },
   ) {
     this.grpcServer = new grpc.Server({
@@ -106,6 +112,12 @@ export class ControlServer {
       }
       callback(null, response, trailers);
     } catch (err) {
+      if (err instanceof BrokerError && !isAudited(err) && err.code !== Code.INTERNAL) {
+        // Every decision reaches the audit trail, also one made before a handler's audited part.
+        const caller = this.callers.get(call.getPeer());
+        // The resource is what the error names, else the method (a malformed name names nothing).
+        if (caller) this.deps.onRefusal?.(caller, path.split('/').pop()!, err.resource ?? path.slice(1), err.reason);
+      }
       await this.deps.settle?.(path)?.catch(() => undefined);
       const status = toServiceError(err, this.deps.log, path);
       code = status.code ?? grpc.status.UNKNOWN;
@@ -184,7 +196,7 @@ export class ControlServer {
     const limit = this.deps.maxConnectionsPerUid ?? 64;
     const held = this.perUid.get(caller.uid) ?? 0;
     if (!caller.isAdmin && held >= limit) {
-      this.deps.log.warn({ uid: caller.uid, pid: caller.pid, limit }, 'too many control connections from one uid; closing');
+      this.deps.onRefusal?.(caller, 'ControlPlaneConnect', 'broker.sock', 'TOO_MANY_CONNECTIONS');
       socket.destroy();
       return;
     }
