@@ -38,6 +38,8 @@ import { onWriteFailure } from './write-failures';
 import { lockStateDir, privatizeStateFiles, type StateLock } from './store/state-dir';
 import { StateSpace } from './store/state-space';
 import { RefusalAggregator } from './audit/refusal-aggregator';
+import { logAuditEvents } from './audit/audit-log';
+import { planReload, RESTART_KEYS, type ReloadResult } from './reload';
 
 export const VERSION = '0.1.0';
 
@@ -107,6 +109,38 @@ export class Broker {
   private stopCountingFailures: (() => void) | undefined;
   private stateLock: StateLock | undefined;
   private controlRefusals: RefusalAggregator | undefined;
+  private running!: BrokerConfig;
+  private applyLive!: (next: BrokerConfig) => void;
+
+  private startRetention(days: number): () => void {
+    const log = this.options.log;
+    return startAuditRetention(this.audit, days, {
+      onPruned: (count) => log.info({ count }, 'audit events past retention pruned (a signed checkpoint keeps the chain verifiable)'),
+      onError: (err) => log.error({ err }, 'audit retention failed'),
+    });
+  }
+
+  /** The configuration in force (after the last reload). */
+  get config(): BrokerConfig {
+    return this.running;
+  }
+
+  /**
+   * Takes a new, fully checked configuration (SIGHUP): applies the keys
+   * reload.ts lists as reloadable, reports the ones that need a restart and
+   * keeps their running values.
+   */
+  reload(next: BrokerConfig): ReloadResult {
+    const plan = planReload(this.running, next);
+    const merged = { ...next } as BrokerConfig & Record<string, unknown>;
+    for (const k of RESTART_KEYS) {
+      if (this.running[k] === undefined) delete merged[k];
+      else merged[k] = this.running[k] as never;
+    }
+    this.applyLive(merged);
+    this.running = merged;
+    return plan;
+  }
 
   /**
    * All or nothing: if any step fails, everything opened so far is closed
@@ -162,7 +196,13 @@ export class Broker {
     const leases = new LeaseService({ store: new LeaseStore(db), backend, audit, log, windowMs: audit.windowMs });
     undo.push(() => leases.close());
     if (audit.anchorProblem) log.error({ problem: audit.anchorProblem }, 'AUDIT TRAIL DOES NOT MATCH ITS ANCHOR: the state database was replaced or rolled back');
-    const policy = new Policy(config);
+    // Live copies the running components read at each use: reload() updates them in place.
+    const live = {
+      policy: { ...config },
+      limits: { minBytes: config.regionSize.min, maxBytes: config.regionSize.max, maxGrantsPerRegion: config.maxGrantsPerRegion },
+      dataPlane: { ...config.dataPlane },
+    };
+    const policy = new Policy(live.policy);
     const identify = (cred: native.PeerCred): Caller => {
       const caller: Caller = { ...cred, isAdmin: policy.isAdmin(cred) };
       const pod = options.resolvePod?.(cred.pid);
@@ -188,7 +228,8 @@ export class Broker {
     });
     if (lost.length > 0) log.warn({ lost }, 'regions whose memory did not survive the restart are marked LOST');
 
-    const revoker = new Revoker({ leases, graceMs: config.revocationGraceMs, log });
+    const revokerDeps = { leases, graceMs: config.revocationGraceMs, log };
+    const revoker = new Revoker(revokerDeps);
     undo.push(() => revoker.close());
     const core = { db, regions, grants, leases, backend, policy, audit, auditor, revoker, log };
     const watch = new RegionWatch();
@@ -196,11 +237,11 @@ export class Broker {
       ...core,
       watch,
       quotas,
-      limits: { minBytes: config.regionSize.min, maxBytes: config.regionSize.max, maxGrantsPerRegion: config.maxGrantsPerRegion },
+      limits: live.limits,
     });
     const dataPlane = new DataPlane({
       ...core,
-      limits: config.dataPlane,
+      limits: live.dataPlane,
       stateSpace: new StateSpace(stateDir, config.dataPlane.stateLowWaterBytes),
       identify,
       observe: (type, seconds) => metrics.observeDataPlane(type, seconds),
@@ -245,6 +286,7 @@ export class Broker {
     metrics.setGaugeSource('shmbroker_region_ceiling', () => backend.regionCeiling()?.regions ?? 0);
     metrics.setQuotaSource(() => quotas.list());
     metrics.followAudit(audit);
+    const stopAuditLog = logAuditEvents(audit, log);
     metrics.setBuildInfo({ version: VERSION, backend: backend.kind, api: 'shmbroker.v1' });
     metrics.setGaugeSource('shmbroker_leases', () => leases.all().length);
     metrics.setGaugeSource('shmbroker_regions_lost', () => regions.all().filter((r) => r.state === 'LOST').length);
@@ -257,9 +299,23 @@ export class Broker {
       log.error({ err }, 'audit anchor write failed');
     });
     const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control, metrics, leases);
-    broker.stopCountingFailures = stopCountingFailures;
     broker.stateLock = stateLock;
     broker.controlRefusals = controlRefusals;
+    broker.running = config;
+    broker.applyLive = (next: BrokerConfig) => {
+      Object.assign(live.policy, next);
+      Object.assign(live.limits, { minBytes: next.regionSize.min, maxBytes: next.regionSize.max, maxGrantsPerRegion: next.maxGrantsPerRegion });
+      Object.assign(live.dataPlane, next.dataPlane);
+      revokerDeps.graceMs = next.revocationGraceMs;
+      quotas.setDefaults(next.defaultQuota, { maxGrantsPerRegion: next.maxGrantsPerRegion });
+      if (next.logLevel !== undefined) log.level = next.logLevel;
+      broker.stopRetention?.();
+      broker.stopRetention = next.auditRetentionDays ? broker.startRetention(next.auditRetentionDays) : undefined;
+    };
+    broker.stopCountingFailures = () => {
+      stopCountingFailures();
+      stopAuditLog();
+    };
     const pkg = loadShmbrokerGrpc();
     control.addService(pkg.BrokerService.service, {
       ...brokerServiceHandlers(manager, (caller) => broker.status(caller)),
@@ -284,17 +340,14 @@ export class Broker {
     });
     revoker.scheduleExpiry(grants.nextExpiry());
     if (config.auditRetentionDays) {
-      broker.stopRetention = startAuditRetention(audit, config.auditRetentionDays, {
-        onPruned: (count) => log.info({ count }, 'audit events past retention pruned (a signed checkpoint keeps the chain verifiable)'),
-        onError: (err) => log.error({ err }, 'audit retention failed'),
-      });
+      broker.stopRetention = broker.startRetention(config.auditRetentionDays);
       undo.push(() => broker.stopRetention?.());
     }
     if (config.metricsAddr) {
       broker.metricsServer = await metrics.startServer(config.metricsAddr, () => control.isServing());
       log.info({ address: broker.metricsServer.address }, 'metrics served at /metrics (probes at /healthz, /readyz)');
     }
-    log.info({ runtimeDir, stateDir, backend: backend.kind, regions: adopted.length, lost: lost.length }, 'broker serving');
+    log.info({ version: VERSION, runtimeDir, stateDir, backend: backend.kind, regions: adopted.length, lost: lost.length }, 'broker serving');
     return broker;
   }
 

@@ -21,6 +21,10 @@
 //                                   # window; `strict`: every RPC waits for its event
 //   dataPlane: { maxConnectionsPerUid: 64, maxRequestsPerSecondPerUid: 1000, maxLeasesPerUid: 4096,
 //                maxConnectsPerSecondPerUid: 500, refusalAuditIntervalSeconds: 10, stateLowWaterBytes: 64MiB }
+//   logLevel: info                  # fatal, error, warn, info, debug, trace, silent
+//
+// deploy/broker.example.yaml is a complete example (the test suite loads
+// it); reload.ts says which keys a SIGHUP reloads and which need a restart.
 //
 // Sizes accept bytes or IEC strings ('64KiB', '2GiB'); durations accept
 // milliseconds or strings ('250ms', '5s', '5m', '1h', '2d').
@@ -34,6 +38,7 @@ import * as YAML from 'yaml';
 import { GiB, KiB, parseDuration, parseSize } from '../proto/wire';
 import type { QuotaLimits } from './store/quota-store';
 import type { PodIdentityConfig } from './identity/pods';
+import { LOG_LEVELS, type LogLevel } from './logger';
 
 export interface BrokerConfig {
   adminUids: number[];
@@ -61,6 +66,8 @@ export interface BrokerConfig {
   };
   /** Kubernetes pod identity (service/identity/pods): on in a pod ('auto'), or forced on/off. */
   podIdentity?: PodIdentityConfig;
+  /** Log level; unset: $SHMBROKER_LOG_LEVEL, else info. `serve --log-level` overrides it. */
+  logLevel?: LogLevel;
 }
 
 
@@ -263,6 +270,7 @@ const TOP_KEYS = [
   'audit',
   'dataPlane',
   'podIdentity',
+  'logLevel',
 ] as const;
 
 const POD_IDENTITY_KEYS = ['enabled', 'nodeName', 'apiServer', 'tokenFile', 'caFile', 'missWaitMs', 'syncTimeoutMs'] as const;
@@ -395,6 +403,13 @@ function validate(doc: YAML.Document.Parsed, c: Checker): BrokerConfig {
         if (v !== undefined) cfg.dataPlane.maxRequestsPerSecondPerUid = v;
       }
     }
+  }
+  if (has('logLevel')) {
+    const node = get('logLevel');
+    const v = scalarValue(node);
+    if (v === null) delete cfg.logLevel;
+    else if (typeof v === 'string' && (LOG_LEVELS as readonly string[]).includes(v)) cfg.logLevel = v as LogLevel;
+    else c.fail('logLevel', node, `expected one of ${LOG_LEVELS.join(', ')}, got ${describe(node)}`);
   }
   if (has('podIdentity')) {
     const pi = c.mapping('podIdentity', get('podIdentity'), POD_IDENTITY_KEYS);

@@ -2,5 +2,6 @@
 // time: clients/cli/serve-command.ts) and what an embedder would import.
 // Nothing under clients/ imports service/ statically (test/layering.test.ts);
 // this file is the one door, documented in docs/ARCHITECTURE.md.
-export { serve, defaultStateDir, type ServeOptions } from './serve';
+export { serve, defaultStateDir, effectiveConfig, configYaml, type ServeOptions } from './serve';
+export { checkConfigFile } from './config-check';
 export { Broker, VERSION, type BrokerOptions } from './broker';

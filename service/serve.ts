@@ -1,6 +1,8 @@
 // `shmbroker serve`: load and check the whole configuration first (a bad
 // file stops the broker before anything is applied), start the broker, and
-// shut down cleanly on SIGTERM/SIGINT.
+// shut down cleanly on SIGTERM/SIGINT. SIGHUP reloads the file (reload.ts
+// says which keys apply at once and which need a restart); `--print-config`
+// prints the effective configuration, defaults included, and exits.
 //
 // Start-up is all or nothing (Broker.start undoes what it opened), and the
 // exit code says which kind of failure it was: EX_CONFIG (78) for a bad
@@ -13,8 +15,9 @@ import * as os from 'node:os';
 import * as native from '../native';
 import { Broker } from './broker';
 import type { BackendKind } from './backends/backend';
-import { ConfigError, loadConfig, parseHostPort } from './config';
-import { createLogger } from './logger';
+import * as YAML from 'yaml';
+import { ConfigError, loadConfig, parseHostPort, type BrokerConfig } from './config';
+import { createLogger, type Logger } from './logger';
 import { startPodIdentity } from './identity/pods';
 
 export interface ServeOptions {
@@ -25,6 +28,23 @@ export interface ServeOptions {
   metricsAddr?: string;
   /** --audit-sync: overrides the config file's audit.sync. */
   auditSync?: 'batch' | 'strict';
+  logLevel?: string;
+  printConfig?: boolean;
+}
+
+/** The file's configuration with the command-line flags applied over it (flags win). */
+export function effectiveConfig(options: ServeOptions): BrokerConfig {
+  const config = loadConfig(options.config);
+  const out: BrokerConfig = { ...config };
+  if (options.metricsAddr) out.metricsAddr = options.metricsAddr;
+  if (options.logLevel) out.logLevel = options.logLevel as BrokerConfig['logLevel'];
+  if (options.auditSync) out.audit = { ...config.audit, sync: options.auditSync };
+  return out;
+}
+
+/** The effective configuration as a YAML file `--config` accepts (sizes in bytes, durations in ms). */
+export function configYaml(config: BrokerConfig, source: string | undefined): string {
+  return `# effective configuration: ${source ?? 'built-in defaults'} with command-line flags applied\n${YAML.stringify(config)}`;
 }
 
 export function defaultStateDir(uid: number = process.getuid?.() ?? 0): string {
@@ -79,19 +99,19 @@ async function runBroker(options: ServeOptions, runtimeDir: string): Promise<voi
       throw configError(`--metrics-addr: ${(err as Error).message}`);
     }
   }
-  const config = loadConfig(options.config);
-  const log = createLogger();
+  const config = effectiveConfig(options);
+  if (options.printConfig) {
+    process.stdout.write(configYaml(config, options.config));
+    return;
+  }
+  const log = createLogger({ level: config.logLevel });
   // Pod identity: on in a Kubernetes pod, off elsewhere (service/identity/pods).
   const podIdentity = await startPodIdentity(config.podIdentity, (level, msg, fields) => log[level](fields ?? {}, msg));
   const broker = await Broker.start({
     runtimeDir,
     stateDir: options.stateDir ?? defaultStateDir(),
     backend: backend as 'auto' | BackendKind,
-    config: {
-      ...config,
-      ...(options.metricsAddr ? { metricsAddr: options.metricsAddr } : {}),
-      ...(options.auditSync ? { audit: { ...config.audit, sync: options.auditSync } } : {}),
-    },
+    config, // flags already applied (effectiveConfig)
     log,
     resolvePod: podIdentity.resolvePeerSync,
   }).catch(async (err: unknown) => {
@@ -117,5 +137,22 @@ async function runBroker(options: ServeOptions, runtimeDir: string): Promise<voi
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      if (!stopping) reload(broker, options, log);
+    });
   });
+}
+
+/** SIGHUP: the whole file is checked first; a bad file changes nothing. */
+function reload(broker: Broker, options: ServeOptions, log: Logger): void {
+  let next: BrokerConfig;
+  try {
+    next = effectiveConfig(options);
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.problems.map((p) => `${err.file}:${p.line}: ${p.field || '(document)'}: ${p.message}`) : [String(err)];
+    log.error({ problems }, 'configuration reload refused; the running configuration stays');
+    return;
+  }
+  const { applied, needRestart } = broker.reload(next);
+  log.info({ file: options.config, applied, needRestart }, needRestart.length ? 'configuration reloaded; some changes need a restart' : 'configuration reloaded');
 }

@@ -43,6 +43,7 @@ import type { Database } from 'better-sqlite3';
 import { InvalidArgumentError } from '../errors';
 import { decodePageToken, encodePageToken } from '../store/paging';
 import { DatabaseSyncer, DEFAULT_GROUP_COMMIT, syncTarget, type AuditSyncMode, type GroupCommitOptions } from './group-commit';
+import { currentRequestId } from '../request-context';
 
 export interface AuditActor {
   pid: number;
@@ -286,7 +287,7 @@ export class AuditTrail extends EventEmitter {
     validateInput(input);
     this.settle();
     const before = this.head;
-    const row = this.chain(input);
+    const row = this.chain(withRequestId(input));
     if (this.db.inTransaction) {
       // Waiting events go first, so the table always holds a prefix of the chain.
       const requeued = this.queue;
@@ -905,4 +906,11 @@ function normalizeTime(text: string, field: string): string {
 /** The list a page token of the audit trail is bound to: one per sort order. */
 function auditList(desc: boolean): string {
   return `audit events, sort order ${desc ? 'newest' : 'oldest'} first`;
+}
+
+/** The id of the request being handled goes into the event (details.requestId), to join it with the log lines. */
+function withRequestId(input: AuditEventInput): AuditEventInput {
+  const requestId = currentRequestId();
+  if (requestId === undefined || (input.details && 'requestId' in input.details)) return input;
+  return { ...input, details: { ...input.details, requestId } };
 }

@@ -23,6 +23,8 @@ import { Doorbells, EVENT_PAGE, type DoorbellFds } from './doorbells';
 import { reportWriteFailure } from '../write-failures';
 import { RefusalAggregator } from '../audit/refusal-aggregator';
 import type { StateSpace } from '../store/state-space';
+import { peerFields } from '../logger';
+import { withRequest } from '../request-context';
 
 export interface DataPlaneLimits {
   maxConnectionsPerUid: number;
@@ -143,13 +145,13 @@ export class DataPlane implements LeaseNotifier {
     this.perUid.set(caller.uid, count + 1);
     const conn: Connection = { id: this.nextConnId++, sock, caller, process: processIdentity(caller.pid), leases: new Set(), closed: false };
     this.connections.set(conn.id, conn);
-    sock.on('message', (data: Buffer, fds: number[]) => this.onPacket(conn, data, fds));
+    sock.on('message', (data: Buffer, fds: number[]) => withRequest(() => this.onPacket(conn, data, fds)));
     sock.on('error', (err: native.NativeError) => {
       // A peer that closes while its last reply is in flight (a CLI that
       // exits after release) is a normal end of the connection, not abuse:
       // no protocol-error audit row, no denial, no WARN.
       if (err.code === 'EPIPE' || err.code === 'ECONNRESET') {
-        this.deps.log.debug({ 'peer.uid': conn.caller.uid, 'peer.pid': conn.caller.pid, code: err.code }, 'data-plane peer closed before its reply');
+        this.deps.log.debug({ ...peerFields(conn.caller), code: err.code }, 'data-plane peer closed before its reply');
         this.drop(conn);
         return;
       }
@@ -209,7 +211,7 @@ export class DataPlane implements LeaseNotifier {
   private protocolError(conn: Connection, reason: string, message: string, fds: number[] = []): void {
     closeAll(fds);
     if (conn.closed) return;
-    this.deps.log.warn({ uid: conn.caller.uid, pid: conn.caller.pid, reason, message }, 'data plane protocol error; closing connection');
+    this.deps.log.warn({ ...peerFields(conn.caller), reason, detail: message }, 'data plane protocol error; closing connection');
     this.audit(conn.caller, 'DataPlaneProtocolError', 'data.sock', 'DENIED', reason, { message });
     this.drop(conn);
   }
@@ -504,7 +506,7 @@ export class DataPlane implements LeaseNotifier {
     if (unwritten && !this.deps.leases.adopt(unwritten)) return refuse('no such lease for this process');
     if (wasLost) inTransaction(this.deps.db, () => this.deps.regions.setState(name, 'ACTIVE'));
     this.audit(caller, 'Offer', resource, 'ALLOWED', undefined, { lease: leaseId, readopted: wasLost });
-    if (wasLost) this.deps.log.info({ region: resource, uid: caller.uid }, 'region re-adopted from a client-held fd');
+    if (wasLost) this.deps.log.info({ region: resource, ...peerFields(caller) }, 'region re-adopted from a client-held fd');
     conn.leases.add(leaseId);
     this.leaseOwner.set(leaseId, conn);
     this.send(conn, { requestId, offer: { accepted: true, leaseId } });

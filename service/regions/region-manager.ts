@@ -23,6 +23,7 @@ import { brokerActor } from '../audit/audited-operation';
 import { checkAlignment } from '../backends/backend';
 import type { BrokerCore } from '../core';
 import type { RegionChange, RegionWatch } from './region-watch';
+import { peerFields } from '../logger';
 
 
 export interface RegionLimits {
@@ -170,7 +171,7 @@ export class RegionManager {
         this.deps.backend.destroy(record);
         throw err;
       }
-      this.deps.log.info({ region: resource, uid: caller.uid, sizeBytes: input.sizeBytes }, 'region created');
+      this.deps.log.info({ region: resource, ...peerFields(caller), sizeBytes: input.sizeBytes }, 'region created');
       this.publish({ type: 'ADDED', region: record, grants: [] });
       return record;
     });
@@ -227,7 +228,7 @@ export class RegionManager {
     // Its grants went with it (ON DELETE CASCADE): a watcher sees each go, then the region.
     for (const g of grants) this.publish({ type: 'DELETED', region, grant: g, grants });
     this.publish({ type: 'DELETED', region, grants });
-    this.deps.log.info({ region: resource, uid: caller.uid, leases: leases.length }, 'region deleted');
+    this.deps.log.info({ region: resource, ...peerFields(caller), leases: leases.length }, 'region deleted');
     // The name is free at once; the memory goes after the clients had their notice.
     const { unreleased } = await this.deps.revoker.revoke(leases, 'REGION_DELETED', () => this.deps.backend.destroy(region));
     return this.outcome(unreleased);

@@ -14,6 +14,7 @@ import { BrokerError, Code, InternalError, isAudited } from '../errors';
 import { toServiceError } from './grpc-status';
 import type { Logger } from '../logger';
 import { ReflectionService } from './reflection';
+import { withRequest } from '../request-context';
 
 /** A unary handler: gets the caller as the broker sees it, returns the response or throws. */
 export type UnaryHandler = (caller: Caller, request: any) => unknown;
@@ -102,7 +103,8 @@ export class ControlServer {
     const start = performance.now();
     let code = 0;
     try {
-      const response = await handler(this.callerOf(call), call.request);
+      const caller = this.callerOf(call);
+      const response = await withRequest(() => handler(caller, call.request));
       await this.deps.settle?.(path);
       const extra = (response as { [TRAILERS]?: Record<string, string> } | null)?.[TRAILERS];
       let trailers: grpc.Metadata | undefined;
@@ -134,7 +136,8 @@ export class ControlServer {
     call.on('cancelled', () => abort.abort());
     call.on('close', () => abort.abort());
     try {
-      await handler(this.callerOf(call), call.request, (r) => call.write(r), abort.signal);
+      const caller = this.callerOf(call);
+      await withRequest(() => handler(caller, call.request, (r) => call.write(r), abort.signal));
       if (!abort.signal.aborted) call.end();
       else code = grpc.status.CANCELLED;
     } catch (err) {

@@ -97,8 +97,8 @@ interface LimitRow {
 }
 
 export class QuotaStore {
-  private readonly defaults: { uid?: QuotaLimits; gid?: QuotaLimits };
-  private readonly maxGrantsPerRegion: number | undefined;
+  private defaults: { uid?: QuotaLimits; gid?: QuotaLimits };
+  private maxGrantsPerRegion: number | undefined;
   private readonly stmt;
 
   constructor(
@@ -128,6 +128,12 @@ export class QuotaStore {
       ),
     };
   }
+  /** New broker-wide defaults (a config reload); quotas set per uid/gid are untouched. */
+  setDefaults(defaults: { uid?: QuotaLimits; gid?: QuotaLimits }, options: QuotaStoreOptions = {}): void {
+    this.defaults = { uid: clean(defaults.uid), gid: clean(defaults.gid) };
+    this.maxGrantsPerRegion = options.maxGrantsPerRegion;
+  }
+
 
   /**
    * Checks every subject the owner counts against (its uid, each of its gids)
