@@ -232,7 +232,7 @@ dataPlane:
     expect(err.message).toBe(
       'invalid configuration: multi.yaml:2: maxGrantsPerRegion: 0 is out of range 1..1000000; ' +
         'multi.yaml:3: bogus: unknown key (allowed here: adminUids, adminGids, allowNonAdminCreate, regionSize, defaultQuota, ' +
-        'maxGrantsPerRegion, revocationGraceMs, metricsAddr, auditRetentionDays, audit, dataPlane, podIdentity); ' +
+        'maxGrantsPerRegion, revocationGraceMs, metricsAddr, auditRetentionDays, audit, dataPlane, podIdentity, logLevel); ' +
         'multi.yaml:4: revocationGraceMs: invalid duration "soon": expected milliseconds or e.g. 250ms, 90s, 5m, 1h, 2d',
     );
   });
