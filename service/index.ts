@@ -5,3 +5,4 @@
 export { serve, defaultStateDir, effectiveConfig, configYaml, type ServeOptions } from './serve';
 export { checkConfigFile } from './config-check';
 export { Broker, VERSION, type BrokerOptions } from './broker';
+export { backupState, type BackupResult } from './store/backup';

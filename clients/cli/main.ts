@@ -29,7 +29,7 @@ export async function main(argv: string[]): Promise<number> {
   statusCommand.register(program, ctx);
   regionCommands.register(program, ctx);
   grantCommands.register(program, ctx);
-  for (const optional of ['./quota-commands', './audit-commands', './config-commands']) {
+  for (const optional of ['./quota-commands', './audit-commands', './config-commands', './state-commands']) {
     let mod: { register?: typeof regionCommands.register } | undefined;
     try {
       mod = require(optional) as typeof mod;
