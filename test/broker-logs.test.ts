@@ -94,8 +94,8 @@ describe('broker logs (memfd, --log-level debug)', () => {
     expect(created.requestId).toMatch(/^[0-9a-f]{16}$/);
     const sameRequest = all.filter((o) => o.requestId === created.requestId).map((o) => o.msg);
     expect(sameRequest).toEqual(expect.arrayContaining(['region created', 'CreateRegion regions/logs: ALLOWED']));
-    const events = await broker.json<any[]>(['audit', 'list', '--action', 'CreateRegion']);
-    expect(events.at(-1).details.requestId).toBe(created.requestId);
+    const { events } = await broker.json<{ events: any[] }>(['audit', 'list', '--action', 'CreateRegion']); // proto3 JSON: ListAuditEventsResponse
+    expect(JSON.parse(events.at(-1).detailsJson).requestId).toBe(created.requestId);
     // Distinct requests, distinct ids.
     const ids = all.filter((o) => /^(CreateRegion|SetQuota|CreateGrant|RevokeGrant) /.test(o.msg)).map((o) => o.requestId);
     expect(new Set(ids).size).toBe(ids.length);

@@ -53,12 +53,12 @@ describe('state backup and restore (memfd)', () => {
     expect(v.stderr).toBe('');
     expect(v.code).toBe(0);
     expect(v.stdout.toString()).toMatch(/^audit trail intact: \d+ events verified/);
-    const regions = await restored.json<any[]>(['region', 'list']);
+    const { regions } = await restored.json<{ regions: any[] }>(['region', 'list']);
     // memfd memory died with the old broker; nobody held it to offer it back.
     expect(regions.map((x) => [x.name, x.state])).toEqual([['regions/kept', 'REGION_STATE_LOST']]);
-    expect((await restored.json(['grant', 'list'])).length).toBe(1);
-    const q = await restored.json(['quota', 'show', '--uid', '1001']);
-    expect(q.limits.regions).toBe(7);
+    expect((await restored.json(['grant', 'list'])).grants).toHaveLength(1);
+    const q = await restored.json(['quota', 'show', '--uid', '1001']); // proto3 JSON: uint64 as a string
+    expect(q.maxRegions).toBe('7');
   });
 
   it('a copy whose trail was edited does not verify', async () => {
