@@ -18,7 +18,9 @@ describe('data-plane fuzzing', () => {
   beforeAll(async () => {
     // A high rate limit, so that well-formed requests reach the real handlers
     // instead of stopping at the limiter (the limiter has its own test).
-    broker = await QuietBroker.launch({ backend: 'memfd', config: 'dataPlane:\n  maxRequestsPerSecondPerUid: 100000000\n' });
+    // Refusal counts are written when their interval ends: a 1 s interval, so
+    // the count below can wait for the last one to close.
+    broker = await QuietBroker.launch({ backend: 'memfd', config: 'dataPlane:\n  maxRequestsPerSecondPerUid: 100000000\n  refusalAuditIntervalSeconds: 1\n' });
     await broker.json(['region', 'create', 'fuzz', '--size', '16KiB']);
     await broker.cli(['region', 'write', 'fuzz'], { input: Buffer.from('still here') });
     await broker.json(['grant', 'create', 'fuzz', '--uid', '1001', '--mode', 'rw']);
@@ -70,6 +72,7 @@ describe('data-plane fuzzing', () => {
     // Repeated refusals are aggregated (one event per kind and interval with
     // details.count); connections refused at the door by the per-uid connect
     // rate are closed by the broker too, so both kinds count.
+    await new Promise((r) => setTimeout(r, 2_500)); // every refusal interval has ended and been written
     const errors = broker.query<{ n: number }>(
       `SELECT SUM(COALESCE(json_extract(details, '$.count'), 1)) AS n FROM audit_events
         WHERE action = 'DataPlaneProtocolError' OR (action = 'DataPlaneConnect' AND result = 'DENIED')`,
