@@ -15,6 +15,7 @@
  * Prints {"ns":[...]} (one round trip per entry, after a warm-up) on stdout.
  */
 #define _GNU_SOURCE
+#include "bench_pin.h"
 #include "shmbroker.h"
 
 #include <inttypes.h>
@@ -57,12 +58,14 @@ static int eventfd_pingpong(int rounds)
         die("eventfd", -1);
     pid_t child = fork();
     if (child == 0) {
+        bench_pin(BENCH_PEER);
         for (int i = 0; i < rounds + WARMUP; i++) {
             if (read(a, &v, sizeof v) != sizeof v || write(b, &one, sizeof one) != sizeof one)
                 _exit(2);
         }
         _exit(0);
     }
+    bench_pin(BENCH_PINGER);
     for (int i = 0; i < rounds + WARMUP; i++) {
         uint64_t t0 = now_ns();
         if (write(a, &one, sizeof one) != sizeof one || read(b, &v, sizeof v) != sizeof v)
@@ -124,14 +127,17 @@ static int shmb_pingpong(const char *ping, const char *pong, int waiters, int ro
     acquire2(&c, ping, pong, &rping, &rpong);
     for (int w = 0; w < waiters; w++) {
         kids[w] = fork();
-        if (kids[w] == 0)
+        if (kids[w] == 0) {
+            bench_pin(BENCH_PEER);
             waiter(ping, pong, w == 0, total, pipefd[1]);
+        }
     }
     for (int w = 0; w < waiters; w++) {
         char x;
         if (read(pipefd[0], &x, 1) != 1)
             die("waiter start", -1);
     }
+    bench_pin(BENCH_PINGER);
     uint64_t last = shmb_region_seq(rpong), s;
     for (int i = 0; i < total; i++) {
         uint64_t t0 = now_ns();

@@ -9,6 +9,7 @@
  *
  *   iceoryx_pingpong ROUNDS
  */
+#include "bench_pin.h"
 #include "iceoryx_binding_c/publisher.h"
 #include "iceoryx_binding_c/runtime.h"
 #include "iceoryx_binding_c/subscriber.h"
@@ -108,6 +109,7 @@ int main(int argc, char **argv)
     struct ends e;
     pid_t child = fork();
     if (child == 0) {
+        bench_pin(BENCH_PEER);
         open_ends(&e, "shmb-bench-pong", "pong", "ping");
         for (int i = 0; i < total; i++) {
             receive_one(&e);
@@ -118,6 +120,7 @@ int main(int argc, char **argv)
         close_ends(&e);
         _exit(0);
     }
+    bench_pin(BENCH_PINGER);
     open_ends(&e, "shmb-bench-ping", "ping", "pong");
     for (int i = 0; i < total; i++) {
         uint64_t t0 = now_ns();

@@ -209,6 +209,8 @@ class Worker {
   constructor(name, args = [], o = {}) {
     let argv = [process.execPath, ...(o.nodeArgs ?? []), path.join(REPO, 'bench', 'workers', `${name}.js`), ...args];
     if (o.uid !== undefined) argv = ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid ?? o.uid}`, '--clear-groups', '--', ...argv];
+    // Pinned to one CPU (bench/c/bench_pin.h says why placement matters).
+    if (o.cpu !== undefined) argv = ['taskset', '-c', String(o.cpu), ...argv];
     this.proc = track(spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...o.env } }));
     this.lines = [];
     this.stderr = '';

@@ -34,7 +34,7 @@ describe('bench --quick', () => {
       expect(typeof f.ratio, f.id).toBe('number');
     }
     const ids = j.figures.map((f: { id: string }) => f.id);
-    for (const id of ['acquire.4k.p50', 'acquire.64m.p50', 'acquire.4k.p99', 'control.disk.create.one.ops', 'control.tmpfs.create.eight.p99', 'dataplane.ring', 'dataplane.grpc', 'dataplane.sock', 'scale.rss', 'scale.list_regions.p50', 'scale.create.p50', 'scale.restart', 'scale.readopt', 'events.notify_wake.p50', 'events.notify_wake.p99', 'events.notify_wake_8.p50', 'events.sdk.p50',
+    for (const id of ['acquire.4k.p50', 'acquire.64m.p50', 'acquire.4k.p99', 'control.disk.create.one.ops', 'control.tmpfs.create.eight.p99', 'dataplane.ring', 'dataplane.grpc', 'dataplane.sock', 'scale.rss', 'scale.list_regions.p50', 'scale.create.p50', 'scale.restart', 'scale.readopt', 'events.notify_wake.p50', 'events.notify_wake.p99', 'events.notify_wake_8.p50', 'events.sdk.p50', 'events.same_core.notify_wake.p50', 'events.same_core.sdk.p50',
       // Issue 19's figures, each with its baseline from the same run.
       'acquire.broker_cpu_per_cycle', 'control.disk.unary.one.ops', 'control.disk.unary.inflight16.ops', 'control.disk.create.one.vs_unary',
       'control.disk.create.inflight16.vs_unary', 'control.disk.create.clients8.scaling', 'control.broker_cpu_per_create', 'scale.regions_held',
