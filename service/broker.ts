@@ -1,5 +1,11 @@
 // The broker: opens its state, picks its backend, re-adopts what survived,
 // and serves the control plane (broker.sock) and the data plane (data.sock).
+//
+// Why this file is ~400 lines: Broker.open is the one start-up sequence, in
+// order, each step pushing its undo on the same list so a failure part-way
+// unwinds exactly what was done; cutting it across files would make that order
+// (docs/ARCHITECTURE.md, "Entry points") a back-and-forth read. Everything with
+// a rule of its own already lives in its layer.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
