@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULT_CONFIG, loadConfig, parseConfig, parseDuration, parseSize } from './config';
+import { RELOADABLE_KEYS, RESTART_KEYS } from './reload';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shmbroker-config-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -257,5 +258,75 @@ describe('podIdentity block', () => {
     ['podIdentity:\n  syncTimeoutMs: -1\n', 'podIdentity.syncTimeoutMs', 2],
   ])('rejects %j naming %s on line %i', (text, field, line) => {
     expect(() => parseConfig(text, 'pi.yaml')).toThrow(new RegExp(`pi\\.yaml:${line}.*${field.replace('.', '\\.')}`));
+  });
+});
+
+describe('the schema (config-schema.ts) names the key, the file and the line', () => {
+  it('names every unknown key of one mapping on its own line', () => {
+    const err = errorOf(() => parseConfig('audit:\n  sync: batch\n  flush: data\n  fsync: true\n', 'two.yaml'));
+    expect(err.problems).toEqual([
+      { field: 'audit.flush', line: 3, message: 'unknown key (allowed here: sync, windowMs, maxEvents)' },
+      { field: 'audit.fsync', line: 4, message: 'unknown key (allowed here: sync, windowMs, maxEvents)' },
+    ]);
+  });
+
+  it('names a problem inside a list element and deep in a mapping, in file order', () => {
+    const err = errorOf(() => parseConfig('defaultQuota:\n  gid:\n    regions: -2\nadminGids:\n  - 5\n  - wheel\n', 'deep.yaml'));
+    expect(err.message).toBe(
+      'invalid configuration: deep.yaml:3: defaultQuota.gid.regions: -2 is out of range 0..9007199254740991; ' +
+        'deep.yaml:6: adminGids[1]: expected an integer, got the string "wheel"',
+    );
+  });
+
+  it('reports one problem per field (a fraction below the minimum is only "expected an integer")', () => {
+    const err = errorOf(() => parseConfig('maxGrantsPerRegion: 0.5\n', 'one.yaml'));
+    expect(err.problems).toEqual([{ field: 'maxGrantsPerRegion', line: 1, message: 'expected an integer, got number 0.5' }]);
+  });
+
+  it('does not compare regionSize.min with max when one of them is already wrong', () => {
+    const err = errorOf(() => parseConfig('regionSize:\n  min: 4KB\n  max: 1KiB\n', 'rs.yaml'));
+    expect(err.problems.map((p) => p.field)).toEqual(['regionSize.min']);
+  });
+
+  it('refuses a mapping or a list used as a key, naming where', () => {
+    const err = errorOf(() => parseConfig('dataPlane:\n  maxConnectionsPerUid: 4\n  ? [a]\n  : 1\n', 'key.yaml'));
+    expect(err.problems).toEqual([{ field: 'dataPlane.?', line: 3, message: 'keys must be plain strings' }]);
+  });
+
+  it('reads unlimited and null as "no limit" or "unset", and removes duplicate ids', () => {
+    const cfg = parseConfig('defaultQuota: { uid: unlimited, gid: { bytes: 1GiB, regions: null } }\nmetricsAddr: null\nlogLevel: null\nadminUids: [0, 7, 7]\n', 'ok.yaml');
+    expect(cfg.defaultQuota).toEqual({ gid: { bytes: 1024 ** 3 } });
+    expect('metricsAddr' in cfg || 'logLevel' in cfg).toBe(false);
+    expect(cfg.adminUids).toEqual([0, 7]);
+  });
+
+  it('DEFAULT_CONFIG is the schema applied to an empty file', () => {
+    expect(parseConfig('{}\n', 'empty.yaml')).toEqual(DEFAULT_CONFIG);
+    expect(DEFAULT_CONFIG).toEqual({
+      adminUids: [0],
+      adminGids: [],
+      allowNonAdminCreate: true,
+      regionSize: { min: 4096, max: 16 * 1024 ** 3 },
+      defaultQuota: { uid: { bytes: 1024 ** 3, regions: 64 } },
+      maxGrantsPerRegion: 64,
+      revocationGraceMs: 1000,
+      audit: { sync: 'batch', windowMs: 10, maxEvents: 1000 },
+      dataPlane: {
+        maxConnectionsPerUid: 64,
+        maxRequestsPerSecondPerUid: 1000,
+        maxLeasesPerUid: 4096,
+        maxConnectsPerSecondPerUid: 500,
+        refusalAuditIntervalSeconds: 10,
+        stateLowWaterBytes: 64 * 1024 * 1024,
+      },
+    });
+  });
+
+  it('reload.ts takes its key lists from the schema: every key is reloadable or needs a restart, never both', () => {
+    const err = errorOf(() => parseConfig('nope: 1\n', 'keys.yaml'));
+    const allowed = /allowed here: (.*)\)$/.exec(err.problems[0]!.message)![1]!.split(', ');
+    expect([...RELOADABLE_KEYS, ...RESTART_KEYS].sort()).toEqual([...allowed].sort());
+    expect(RELOADABLE_KEYS.filter((k) => RESTART_KEYS.includes(k))).toEqual([]);
+    expect(RESTART_KEYS).toEqual(['metricsAddr', 'audit', 'podIdentity']);
   });
 });

@@ -14,21 +14,15 @@
 //   podIdentity              its API watch is set up at start
 //   audit                    the group-commit window and sync mode are set at start
 import type { BrokerConfig } from './config';
+import { RELOAD, type ConfigKey } from './config-schema';
 
-export const RELOADABLE_KEYS = [
-  'adminUids',
-  'adminGids',
-  'allowNonAdminCreate',
-  'regionSize',
-  'defaultQuota',
-  'maxGrantsPerRegion',
-  'revocationGraceMs',
-  'dataPlane',
-  'auditRetentionDays',
-  'logLevel',
-] as const satisfies ReadonlyArray<keyof BrokerConfig>;
+// The lists come from the schema (config-schema.ts, RELOAD), so a new key
+// cannot be left out of either.
+const keysThat = (how: 'reload' | 'restart') => (Object.keys(RELOAD) as ConfigKey[]).filter((k) => RELOAD[k] === how);
 
-export const RESTART_KEYS = ['metricsAddr', 'podIdentity', 'audit'] as const satisfies ReadonlyArray<keyof BrokerConfig>;
+export const RELOADABLE_KEYS: readonly ConfigKey[] = keysThat('reload');
+
+export const RESTART_KEYS: readonly ConfigKey[] = keysThat('restart');
 
 export interface ReloadResult {
   /** Keys whose new values are in force. */
