@@ -199,7 +199,8 @@ export class Broker {
     const madePrivate = privatizeStateFiles(stateDir);
     if (madePrivate.length > 0) log.warn({ files: madePrivate }, 'state files were readable by others; made 0600');
     audit.on('commitError', (err: Error) => log.error({ err: err.message }, 'audit group commit failed; retrying'));
-    const leases = new LeaseService({ store: new LeaseStore(db), backend, audit, log, windowMs: audit.windowMs });
+    // Lease endings are audited write-behind, like the rest of the data plane (issue 19).
+    const leases = new LeaseService({ store: new LeaseStore(db), backend, auditor: new Auditor({ db, audit, writeBehind: true }), log, windowMs: audit.windowMs });
     undo.push(() => leases.close());
     if (audit.anchorProblem) log.error({ problem: audit.anchorProblem }, 'AUDIT TRAIL DOES NOT MATCH ITS ANCHOR: the state database was replaced or rolled back');
     // Live copies the running components read at each use: reload() updates them in place.

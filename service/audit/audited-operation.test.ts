@@ -134,4 +134,26 @@ describe('Auditor', () => {
     expect(events[1]!.actor).toEqual(actor);
     expect(trail.verify().ok).toBe(true);
   });
+
+  it('write-behind (the data plane, lease endings): no SQLite write when it records, the event waits for the group commit', () => {
+    const trail = new AuditTrail(db, { groupCommit: { windowMs: 60_000 } });
+    const auditor = new Auditor({ db, audit: trail, writeBehind: true });
+    const rows = () => db.prepare('SELECT action FROM audit_events ORDER BY seq').pluck().all();
+    let changes = 0;
+    db.function('count_change', () => ++changes);
+    db.exec('CREATE TEMP TRIGGER counted AFTER INSERT ON audit_events BEGIN SELECT count_change(); END');
+    auditor.record((append) => append({ actor, action: 'Release', resource: 'regions/a', result: 'ALLOWED', details: { lease: 1 } }));
+    expect(changes).toBe(0);
+    expect(rows()).toEqual([]);
+    // Inside a caller's transaction (a revocation ending its leases), the event commits with the change.
+    db.exec('CREATE TABLE things (name TEXT)');
+    db.transaction(() => {
+      db.prepare("INSERT INTO things VALUES ('g')").run();
+      auditor.record((append) => append({ actor, action: 'LeaseEnded', resource: 'regions/b', result: 'ALLOWED', reason: 'GRANT_REVOKED' }));
+    })();
+    expect(rows()).toEqual(['Release', 'LeaseEnded']);
+    expect(() => auditor.run({ actor, action: 'CreateThing', resource: 'things/x' }, () => 1)).toThrow(/write-behind/);
+    trail.close();
+    expect(trail.verify().ok).toBe(true);
+  });
 });

@@ -61,19 +61,26 @@ export interface AuditorDeps {
   db: Database;
   audit: AuditSink & { flushCommitted?(): void };
   /**
-   * Runs fn in a write transaction. Default: an IMMEDIATE transaction (the
-   * write lock up front). The data plane passes its own (a lighter commit).
+   * The data plane's mode (issue 19: nothing written on an acquire or
+   * release reply path). The Auditor opens no transaction and flushes
+   * nothing: an event recorded outside a transaction waits in the trail's
+   * queue for the next group commit; one recorded inside a caller's
+   * transaction (a revocation ending leases) commits with it. run() needs a
+   * transaction of its own, so a write-behind Auditor refuses it.
    */
-  transaction?: <T>(fn: () => T) => T;
+  writeBehind?: boolean;
 }
 
 export class Auditor {
   private readonly txn: <T>(fn: () => T) => T;
   private readonly savepoint: <T>(fn: () => T) => T;
+  private readonly writeBehind: boolean;
 
   constructor(private readonly deps: AuditorDeps) {
     const { db } = deps;
-    this.txn = deps.transaction ?? (<T>(fn: () => T): T => db.transaction(fn).immediate());
+    this.writeBehind = deps.writeBehind === true;
+    // An IMMEDIATE transaction takes the write lock up front.
+    this.txn = this.writeBehind ? <T>(fn: () => T): T => fn() : <T>(fn: () => T): T => db.transaction(fn).immediate();
     // Nested in txn, a better-sqlite3 transaction is a savepoint: rolled back alone.
     this.savepoint = <T>(fn: () => T): T => db.transaction(fn)();
   }
@@ -88,6 +95,7 @@ export class Auditor {
    * an await. Work that must wait (revocation) goes after run returns.
    */
   run<T>(what: AuditedWhat, fn: () => T, describe?: (value: T) => { resource?: string; details?: Record<string, unknown> }): T {
+    if (this.writeBehind) throw new Error('Auditor.run needs a transaction; this Auditor is write-behind');
     const actor = actorOf(what.actor);
     const outcome = this.txn((): { ok: true; value: T } | { ok: false; error: unknown } => {
       try {
@@ -134,12 +142,15 @@ export class Auditor {
    * Records events that are not one operation's outcome (a notice sent, a
    * connection refused, a lease ended, broker start) in one transaction,
    * together with whatever state change `fn` makes. `append` writes within it.
+   * Write-behind: no transaction, and the events wait for the group commit.
    */
   record<T>(fn: (append: (event: { actor: AuditActor; action: string; resource: string; result: AuditResult; reason?: string; details?: Record<string, unknown> }) => void) => T): T {
     const value = this.txn(() =>
       fn((e) => this.deps.audit.append({ ...e, actor: actorOf(e.actor), ...(e.reason ? { reason: e.reason } : {}) })),
     );
-    this.deps.audit.flushCommitted?.();
+    // Committed events are written (and emitted) now, so the caller reads
+    // its own writes; write-behind leaves that to the group commit.
+    if (!this.writeBehind) this.deps.audit.flushCommitted?.();
     return value;
   }
 

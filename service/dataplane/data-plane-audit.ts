@@ -21,10 +21,10 @@ export class DataPlaneAudit {
       (r, count) => this.writeAudit(r.actor as Caller, r.action, r.resource, 'DENIED', r.reason, count ? { ...r.details, aggregated: true, ...count } : r.details),
       deps.limits.refusalAuditIntervalSeconds * 1000,
     );
-    // The one audited-operation helper, without a transaction of its own:
-    // audit events are chained in memory and group-committed behind, so
-    // recording one puts no SQLite write on the reply path.
-    this.auditor = new Auditor({ db: deps.db, audit: deps.audit, transaction: (fn) => fn() });
+    // The one audited-operation helper, write-behind: audit events are
+    // chained in memory and group-committed behind, so recording one puts no
+    // SQLite write on the reply path (issue 19).
+    this.auditor = new Auditor({ db: deps.db, audit: deps.audit, writeBehind: true });
   }
 
   /** Audits a decision; refusals go through the aggregator (repeats become counts). */

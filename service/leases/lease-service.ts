@@ -16,7 +16,8 @@
 // revokes the kernel grant, forgets the lease, writes its audit event and
 // tells the listeners (the data plane's connection table, the revoker).
 import type { Backend } from '../backends/backend';
-import type { AuditActor, AuditSink } from '../hooks';
+import type { Auditor } from '../audit/audited-operation';
+import type { AuditActor } from '../hooks';
 import type { Logger } from '../logger';
 import { regionName } from '../regions/names';
 import type { LeaseRecord, LeaseStore } from './lease-store';
@@ -41,7 +42,14 @@ export class LeaseService {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly deps: { store: LeaseStore; backend: Backend; audit: AuditSink; log: Logger; windowMs: number },
+    private readonly deps: {
+      store: LeaseStore;
+      backend: Backend;
+      /** Write-behind (audited-operation.ts): an ending is audited without a SQLite write on the release reply path. */
+      auditor: Auditor;
+      log: Logger;
+      windowMs: number;
+    },
   ) {
     let max = deps.store.reservedThrough();
     for (const l of deps.store.all()) {
@@ -122,14 +130,16 @@ export class LeaseService {
       }
     }
     if (reason !== 'NOT_DELIVERED') {
-      this.deps.audit.append({
-        actor,
-        action: reason === 'RELEASED' ? 'Release' : 'LeaseEnded',
-        resource: regionName(lease.region),
-        result: 'ALLOWED',
-        ...(reason === 'RELEASED' ? {} : { reason }),
-        details: { lease: lease.id },
-      });
+      this.deps.auditor.record((append) =>
+        append({
+          actor,
+          action: reason === 'RELEASED' ? 'Release' : 'LeaseEnded',
+          resource: regionName(lease.region),
+          result: 'ALLOWED',
+          ...(reason === 'RELEASED' ? {} : { reason }),
+          details: { lease: lease.id },
+        }),
+      );
     }
     for (const fn of this.listeners) fn(lease, reason);
     return true;
