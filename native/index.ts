@@ -1,6 +1,7 @@
 /**
  * shmbroker native layer: the public surface of the C++ addon
- * (build/Release/shmbroker_native.node, built from native/src by binding.gyp).
+ * (build/Release/shmbroker_native.node, built from native/src by binding.gyp,
+ * or the prebuilt binary of the SDK package: see findBinding).
  *
  * Every option is validated here and named in the error: TypeError for a
  * wrong type, RangeError for a value out of range. Failing syscalls throw (or
@@ -110,7 +111,8 @@ interface Binding {
 
 /**
  * The directory holding package.json, walking up from here: native/ when run
- * from source (vitest), dist/native/ when compiled.
+ * from source (vitest), dist/native/ when compiled, in the repository (the
+ * broker) or in an installed @shmbroker/sdk (packages/sdk).
  */
 function packageRoot(): string {
   let dir = __dirname;
@@ -122,8 +124,32 @@ function packageRoot(): string {
   }
 }
 
-/** Absolute path of the compiled addon. */
-export const bindingPath: string = path.join(packageRoot(), 'build', 'Release', 'shmbroker_native.node');
+// node-gyp-build picks build/Release (built from source: `node-gyp rebuild`
+// in the repository, or the package's install script once approved), else the
+// matching prebuilt binary the SDK package ships in prebuilds/ (prebuildify,
+// Node-API, so one file serves every Node version): an install whose scripts
+// npm 11 has not run yet still loads. packages/sdk/README.md says more.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+
+function findBinding(): string {
+  const root = packageRoot();
+  try {
+    return nodeGypBuild.path(root);
+  } catch (err) {
+    const sdk = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { name?: string }).name === '@shmbroker/sdk';
+    throw new Error(
+      sdk
+        ? `shmbroker native addon: no prebuilt binary in ${path.join(root, 'prebuilds')} matches ${process.platform}-${process.arch} (Node-API), and none was built from source. ` +
+            'Approve the package\'s install script so npm builds it (needs python3, make and a C++ compiler): `npm install-scripts approve @shmbroker/sdk` then `npm rebuild @shmbroker/sdk`. ' +
+            `(${(err as Error).message.trim()})`
+        : `shmbroker native addon not built in ${path.join(root, 'build', 'Release')}: run \`npx node-gyp rebuild\` at the repository root (npm ci does it)`,
+    );
+  }
+}
+
+/** Absolute path of the addon this process loads: build/Release/shmbroker_native.node, or the SDK package's prebuilt binary. */
+export const bindingPath: string = findBinding();
 
 function loadBinding(): Binding {
   let b: Binding;
@@ -131,11 +157,7 @@ function loadBinding(): Binding {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     b = require(bindingPath) as Binding;
   } catch (err) {
-    const e = new Error(
-      `shmbroker native addon not loadable from ${bindingPath} (build it with \`npx node-gyp rebuild\` at the repo root): ${
-        (err as Error).message
-      }`,
-    );
+    const e = new Error(`shmbroker native addon not loadable from ${bindingPath}: ${(err as Error).message}`);
     (e as Error & { cause?: unknown }).cause = err;
     throw e;
   }
