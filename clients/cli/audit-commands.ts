@@ -1,11 +1,10 @@
 // shmbroker audit list|verify|export|watch
 import type { Command } from 'commander';
 import { parseDuration } from '../../proto/wire';
-import type { ServiceError } from '@grpc/grpc-js';
-import { toError } from '../sdk/control-client';
 import { FailedPreconditionError, InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { table, type CliContext } from './context';
+import { followStream } from './follow-stream';
 import { withExamples } from './help';
 import type { AuditEvent__Output } from '../../proto/generated/shmbroker/v1/AuditEvent';
 import * as YAML from 'yaml';
@@ -194,30 +193,17 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (o: FilterOpts & { after?: string }) => {
       const req: Record<string, unknown> = { filter: filterOf(o) };
       if (o.after !== undefined) req.startAfterSeq = parseNonNegativeInt('--after', o.after, Number.MAX_SAFE_INTEGER);
-      await ctx.control().verify();
-      const stream = ctx.control().stream('AuditService', 'WatchAuditEvents', req);
-      await new Promise<void>((resolve, reject) => {
-        const stop = () => stream.cancel();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-        stream.on('data', (r: { event: AuditEventJson }) => {
-          // One event per line (JSON lines) or per YAML document, in the proto3 JSON mapping.
-          const format = ctx.format();
-          if (format === 'text') process.stdout.write(`${oneLine(eventOut(r.event)).join('  ')}\n`);
-          else {
-            const e = toProto3Json('shmbroker.v1.AuditEvent', r.event);
-            process.stdout.write(format === 'json' ? `${JSON.stringify(e)}\n` : `---\n${YAML.stringify(e)}`);
-          }
-        });
-        stream.on('error', (err: ServiceError) => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          if (err.code === 1) resolve(); // cancelled by us
-          else reject(toError(err, ctx.control().socketPath));
-        });
-        stream.on('end', () => resolve());
+      await followStream<{ event: AuditEventJson }>(ctx, 'AuditService', 'WatchAuditEvents', req, (r) => {
+        // One event per line (JSON lines) or per YAML document, in the proto3 JSON mapping.
+        const format = ctx.format();
+        if (format === 'text') process.stdout.write(`${oneLine(eventOut(r.event)).join('  ')}\n`);
+        else {
+          const e = toProto3Json('shmbroker.v1.AuditEvent', r.event);
+          process.stdout.write(format === 'json' ? `${JSON.stringify(e)}\n` : `---\n${YAML.stringify(e)}`);
+        }
       });
-    });  withExamples(watch, [
+    });
+  withExamples(watch, [
     ['Follow denials as they happen', 'shmbroker audit watch --result denied'],
     ['Everything, replaying the stored trail first', 'shmbroker audit watch --after 0 -o json'],
   ]);

@@ -1,9 +1,8 @@
 // `shmbroker region list --watch`: the current regions and grants, then
 // every change as it happens (BrokerService.WatchRegions), one line per
 // event, until interrupted. `--resource-version V` resumes after an event.
-import type { ServiceError } from '@grpc/grpc-js';
-import { toError } from '../sdk/control-client';
 import { formatBytes, type CliContext } from './context';
+import { followStream } from './follow-stream';
 
 interface WatchEventJson {
   type: string;
@@ -24,22 +23,8 @@ function line(e: WatchEventJson): string {
 }
 
 export async function watchRegions(ctx: CliContext, resourceVersion: string | undefined): Promise<void> {
-  await ctx.control().verify();
-  const stream = ctx.control().stream('BrokerService', 'WatchRegions', { resourceVersion: resourceVersion ?? '' });
-  await new Promise<void>((resolve, reject) => {
-    const stop = (): void => stream.cancel();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    stream.on('data', (e: WatchEventJson) => {
-      const out = { type: e.type.replace('WATCH_EVENT_TYPE_', ''), resourceVersion: e.resourceVersion, ...(e.region ? { region: e.region } : { grant: e.grant }) };
-      process.stdout.write(ctx.format() === 'json' ? `${JSON.stringify(out)}\n` : `${line(e)}\n`);
-    });
-    stream.on('error', (err: ServiceError) => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      if (err.code === 1) resolve(); // cancelled by us
-      else reject(toError(err, ctx.control().socketPath));
-    });
-    stream.on('end', () => resolve());
+  await followStream<WatchEventJson>(ctx, 'BrokerService', 'WatchRegions', { resourceVersion: resourceVersion ?? '' }, (e) => {
+    const out = { type: e.type.replace('WATCH_EVENT_TYPE_', ''), resourceVersion: e.resourceVersion, ...(e.region ? { region: e.region } : { grant: e.grant }) };
+    process.stdout.write(ctx.format() === 'json' ? `${JSON.stringify(out)}\n` : `${line(e)}\n`);
   });
 }
