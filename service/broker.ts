@@ -235,7 +235,7 @@ export class Broker {
     });
     if (lost.length > 0) log.warn({ lost }, 'regions whose memory did not survive the restart are marked LOST');
 
-    const revokerDeps = { leases, graceMs: config.revocationGraceMs, log };
+    const revokerDeps = { leases, graceMs: config.revocationGraceMs, log, enforced: backend.guarantees.revocationEnforced };
     const revoker = new Revoker(revokerDeps);
     undo.push(() => revoker.close());
     const core = { db, regions, grants, leases, backend, policy, audit, auditor, revoker, log };
@@ -254,8 +254,12 @@ export class Broker {
       observe: (type, seconds) => metrics.observeDataPlane(type, seconds),
     });
     revoker.setNotifier(dataPlane);
+    // The last lease of a DELETING region takes its memory, charge and row with it (issue 16 item 4).
+    leases.onRegionFreed((name) => manager.finishDeletion(name));
     const endedLeases = leases.endLeasesOfExitedHolders(brokerActor());
     if (endedLeases > 0) log.info({ leases: endedLeases }, 'ended the leases of processes that exited while the broker was down');
+    const finished = manager.finishPendingDeletions();
+    if (finished > 0) log.info({ regions: finished }, 'finished deleting regions whose holders are gone');
     revoker.setExpiryHandler(async () => {
       await manager.expireGrants();
       revoker.scheduleExpiry(grants.nextExpiry());

@@ -32,7 +32,7 @@ describe('AIP resources and methods', () => {
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  it('region lifecycle as uid 1001: Create and Get return the Region, Delete returns Empty', async () => {
+  it('region lifecycle as uid 1001: Create, Get and Delete return the Region (Delete: as it left it, DELETING)', async () => {
     const [created, got, listed, deleted, gone] = await pyreflect(sock, protoset, [
       ['call', svc('CreateRegion'), { regionId: 'aip-1', region: { sizeBytes: '8192', ownerUid: 0, backend: 'ignored' } }],
       ['call', svc('GetRegion'), { name: 'regions/aip-1' }],
@@ -48,10 +48,12 @@ describe('AIP resources and methods', () => {
       backend: 'memfd',
       createTime: expect.stringMatching(/Z$/),
       state: 'REGION_STATE_ACTIVE',
-    }); // numaNode is unset (no preference), so absent; hugepages false, so absent
+      revocationAdvisory: true, // OUTPUT_ONLY: memfd cannot take a mapping back
+    }); // numaNode is unset (no preference), so absent; hugepages false and leaseCount 0, so absent
     expect(got.ok).toEqual(created.ok);
     expect(listed.ok.regions).toEqual([created.ok]);
-    expect(deleted.ok).toEqual({});
+    // AIP-135 soft-delete style: the Region as the deletion left it; nobody held it (leaseCount 0, absent), so it is gone.
+    expect(deleted.ok).toEqual({ ...created.ok, state: 'REGION_STATE_DELETING', deleteTime: expect.stringMatching(/Z$/) });
     expect(gone.error.code).toBe('NOT_FOUND');
   });
 
@@ -96,7 +98,8 @@ describe('AIP resources and methods', () => {
       ],
       1001,
     );
-    expect(revoked.ok).toEqual(g);
+    // The grant as it was, plus what the revocation could not take back (nobody held it: leaseCount 0, absent).
+    expect(revoked.ok).toEqual({ ...g, revocationAdvisory: true });
     expect(after.error.code).toBe('NOT_FOUND');
   });
 

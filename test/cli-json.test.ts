@@ -71,6 +71,11 @@ describe('CLI -o json / -o yaml: proto3 JSON', () => {
     const status = await json(['status']);
     const audit = await both(['audit', 'list', '--limit', '2']);
     const verify = await json(['audit', 'verify']);
+    // Delete and :revoke print the Region and Grant they return, report fields included (issue 16 item 7).
+    await broker.cli(['region', 'create', 'j-3', '--size', '4KiB'], U1);
+    const g3 = JSON.parse(await json(['grant', 'create', 'j-3', '--uid', '1002'], U1));
+    const revoked = await json(['grant', 'revoke', g3.name], U1);
+    const deleted = await json(['region', 'delete', 'j-3'], U1);
 
     const items: Array<[string, string]> = [
       ['shmbroker.v1.Region', created],
@@ -84,6 +89,8 @@ describe('CLI -o json / -o yaml: proto3 JSON', () => {
       ['shmbroker.v1.GetStatusResponse', status],
       ['shmbroker.v1.ListAuditEventsResponse', audit],
       ['shmbroker.v1.VerifyAuditTrailResponse', verify],
+      ['shmbroker.v1.Grant', revoked],
+      ['shmbroker.v1.Region', deleted],
     ];
     const parsed = await parse(items);
     parsed.forEach((p, i) => expect(p, `${items[i]![0]}: ${items[i]![1]}`).toHaveProperty('ok'));
@@ -91,7 +98,9 @@ describe('CLI -o json / -o yaml: proto3 JSON', () => {
     parsed.forEach((p, i) => expect(p.ok, items[i]![0]).toEqual(JSON.parse(items[i]![1])));
 
     const region = JSON.parse(created);
-    expect(region).toEqual({ name: 'regions/j-1', sizeBytes: '65536', ownerUid: 1001, ownerGid: 1001, backend: 'memfd', createTime: expect.stringMatching(RFC3339), state: 'REGION_STATE_ACTIVE' });
+    expect(region).toEqual({ name: 'regions/j-1', sizeBytes: '65536', ownerUid: 1001, ownerGid: 1001, backend: 'memfd', createTime: expect.stringMatching(RFC3339), state: 'REGION_STATE_ACTIVE', revocationAdvisory: true });
+    expect(JSON.parse(revoked)).toEqual({ ...g3, revocationAdvisory: true }); // leaseCount 0: omitted
+    expect(JSON.parse(deleted)).toMatchObject({ name: 'regions/j-3', state: 'REGION_STATE_DELETING', deleteTime: expect.stringMatching(RFC3339), revocationAdvisory: true });
     expect(JSON.parse(regions)).toEqual({ regions: [region, expect.objectContaining({ name: 'regions/j-2' })] }); // nextPageToken empty: omitted
     const g = JSON.parse(grant);
     expect(g).toEqual({ name: expect.stringMatching(/^regions\/j-1\/grants\/\d+$/), uid: 1002, mode: 'ACCESS_MODE_READ_WRITE', createTime: expect.stringMatching(RFC3339), expireTime: expect.stringMatching(RFC3339), creatorUid: 1001 });

@@ -42,7 +42,7 @@ describe('CLI scenario (memfd)', () => {
   it('root creates a 1 MiB region and writes it from stdin', async () => {
     const region = await broker.json(['region', 'create', 'demo', '--size', '1MiB']);
     // proto3 JSON: uint64 as a string; ownerUid 0 (root) is the default, so absent
-    expect(region).toEqual({ name: 'regions/demo', sizeBytes: '1048576', backend: 'memfd', createTime: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/), state: 'REGION_STATE_ACTIVE' });
+    expect(region).toEqual({ name: 'regions/demo', sizeBytes: '1048576', backend: 'memfd', createTime: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/), state: 'REGION_STATE_ACTIVE', revocationAdvisory: true });
     const w = await broker.cli(['region', 'write', 'demo'], { input: data });
     expect(w.stderr).toBe('');
     expect(w.code).toBe(0);
@@ -67,19 +67,23 @@ describe('CLI scenario (memfd)', () => {
     expect(r.stdout.equals(data.subarray(0, 9))).toBe(true);
   });
 
-  it('uid 1002 can neither read, grant itself access, nor delete', async () => {
+  it('uid 1002 can neither read, grant itself access, nor delete (a region it may not see is NOT_FOUND, issue 16 item 6)', async () => {
     const read = await broker.cli(['region', 'read', 'demo'], U2);
     expect(read.code).toBe(1);
-    expect(read.stderr).toContain('(NO_GRANT)');
+    expect(read.stderr).toContain('(REGION_NOT_FOUND)');
     const grant = await broker.cli(['grant', 'create', 'demo', '--uid', '1002', '--mode', 'rw'], U2);
     expect(grant.code).toBe(1);
-    expect(grant.stderr).toContain('(NOT_OWNER)');
+    expect(grant.stderr).toContain('(REGION_NOT_FOUND)');
     const del = await broker.cli(['region', 'delete', 'demo'], U2);
     expect(del.code).toBe(1);
-    expect(del.stderr).toContain('(NOT_OWNER)');
+    expect(del.stderr).toContain('(REGION_NOT_FOUND)');
     const revoke = await broker.cli(['grant', 'revoke', '1'], U2);
     expect(revoke.code).toBe(1);
-    expect(revoke.stderr).toContain('(NOT_OWNER)');
+    expect(revoke.stderr).toContain('(GRANT_NOT_FOUND)');
+    // A grantee sees the region, so it is told it is not the owner.
+    const byGrantee = await broker.cli(['region', 'delete', 'demo'], U1);
+    expect(byGrantee.code).toBe(1);
+    expect(byGrantee.stderr).toContain('(NOT_OWNER)');
     // uid 1002 does not even see the region
     expect(await broker.json(['region', 'list'], U2)).toEqual({}); // ListRegionsResponse with no regions and no next page
     expect((await broker.json(['region', 'list'], U1)).regions).toHaveLength(1);
@@ -94,7 +98,7 @@ describe('CLI scenario (memfd)', () => {
     expect((await broker.cli(['grant', 'revoke', 'regions/demo/grants/2'])).code).toBe(0);
     const r = await broker.cli(['region', 'read', 'demo'], U1);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('(NO_GRANT)');
+    expect(r.stderr).toContain('(REGION_NOT_FOUND)'); // no grant left: it may not see the region any more
   });
 
   it('after kill -9 and restart, region list and grant list show what was there', async () => {

@@ -105,7 +105,8 @@ describe('control-plane validation', () => {
       });`;
     const r = await runNode(script, { uid: 1002, gid: 1002, args: [broker.runtimeDir] });
     expect(r.stderr).toBe('');
-    expect(JSON.parse(r.stdout.toString())).toEqual({ code: 7, reason: 'NOT_OWNER', callerUid: 1002, admin: false });
+    // Identity in metadata is ignored: uid 1002 may not see the region, so it is NOT_FOUND (5) to it.
+    expect(JSON.parse(r.stdout.toString())).toEqual({ code: 5, reason: 'REGION_NOT_FOUND', callerUid: 1002, admin: false });
     const still = await client.call('BrokerService', 'GetRegion', { name: 'regions/taken' });
     expect(still.name).toBe('regions/taken');
   });

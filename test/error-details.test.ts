@@ -191,8 +191,9 @@ describe('error details (google.rpc.Status)', () => {
       ],
       1002,
     );
-    // uid 1002 may not see regions/mine: NOT_FOUND hides it (or NOT_OWNER where visibility is not the rule)
-    expect(['NOT_FOUND', 'PERMISSION_DENIED']).toContain(notOwner.error.code);
+    // uid 1002 may not see regions/mine: NOT_FOUND hides it (issue 16 item 6)
+    expect(notOwner.error.code).toBe('NOT_FOUND');
+    expect(notOwner.error.status.details[0].reason).toBe('REGION_NOT_FOUND');
     expect(notOwner.error.status.details[0]).toMatchObject({ domain: 'shmbroker', metadata: { region: 'regions/mine' } });
     expect(notOwner.error.status.details[1]).toMatchObject({ '@type': 'google.rpc.ResourceInfo', resourceType: 'shmbroker.v1.Region', resourceName: 'regions/mine' });
     expect(missing.error).toMatchObject({ code: 'NOT_FOUND' });

@@ -55,7 +55,7 @@ describe(`revocation (${BACKEND})`, () => {
         byteLength: 0,
         viewLength: 0,
       });
-      expect(await child.next((o) => o.event.startsWith('reacquire'))).toMatchObject({ event: 'reacquire-failed', reason: 'NO_GRANT', code: 'PERMISSION_DENIED' });
+      expect(await child.next((o) => o.event.startsWith('reacquire'))).toMatchObject({ event: 'reacquire-failed', reason: 'REGION_NOT_FOUND', code: 'NOT_FOUND' });
       expect(await child.exited()).toEqual({ code: 0, signal: null });
     } finally {
       child.kill();
@@ -71,7 +71,7 @@ describe(`revocation (${BACKEND})`, () => {
     try {
       await child.next((o) => o.event === 'acquired');
       expect(await child.next((o) => o.event === 'revoked', 15_000)).toMatchObject({ reason: 'GRANT_EXPIRED', byteLength: 0 });
-      expect(await child.next((o) => o.event.startsWith('reacquire'))).toMatchObject({ reason: 'NO_GRANT' });
+      expect(await child.next((o) => o.event.startsWith('reacquire'))).toMatchObject({ reason: 'REGION_NOT_FOUND' });
     } finally {
       child.kill();
     }

@@ -1,5 +1,5 @@
 // shmbroker grant create|list|revoke
-import { describeOutcome, outcome } from './revocation-outcome';
+import { describeOutcome } from './revocation-outcome';
 import type { Command } from 'commander';
 import { fromAccessMode, parseDuration, parseGrantMode, toAccessMode } from '../../proto/wire';
 import { InvalidArgumentError } from '../sdk/errors';
@@ -112,8 +112,8 @@ export function register(program: Command, ctx: CliContext): void {
     .description('revoke a grant (an id, or regions/NAME/grants/ID)')
     .action(async (id: string) => {
       const name = /^[0-9]+$/.test(id) ? `grants/${id}` : id;
-      const { trailers } = await ctx.control().callWithTrailers('BrokerService', 'RevokeGrant', { name });
-      ctx.print({ name, revoked: true, ...outcome(trailers) }, () => `revoked ${name}${describeOutcome(trailers)}`);
+      const g = await ctx.control().call<GrantJson>('BrokerService', 'RevokeGrant', { name });
+      ctx.printMessage('shmbroker.v1.Grant', g, () => `revoked ${g.name}${describeOutcome(g)}`);
     });
   withExamples(revoke, [
     ['By id, as grant list shows it', 'shmbroker grant revoke 7'],

@@ -1,5 +1,5 @@
 // shmbroker region create|list|show|delete|read|write
-import { describeOutcome, outcome } from './revocation-outcome';
+import { describeOutcome } from './revocation-outcome';
 import type { Command } from 'commander';
 import { parseSize } from '../../proto/wire';
 import { BrokerClient } from '../sdk/broker-client';
@@ -26,7 +26,7 @@ function regionRows(regions: RegionJson[], wide: boolean): string {
       formatBytes(r.sizeBytes),
       userLabel(names, r.ownerUid),
       r.backend + (r.hugepages ? '+hugepages' : ''),
-      r.state.replace('REGION_STATE_', ''),
+      stateLabel(r),
       formatAge(r.createTime),
       ...(wide ? [r.ownerUid, formatTime(r.createTime)] : []),
     ]),
@@ -40,9 +40,17 @@ function showRegion(r: RegionJson): string {
     `owner:     uid ${r.ownerUid}${ownerName(r.ownerUid)}, gid ${r.ownerGid}`,
     `backend:   ${r.backend}${r.hugepages ? ' (hugepages)' : ''}`,
     `numa node: ${r.numaNode ?? 'any'}`,
-    `state:     ${r.state.replace('REGION_STATE_', '')}`,
+    `state:     ${stateLabel(r)}`,
+    `leases:    ${r.leaseCount ?? 0}`,
     `created:   ${formatTime(r.createTime)} (${formatAge(r.createTime)} ago)`,
+    ...(r.deleteTime ? [`deleted:   ${formatTime(r.deleteTime)} (waiting for its holders; still charged to its owner)`] : []),
   ].join('\n');
+}
+
+/** DELETING shows the holders it waits for (issue 16 item 4). */
+function stateLabel(r: RegionJson): string {
+  const state = r.state.replace('REGION_STATE_', '');
+  return state === 'DELETING' ? `DELETING (${r.leaseCount ?? 0} holding)` : state;
 }
 
 function ownerName(uid: number): string {
@@ -112,8 +120,8 @@ export function register(program: Command, ctx: CliContext): void {
     .command('delete <name>')
     .description('delete a region: clients are notified, then cut off, then the memory is freed')
     .action(async (name: string) => {
-      const { trailers } = await ctx.control().callWithTrailers('BrokerService', 'DeleteRegion', { name: `regions/${name}` });
-      ctx.print({ name: `regions/${name}`, deleted: true, ...outcome(trailers) }, () => `deleted regions/${name}${describeOutcome(trailers)}`);
+      const r = await ctx.control().call<RegionJson>('BrokerService', 'DeleteRegion', { name: `regions/${name}` });
+      ctx.printMessage('shmbroker.v1.Region', r, () => `deleted regions/${name}${describeOutcome(r, true)}`);
     });
   withExamples(del, [['Delete frames (holders are notified first)', 'shmbroker region delete frames']]);
 

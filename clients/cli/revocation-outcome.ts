@@ -1,20 +1,20 @@
-// What `region delete` and `grant revoke` say about leases that were still
-// mapped when the revocation completed (the broker's trailing metadata
-// shmbroker-leases-still-mapped / shmbroker-revocation-advisory): on memfd
-// those holders keep their mapping, revocation there is advisory, and the
-// command says so, not only the README (issue 16 item 7).
-export function outcome(trailers: Record<string, string>): { leasesStillMapped: number; revocationAdvisory: boolean } {
-  return {
-    leasesStillMapped: Number(trailers['shmbroker-leases-still-mapped'] ?? 0),
-    revocationAdvisory: trailers['shmbroker-revocation-advisory'] === 'true',
-  };
+// What `region delete` and `grant revoke` say about leases still held when
+// the revocation completed (the returned Region's or Grant's output-only
+// lease_count and revocation_advisory): on memfd those holders keep their
+// mapping, revocation there is advisory, and the command says so, not only
+// the README (issue 16 item 7). A deleted region still held stays DELETING,
+// charged to its owner, until its last lease ends (item 4).
+export interface RevocationFields {
+  leaseCount?: number;
+  revocationAdvisory?: boolean;
 }
 
-export function describeOutcome(trailers: Record<string, string>): string {
-  const o = outcome(trailers);
-  const n = `${o.leasesStillMapped} lease${o.leasesStillMapped === 1 ? '' : 's'} still mapped`;
+export function describeOutcome(o: RevocationFields, deleting = false): string {
+  const n = o.leaseCount ?? 0;
+  const leases = `${n} lease${n === 1 ? '' : 's'} still mapped`;
   if (o.revocationAdvisory) {
-    return `; ${n} (memfd backend: revocation is advisory, a holder that ignores the notice keeps its mapping)`;
+    const wait = deleting && n > 0 ? '; the region stays DELETING, and charged to its owner, until they release or exit' : '';
+    return `; ${leases} (memfd backend: revocation is advisory, a holder that ignores the notice keeps its mapping)${wait}`;
   }
-  return o.leasesStillMapped === 0 ? '' : `; ${n}, cut off by the kernel`;
+  return n === 0 ? '' : `; ${leases}, cut off by the kernel`;
 }

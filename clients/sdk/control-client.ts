@@ -112,28 +112,6 @@ export class ControlClient extends ControlMethods {
     });
   }
 
-  /** call(), plus the trailing metadata the broker sent with the response (string values). */
-  async callWithTrailers<T = any>(service: string, method: string, request: object): Promise<{ response: T; trailers: Record<string, string> }> {
-    await this.verify();
-    const client = this.#client(service) as unknown as Record<string, Callable>;
-    const fn = client[method];
-    if (typeof fn !== 'function') throw new Error(`unknown rpc ${service}.${method}`);
-    return new Promise((resolve, reject) => {
-      let response: T | undefined;
-      // grpc-js calls back with the response first, then emits 'status' with the trailers.
-      const call = fn.call(client, request, new grpc.Metadata(), { deadline: Date.now() + this.#deadlineMs }, (err, res) => {
-        if (err) reject(toError(err, this.socketPath));
-        else response = res as T;
-      }) as grpc.ClientUnaryCall;
-      call.on('status', (st: grpc.StatusObject) => {
-        if (st.code !== grpc.status.OK) return;
-        const trailers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(st.metadata.getMap())) trailers[k] = String(v);
-        resolve({ response: response as T, trailers });
-      });
-    });
-  }
-
   /** Opens a server-streaming rpc; returns the grpc-js stream. Await verify() first. */
   stream(service: string, method: string, request: object): grpc.ClientReadableStream<any> {
     if (!this.#verified) throw new Error('ControlClient.stream: await verify() first (the broker is authenticated before anything is sent)');

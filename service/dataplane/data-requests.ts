@@ -10,7 +10,7 @@ import type { Caller } from '../identity/caller';
 import { BrokerError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError } from '../errors';
 import type { GrantMode } from '../store/grant-store';
 import type { LeaseRecord } from '../leases/lease-store';
-import { grantName, regionName, validateRegionId } from '../regions/names';
+import { grantName, regionName, regionNotFound, validateRegionId } from '../regions/names';
 import { inTransaction } from '../store/state-db';
 import { EVENT_PAGE, type DoorbellFds, type Doorbells } from './doorbells';
 import { peerFields } from '../logger';
@@ -44,18 +44,14 @@ export class DataRequests {
     };
     if (!mode) refuse(new InvalidArgumentError('INVALID_MODE', `mode must be ${ACCESS_MODE_RULE}`));
     const region = this.deps.regions.get(name);
-    if (!region) return refuse(new NotFoundError('REGION_NOT_FOUND', `region ${resource} does not exist`));
+    // Missing, not visible (no grant: the caller may not know it exists, item 6)
+    // and DELETING (on its way out, item 4) are one answer, byte for byte.
+    if (!region || region.state === 'DELETING') return refuse(regionNotFound(name, caller));
     const now = Date.now();
     const decision = this.deps.policy.decideAcquire(caller, region, this.deps.grants.forRegion(name), mode!, now);
     if (!decision.allowed) {
-      return refuse(
-        new PermissionDeniedError(
-          decision.reason,
-          decision.reason === 'NO_GRANT'
-            ? `uid ${caller.uid} has no grant on ${resource}`
-            : `uid ${caller.uid} has only a read-only grant on ${resource}`,
-        ),
-      );
+      if (decision.reason === 'NO_GRANT') return refuse(regionNotFound(name, caller));
+      return refuse(new PermissionDeniedError(decision.reason, `uid ${caller.uid} has only a read-only grant on ${resource}`));
     }
     if (region.state !== 'ACTIVE') {
       return refuse(new FailedPreconditionError('REGION_LOST', `region ${resource} lost its memory in a broker restart; delete it`));
@@ -173,7 +169,9 @@ export class DataRequests {
       }
     }
     if (!leaseMatches && !unwritten) return refuse('no such lease for this process');
-    const wasLost = region.state !== 'ACTIVE';
+    // A DELETING region takes back only leases it knows (they keep it charged until they end).
+    if (region.state === 'DELETING' && !leaseMatches) return refuse('region is being deleted');
+    const wasLost = region.state === 'LOST';
     if (memfd && !this.deps.backend.offer(region, fd)) return refuse('fd is not this region');
     if (unwritten && !this.deps.leases.adopt(unwritten)) return refuse('no such lease for this process');
     if (wasLost) inTransaction(this.deps.db, () => this.deps.regions.setState(name, 'ACTIVE'));

@@ -15,6 +15,9 @@
 // revoked or expired, region deleted) and holders found gone at start. It
 // revokes the kernel grant, forgets the lease, writes its audit event and
 // tells the listeners (the data plane's connection table, the revoker).
+// When it ends a region's last lease it says so (onRegionFreed): a DELETING
+// region is then destroyed, refunded and removed (issue 16 item 4), so an
+// owner's quota pays for a region's bytes until nobody holds them.
 import type { Backend } from '../backends/backend';
 import type { Auditor } from '../audit/audited-operation';
 import type { AuditActor } from '../hooks';
@@ -37,6 +40,7 @@ export class LeaseService {
   /** Written behind: id → row to write, or null to delete. */
   private readonly dirty = new Map<number, LeaseRecord | null>();
   private readonly listeners: Array<(lease: LeaseRecord, reason: LeaseEndReason) => void> = [];
+  private regionFreed: ((region: string) => void) | undefined;
   private nextId = 1;
   private reserved = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -64,6 +68,11 @@ export class LeaseService {
   /** Called with every lease that ends, whatever ended it. */
   onEnd(fn: (lease: LeaseRecord, reason: LeaseEndReason) => void): void {
     this.listeners.push(fn);
+  }
+
+  /** Called (once per ending) when the lease that ended was the last one on its region. */
+  onRegionFreed(fn: (region: string) => void): void {
+    this.regionFreed = fn;
   }
 
   get(id: number): LeaseRecord | undefined {
@@ -142,6 +151,14 @@ export class LeaseService {
       );
     }
     for (const fn of this.listeners) fn(lease, reason);
+    if (!this.byRegion.has(lease.region)) {
+      try {
+        this.regionFreed?.(lease.region);
+      } catch (err) {
+        // The region stays DELETING and charged; the next start finishes it.
+        this.deps.log.error({ region: regionName(lease.region), err: (err as Error).message }, 'could not finish deleting a region after its last lease');
+      }
+    }
     return true;
   }
 

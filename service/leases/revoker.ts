@@ -6,6 +6,7 @@
 // end() (kernel revoke, audit event, forgetting the lease).
 import type { LeaseRecord, LeaseService } from './lease-service';
 import type { Logger } from '../logger';
+import { processGone } from './process-liveness';
 
 export type RevocationReason = 'GRANT_REVOKED' | 'GRANT_EXPIRED' | 'REGION_DELETED';
 
@@ -28,7 +29,18 @@ export class Revoker {
   private closed = false;
 
   constructor(
-    private readonly deps: { leases: LeaseService; graceMs: number; log: Logger },
+    private readonly deps: {
+      leases: LeaseService;
+      graceMs: number;
+      log: Logger;
+      /**
+       * The backend can take a mapping back (kmod). When it cannot (memfd), a
+       * lease whose holder ignored the notice is not ended by the broker: the
+       * holder still maps the memory, so the lease (and the region's quota
+       * charge) stays until it releases or exits (issue 16 item 4).
+       */
+      enforced: boolean;
+    },
   ) {
     // Any ending (a release, the holder's exit) ends the wait for that lease.
     deps.leases.onEnd((lease) => this.waiting.get(lease.id)?.());
@@ -44,9 +56,9 @@ export class Revoker {
 
   /**
    * Notifies, waits up to the grace period, then ends every lease still
-   * there. Returns how many the broker had to end itself (their holders had
-   * not released): on kmod the kernel cut those mappings; on memfd the
-   * holders keep them (revocation is advisory there), which callers report.
+   * there. Returns how many holders had not released: on kmod the kernel
+   * cut those mappings (the leases end); on memfd the holders keep them
+   * (revocation is advisory there) and so do their leases, which callers report.
    */
   async revoke(leases: LeaseRecord[], reason: RevocationReason, then?: () => void): Promise<{ unreleased: number }> {
     const start = process.hrtime.bigint();
@@ -72,8 +84,15 @@ export class Revoker {
     let unreleased = 0;
     const actor = { pid: process.pid, uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
     for (const l of leases) {
-      if (!this.deps.leases.end(l, reason, actor)) continue; // released by its holder meanwhile
+      if (this.deps.leases.get(l.id) !== l) continue; // released by its holder meanwhile
+      if (!this.deps.enforced) {
+        // Advisory: the lease stays while its holder lives; one already gone ends here.
+        if (processGone({ pid: l.pid, startTime: undefined })) this.deps.leases.end(l, 'HOLDER_EXITED', actor);
+        else unreleased++;
+        continue;
+      }
       unreleased++;
+      this.deps.leases.end(l, reason, actor);
       if (l.kernelGrantId !== null) kernelRevoked++;
     }
     then?.();

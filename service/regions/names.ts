@@ -2,7 +2,7 @@
 // "regions/{region}/grants/{grant}", with the region id rule the clients
 // check too (proto/wire/region-name.ts).
 import { ACCESS_MODE_RULE, fromAccessMode, REGION_ID_PATTERN, REGION_ID_RULE, type GrantMode } from '../../proto/wire';
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError, NotFoundError } from '../errors';
 
 export { REGION_ID_PATTERN };
 
@@ -58,4 +58,18 @@ export function requireAccessMode(mode: unknown, field = 'mode'): GrantMode {
   const m = fromAccessMode(mode);
   if (!m) throw new InvalidArgumentError('INVALID_MODE', `${field} must be ${ACCESS_MODE_RULE}`);
   return m;
+}
+
+/**
+ * The one answer for a region that is missing or that the caller may not
+ * see (issue 16 item 6, AIP-211): byte for byte the same, so a caller
+ * without access never learns that a name is a region.
+ */
+export function regionNotFound(name: string, caller: { uid: number }): NotFoundError {
+  return new NotFoundError('REGION_NOT_FOUND', `region ${regionName(name)} does not exist or is not visible to uid ${caller.uid}`);
+}
+
+/** The one answer for a grant that is missing or that the caller may not see. */
+export function grantNotFound(resource: string, caller: { uid: number }): NotFoundError {
+  return new NotFoundError('GRANT_NOT_FOUND', `grant ${resource} does not exist or is not visible to uid ${caller.uid}`);
 }

@@ -9,12 +9,11 @@ import {
   AlreadyExistsError,
   FailedPreconditionError,
   InvalidArgumentError,
-  NotFoundError,
   PermissionDeniedError,
 } from '../errors';
 import type { GranteeKind, GrantMode, GrantRecord } from '../store/grant-store';
 import type { QuotaCharger } from '../hooks';
-import { grantName, regionName } from './names';
+import { grantName, grantNotFound, regionName, regionNotFound } from './names';
 import { decodePageToken, encodePageToken, pageSize } from '../store/paging';
 import { callerPrincipals, granteeMatches } from './policy';
 import { parseSubject } from '../identity/pods/principals';
@@ -104,9 +103,23 @@ export class RegionManager {
     return this.deps.now?.() ?? Date.now();
   }
 
-  private requireRegion(name: string): RegionRecord {
+  /**
+   * The region, if this caller may see it; otherwise the one NOT_FOUND a
+   * missing region gets, byte for byte (issue 16 item 6, AIP-211): a caller
+   * without access never learns that a name is a region.
+   */
+  private requireVisible(caller: Caller, name: string): RegionRecord {
     const r = this.deps.regions.get(name);
-    if (!r) throw new NotFoundError('REGION_NOT_FOUND', `region ${regionName(name)} does not exist`);
+    if (!r || !this.mayViewRegion(caller, r, this.deps.grants.forRegion(name))) throw regionNotFound(name, caller);
+    return r;
+  }
+
+  /** A region the caller may manage; NOT_OWNER only for a caller who may see it (a grantee). */
+  private requireManaged(caller: Caller, name: string): RegionRecord {
+    const r = this.requireVisible(caller, name);
+    if (!this.deps.policy.mayManage(caller, r)) {
+      throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${regionName(name)} and is not an admin`);
+    }
     return r;
   }
 
@@ -180,12 +193,8 @@ export class RegionManager {
   getRegion(caller: Caller, id: string): RegionRecord {
     const resource = regionName(id);
     return this.deps.auditor.guard({ actor: caller, action: 'GetRegion', resource }, () => {
-      const r = this.deps.regions.get(id);
       // Not visible and not existing look the same to a caller without access.
-      if (!r || !this.deps.policy.mayView(caller, r, this.deps.grants.forRegion(id), this.now())) {
-        throw new NotFoundError('REGION_NOT_FOUND', `region ${resource} does not exist or is not visible to uid ${caller.uid}`);
-      }
-      return r;
+      return this.requireVisible(caller, id);
     });
   }
 
@@ -209,38 +218,100 @@ export class RegionManager {
     return { regions: out, next: '' };
   }
 
-  async deleteRegion(caller: Caller, id: string): Promise<RevocationOutcome> {
+  /** What a Region message adds to the row. */
+  regionExtras(name: string): { leaseCount: number; revocationAdvisory: boolean } {
+    return { leaseCount: this.leaseCount(name), revocationAdvisory: !this.deps.backend.guarantees.revocationEnforced };
+  }
+
+  /** Leases held on a region now (a DELETING region waits for them). */
+  leaseCount(name: string): number {
+    return this.deps.leases.forRegion(name).length;
+  }
+
+  /**
+   * Deletes a region (issue 16 item 4). Without leases it goes at once:
+   * charge refunded, row removed, memory released. With leases it becomes
+   * DELETING: its grants go, holders get their notice, new acquires are
+   * NOT_FOUND, and it stays charged to its owner until the last lease ends
+   * (LeaseService.end -> finishDeletion). The name stays taken meanwhile.
+   */
+  async deleteRegion(caller: Caller, id: string): Promise<{ region: RegionRecord; outcome: RevocationOutcome }> {
     const resource = regionName(id);
-    const { region, leases, grants } = this.deps.auditor.guard({ actor: caller, action: 'DeleteRegion', resource }, () => {
-      const r = this.requireRegion(id);
-      if (!this.deps.policy.mayManage(caller, r)) {
-        throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${resource} and is not an admin`);
-      }
+    const done = this.deps.auditor.guard({ actor: caller, action: 'DeleteRegion', resource }, () => {
+      const r = this.requireManaged(caller, id);
+      // Deleting again while it waits for its holders changes nothing.
+      if (r.state === 'DELETING') return { region: r, leases: [] as ReturnType<typeof this.deps.leases.forRegion>, grants: [] as GrantRecord[], again: true };
+      const now = this.now();
       return this.deps.auditor.record((append) => {
         const leases = this.deps.leases.forRegion(id);
         const grants = this.deps.grants.forRegion(id);
-        this.deps.quotas.refundRegion(id);
-        this.deps.regions.remove(id);
-        append({ actor: caller, action: 'DeleteRegion', resource, result: 'ALLOWED', details: { leases: leases.length } });
-        return { region: r, leases, grants };
+        if (leases.length === 0) {
+          this.deps.quotas.refundRegion(id);
+          this.deps.regions.remove(id);
+        } else {
+          this.deps.grants.removeForRegion(id);
+          this.deps.regions.markDeleting(id, now);
+        }
+        append({ actor: caller, action: 'DeleteRegion', resource, result: 'ALLOWED', details: { leases: leases.length, ...(leases.length > 0 ? { deleting: true } : {}) } });
+        return { region: this.deps.regions.get(id) ?? r, leases, grants, again: false };
       });
     });
-    // Its grants went with it (ON DELETE CASCADE): a watcher sees each go, then the region.
-    for (const g of grants) this.publish({ type: 'DELETED', region, grant: g, grants });
-    this.publish({ type: 'DELETED', region, grants });
-    this.deps.log.info({ region: resource, ...peerFields(caller), leases: leases.length }, 'region deleted');
-    // The name is free at once; the memory goes after the clients had their notice.
-    const { unreleased } = await this.deps.revoker.revoke(leases, 'REGION_DELETED', () => this.deps.backend.destroy(region));
-    return this.outcome(unreleased);
+    const { region, leases, grants } = done;
+    if (!done.again) {
+      // Its grants went with it: a watcher sees each go, then the region (or its DELETING state).
+      for (const g of grants) this.publish({ type: 'DELETED', region, grant: g, grants });
+      this.publish({ type: leases.length === 0 ? 'DELETED' : 'MODIFIED', region, grants: [] });
+      this.deps.log.info({ region: resource, ...peerFields(caller), leases: leases.length }, leases.length === 0 ? 'region deleted' : 'region deleting: waiting for its holders');
+    }
+    if (leases.length === 0 && !done.again) {
+      this.deps.backend.destroy(region);
+      return { region: { ...region, state: 'DELETING', deleteTime: this.now() }, outcome: this.outcome(0) };
+    }
+    // The memory and the charge go with the last lease (finishDeletion), after the clients had their notice.
+    const { unreleased } = await this.deps.revoker.revoke(leases, 'REGION_DELETED');
+    const now = this.deps.regions.get(id);
+    return { region: now ?? { ...region, state: 'DELETING' }, outcome: this.outcome(done.again ? this.leaseCount(id) : unreleased) };
+  }
+
+  /**
+   * The last lease of a region ended: a DELETING region's memory is released
+   * (on kmod the kernel region destroyed; the charge stays if that fails),
+   * then its charge refunded and its row removed, in one audited transaction.
+   */
+  finishDeletion(name: string): void {
+    const r = this.deps.regions.get(name);
+    if (!r || r.state !== 'DELETING' || this.deps.leases.forRegion(name).length > 0) return;
+    this.deps.backend.destroy(r);
+    this.deps.auditor.record((append) => {
+      this.deps.quotas.refundRegion(name);
+      this.deps.regions.remove(name);
+      append({ actor: brokerActor(), action: 'RegionRemoved', resource: regionName(name), result: 'ALLOWED', details: { sizeBytes: r.sizeBytes } });
+    });
+    this.deps.log.info({ region: regionName(name) }, 'region deleted: its last lease ended');
+    this.publish({ type: 'DELETED', region: r, grants: [] });
+  }
+
+  /** At start, after the leases of exited holders ended: finishes every DELETING region nobody holds. */
+  finishPendingDeletions(): number {
+    let n = 0;
+    for (const r of this.deps.regions.deleting()) {
+      if (this.deps.leases.forRegion(r.name).length > 0) continue;
+      try {
+        this.finishDeletion(r.name);
+        n++;
+      } catch (err) {
+        this.deps.log.error({ region: regionName(r.name), err: (err as Error).message }, 'could not finish deleting a region; it stays charged');
+      }
+    }
+    return n;
   }
 
   createGrant(caller: Caller, input: CreateGrantInput): GrantRecord {
     const resource = regionName(input.region);
     const created = this.deps.auditor.guard({ actor: caller, action: 'CreateGrant', resource }, () => {
-      const r = this.requireRegion(input.region);
-      if (!this.deps.policy.mayManage(caller, r)) {
-        throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${resource} and is not an admin`);
-      }
+      const r = this.requireManaged(caller, input.region);
+      // A DELETING region takes no new grants: to its owner it is on its way out.
+      if (r.state === 'DELETING') throw regionNotFound(input.region, caller);
       const { kind, id } = input.grantee;
       const name = kind === 'uid' || kind === 'gid' ? null : validateKubernetesGrantee(kind, input.grantee.name);
       if (name === null && (!Number.isInteger(id) || id < 0 || id > 0xfffffffe)) {
@@ -288,10 +359,7 @@ export class RegionManager {
     let after = decodePageToken<number>(list, token, 'number') ?? 0;
     if (region !== undefined) {
       this.deps.auditor.guard({ actor: caller, action: 'ListGrants', resource: regionName(region) }, () => {
-        const r = this.requireRegion(region);
-        if (!this.deps.policy.mayView(caller, r, this.deps.grants.forRegion(region), this.now())) {
-          throw new NotFoundError('REGION_NOT_FOUND', `region ${regionName(region)} does not exist or is not visible to uid ${caller.uid}`);
-        }
+        this.requireVisible(caller, region);
       });
     }
     const out: GrantRecord[] = [];
@@ -322,9 +390,7 @@ export class RegionManager {
     return this.deps.auditor.guard({ actor: caller, action: 'GetGrant', resource }, () => {
       const g = this.deps.grants.get(ref.id);
       const r = g && (ref.region === undefined || ref.region === g.region) ? this.deps.regions.get(g.region) : undefined;
-      if (!g || !r || !(caller.isAdmin || r.ownerUid === caller.uid || granteeMatches(g, callerPrincipals(caller)))) {
-        throw new NotFoundError('GRANT_NOT_FOUND', `grant ${resource} does not exist or is not visible to uid ${caller.uid}`);
-      }
+      if (!g || !r || !this.mayViewGrant(caller, g, r.ownerUid)) throw grantNotFound(resource, caller);
       return g;
     });
   }
@@ -333,10 +399,11 @@ export class RegionManager {
     const resource = ref.region ? grantName(ref.region, ref.id) : `grants/${ref.id}`;
     const { grant, leases, change } = this.deps.auditor.guard({ actor: caller, action: 'RevokeGrant', resource }, () => {
       const g = this.deps.grants.get(ref.id);
-      if (!g || (ref.region !== undefined && ref.region !== g.region)) {
-        throw new NotFoundError('GRANT_NOT_FOUND', `grant ${resource} does not exist`);
+      const r = g && (ref.region === undefined || ref.region === g.region) ? this.deps.regions.get(g.region) : undefined;
+      // A grant of a region the caller may not see is NOT_FOUND, as a missing one (item 6).
+      if (!g || !r || !(this.mayViewGrant(caller, g, r.ownerUid) || this.mayViewRegion(caller, r, this.deps.grants.forRegion(r.name)))) {
+        throw grantNotFound(resource, caller);
       }
-      const r = this.requireRegion(g.region);
       if (!this.deps.policy.mayManage(caller, r)) {
         throw new PermissionDeniedError('NOT_OWNER', `uid ${caller.uid} does not own ${regionName(g.region)} and is not an admin`);
       }

@@ -10,18 +10,26 @@ import type { ListRegionsRequest__Output } from '../../proto/generated/shmbroker
 import type { GetStatusResponse } from '../../proto/generated/shmbroker/v1/GetStatusResponse';
 import { toAccessMode } from '../../proto/wire';
 import type { Caller } from '../identity/caller';
-import { TRAILERS, type UnaryHandler } from './control-server';
+import type { UnaryHandler } from './control-server';
 import { InvalidArgumentError } from '../errors';
 import type { GrantRecord } from '../store/grant-store';
 import { grantName, parseGrantName, parseRegionName, regionName, requireAccessMode, validateRegionId } from '../regions/names';
-import type { RegionManager, RevocationOutcome } from '../regions/region-manager';
+import type { RegionManager } from '../regions/region-manager';
 import type { RegionRecord } from '../store/region-store';
 
 function timestamp(ms: number): { seconds: number; nanos: number } {
   return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
 }
 
-export function regionToProto(r: RegionRecord): Region {
+/** What a Region message says beyond the row: the leases held now, and whether revocation is advisory. */
+export interface RegionExtras {
+  leaseCount: number;
+  revocationAdvisory: boolean;
+}
+
+const STATE = { ACTIVE: 'REGION_STATE_ACTIVE', LOST: 'REGION_STATE_LOST', DELETING: 'REGION_STATE_DELETING' } as const;
+
+export function regionToProto(r: RegionRecord, extras?: RegionExtras): Region {
   return {
     name: regionName(r.name),
     sizeBytes: r.sizeBytes,
@@ -32,7 +40,9 @@ export function regionToProto(r: RegionRecord): Region {
     // No preference is stored as -1; on the wire it is an unset optional field.
     numaNode: r.numaNode >= 0 ? r.numaNode : undefined,
     createTime: timestamp(r.createTime),
-    state: r.state === 'ACTIVE' ? 'REGION_STATE_ACTIVE' : 'REGION_STATE_LOST',
+    state: STATE[r.state],
+    ...(r.deleteTime != null ? { deleteTime: timestamp(r.deleteTime) } : {}),
+    ...(extras ? { leaseCount: extras.leaseCount, revocationAdvisory: extras.revocationAdvisory } : {}),
   };
 }
 
@@ -62,6 +72,7 @@ export function grantToProto(g: GrantRecord): Grant {
 }
 
 export function brokerServiceHandlers(manager: RegionManager, status: (caller: Caller) => GetStatusResponse): Record<string, UnaryHandler> {
+  const toProto = (r: RegionRecord): Region => regionToProto(r, manager.regionExtras(r.name));
   return {
     createRegion(caller, req: CreateRegionRequest__Output): Region {
       const id = validateRegionId(req.regionId, 'region_id');
@@ -71,17 +82,20 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
         hugepages: req.region?.hugepages ?? false,
         numaNode: req.region?.numaNode ?? -1,
       });
-      return regionToProto(region);
+      return toProto(region);
     },
     getRegion(caller, req: { name: string }): Region {
-      return regionToProto(manager.getRegion(caller, parseRegionName(req.name)));
+      return toProto(manager.getRegion(caller, parseRegionName(req.name)));
     },
     listRegions(caller, req: ListRegionsRequest__Output) {
       const { regions, next } = manager.listRegions(caller, req.pageSize, req.pageToken);
-      return { regions: regions.map(regionToProto), nextPageToken: next };
+      return { regions: regions.map(toProto), nextPageToken: next };
     },
-    async deleteRegion(caller, req: { name: string }) {
-      return withOutcome({}, await manager.deleteRegion(caller, parseRegionName(req.name)));
+    async deleteRegion(caller, req: { name: string }): Promise<Region> {
+      // AIP-135 with a soft-delete flavour: the region as the deletion left it
+      // (DELETING, the leases still held), so the report is in the response.
+      const { region, outcome } = await manager.deleteRegion(caller, parseRegionName(req.name));
+      return regionToProto(region, { leaseCount: outcome.leasesStillMapped, revocationAdvisory: outcome.revocationAdvisory });
     },
     createGrant(caller, req: CreateGrantRequest__Output): Grant {
       const region = parseRegionName(req.parent, 'parent');
@@ -125,26 +139,11 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
     },
     async revokeGrant(caller, req: { name: string }): Promise<Grant> {
       const { grant, outcome } = await manager.revokeGrant(caller, parseGrantName(req.name));
-      return withOutcome(grantToProto(grant), outcome);
+      // What the revocation could not take back travels in the grant's output-only fields (issue 16 item 7).
+      return { ...grantToProto(grant), leaseCount: outcome.leasesStillMapped, revocationAdvisory: outcome.revocationAdvisory };
     },
     getStatus(caller) {
       return status(caller);
     },
   };
-}
-
-/**
- * DeleteRegion returns Empty and RevokeGrant the Grant (AIP-135, AIP-136), so
- * what the revocation left behind travels as trailing metadata:
- * shmbroker-leases-still-mapped (holders that had not released when it
- * completed) and shmbroker-revocation-advisory ("true" on memfd: those
- * holders keep their mapping). The CLI prints both (issue 16 item 7).
- */
-function withOutcome<T extends object>(response: T, outcome: RevocationOutcome): T {
-  return Object.assign(response, {
-    [TRAILERS]: {
-      'shmbroker-leases-still-mapped': String(outcome.leasesStillMapped),
-      'shmbroker-revocation-advisory': String(outcome.revocationAdvisory),
-    },
-  });
 }

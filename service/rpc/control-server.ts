@@ -19,13 +19,6 @@ import { withRequest } from '../request-context';
 /** A unary handler: gets the caller as the broker sees it, returns the response or throws. */
 export type UnaryHandler = (caller: Caller, request: any) => unknown;
 
-/**
- * A unary handler's response may carry trailing metadata under this key
- * (string values): facts about the call that do not belong in the resource
- * AIP returns, e.g. how many leases a revoke left mapped. Protobuf
- * serialisation ignores symbol keys.
- */
-export const TRAILERS = Symbol('trailers');
 /** A server-streaming handler: emits responses until the signal aborts. */
 export type StreamHandler = (caller: Caller, request: any, emit: (response: unknown) => void, signal: AbortSignal) => void | Promise<void>;
 
@@ -106,13 +99,7 @@ export class ControlServer {
       const caller = this.callerOf(call);
       const response = await withRequest(() => handler(caller, call.request));
       await this.deps.settle?.(path);
-      const extra = (response as { [TRAILERS]?: Record<string, string> } | null)?.[TRAILERS];
-      let trailers: grpc.Metadata | undefined;
-      if (extra) {
-        trailers = new grpc.Metadata();
-        for (const [k, v] of Object.entries(extra)) trailers.set(k, v);
-      }
-      callback(null, response, trailers);
+      callback(null, response);
     } catch (err) {
       if (err instanceof BrokerError && !isAudited(err) && err.code !== Code.INTERNAL) {
         // Every decision reaches the audit trail, also one made before a handler's audited part.

@@ -67,6 +67,7 @@ export class GrantStore {
       countByRegion: db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM grants WHERE region = ?'),
       count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM grants'),
       remove: db.prepare<[number]>('DELETE FROM grants WHERE id = ?'),
+      removeForRegion: db.prepare<[string]>('DELETE FROM grants WHERE region = ?'),
       expired: db.prepare<[number], Row>('SELECT * FROM grants WHERE expire_time IS NOT NULL AND expire_time <= ? ORDER BY expire_time'),
       nextExpiry: db.prepare<[], { t: number | null }>('SELECT MIN(expire_time) AS t FROM grants WHERE expire_time IS NOT NULL'),
     };
@@ -97,6 +98,11 @@ export class GrantStore {
 
   count(): number {
     return this.stmts.count.get()!.n;
+  }
+
+  /** A region going DELETING keeps its row, so its grants do not cascade: they go here. */
+  removeForRegion(region: string): void {
+    this.stmts.removeForRegion.run(region);
   }
 
   remove(id: number): boolean {

@@ -2,7 +2,9 @@
 // charge and the audit event they belong with.
 import type { Db } from './state-db';
 
-export type RegionState = 'ACTIVE' | 'LOST';
+/** What the state column holds; DELETING is derived from delete_time (see the migration). */
+export type StoredRegionState = 'ACTIVE' | 'LOST';
+export type RegionState = StoredRegionState | 'DELETING';
 
 export interface RegionRecord {
   name: string;
@@ -14,6 +16,8 @@ export interface RegionRecord {
   numaNode: number;
   createTime: number;
   state: RegionState;
+  /** Set once DeleteRegion ran while leases were still held: the region is DELETING until the last ends. */
+  deleteTime?: number | null;
   /** Backend-specific identity: the kernel region id, or the memfd's recorded identity (JSON). */
   backendRef: string;
 }
@@ -27,8 +31,9 @@ interface Row {
   hugepages: number;
   numa_node: number;
   create_time: number;
-  state: RegionState;
+  state: StoredRegionState;
   backend_ref: string;
+  delete_time: number | null;
 }
 
 function fromRow(r: Row): RegionRecord {
@@ -41,7 +46,8 @@ function fromRow(r: Row): RegionRecord {
     hugepages: r.hugepages !== 0,
     numaNode: r.numa_node,
     createTime: r.create_time,
-    state: r.state,
+    state: r.delete_time !== null ? 'DELETING' : r.state,
+    deleteTime: r.delete_time,
     backendRef: r.backend_ref,
   };
 }
@@ -59,13 +65,16 @@ export class RegionStore {
       all: db.prepare<[], Row>('SELECT * FROM regions ORDER BY name'),
       pageAfter: db.prepare<[string, number], Row>('SELECT * FROM regions WHERE name > ? ORDER BY name LIMIT ?'),
       remove: db.prepare<[string]>('DELETE FROM regions WHERE name = ?'),
-      setState: db.prepare<[RegionState, string]>('UPDATE regions SET state = ? WHERE name = ?'),
+      setState: db.prepare<[StoredRegionState, string]>('UPDATE regions SET state = ? WHERE name = ?'),
+      markDeleting: db.prepare<[number, string]>('UPDATE regions SET delete_time = ? WHERE name = ?'),
+      deleting: db.prepare<[], Row>('SELECT * FROM regions WHERE delete_time IS NOT NULL ORDER BY name'),
       totals: db.prepare<[], { n: number; bytes: number | null }>('SELECT COUNT(*) AS n, SUM(size_bytes) AS bytes FROM regions'),
     };
   }
 
   insert(r: RegionRecord): void {
-    this.stmts.insert.run({ ...r, hugepages: r.hugepages ? 1 : 0 });
+    const { deleteTime: _deleteTime, ...row } = r;
+    this.stmts.insert.run({ ...row, state: r.state === 'LOST' ? 'LOST' : 'ACTIVE', hugepages: r.hugepages ? 1 : 0 });
   }
 
   get(name: string): RegionRecord | undefined {
@@ -86,8 +95,18 @@ export class RegionStore {
     return this.stmts.remove.run(name).changes > 0;
   }
 
-  setState(name: string, state: RegionState): void {
+  setState(name: string, state: StoredRegionState): void {
     this.stmts.setState.run(state, name);
+  }
+
+  /** DeleteRegion with leases still held: the row (and its quota charge) stays until the last ends. */
+  markDeleting(name: string, time: number): void {
+    this.stmts.markDeleting.run(time, name);
+  }
+
+  /** Regions waiting for their last lease to end. */
+  deleting(): RegionRecord[] {
+    return this.stmts.deleting.all().map(fromRow);
   }
 
   totals(): { count: number; bytes: number } {

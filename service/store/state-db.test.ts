@@ -30,7 +30,7 @@ describe('openStateDb', () => {
       PRAGMA user_version = 1;`);
     v1.close();
     const db = openStateDb(dir);
-    expect(db.pragma('user_version', { simple: true })).toBe(3);
+    expect(db.pragma('user_version', { simple: true })).toBe(4);
     const grants = new GrantStore(db);
     expect(grants.forRegion('r')).toEqual([
       { id: 1, region: 'r', granteeKind: 'gid', granteeId: 50, granteeName: null, mode: 'rw', createTime: 1, expireTime: null, creatorUid: 0, allowNotify: false },

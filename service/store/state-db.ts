@@ -78,6 +78,13 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE grants ADD COLUMN allow_notify INTEGER NOT NULL DEFAULT 0 CHECK (allow_notify IN (0, 1));
   `,
+  // A deleted region still held by clients is DELETING (issue 16 item 4): it
+  // keeps its row and its quota charge until its last lease ends. A column,
+  // not a new state value: SQLite cannot change the state CHECK in place, and
+  // rebuilding regions would cascade into grants and leases.
+  `
+  ALTER TABLE regions ADD COLUMN delete_time INTEGER;
+  `,
 ];
 
 export function openStateDb(stateDir: string): Db {

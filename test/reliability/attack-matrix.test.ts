@@ -206,7 +206,7 @@ describe('attack matrix (memfd)', () => {
       result = JSON.parse(r.stdout.toString());
     }
     figure('recycled pid', { victimPid: pid, attempts: tries, attacker: result });
-    expect(result).toEqual({ pid, release: 'LEASE_NOT_FOUND', offer: 'REFUSED', ACCESS_MODE_READ_ONLY: 'NO_GRANT', ACCESS_MODE_READ_WRITE: 'NO_GRANT' });
+    expect(result).toEqual({ pid, release: 'LEASE_NOT_FOUND', offer: 'REFUSED', ACCESS_MODE_READ_ONLY: 'REGION_NOT_FOUND', ACCESS_MODE_READ_WRITE: 'REGION_NOT_FOUND' }); // no grant: not visible (item 6)
     // The victim's lease was never the attacker's: it is still on record for uid 1001, or
     // ended because its process exited (HOLDER_EXITED); nothing was allowed to uid 1002.
     expect([[], [{ pid, uid: 1001 }]]).toContainEqual(broker.query('SELECT pid, uid FROM leases WHERE id = ?', lease));
@@ -214,13 +214,13 @@ describe('attack matrix (memfd)', () => {
     const denied = broker.query<{ action: string; reason: string }>(
       `SELECT action, reason FROM audit_events WHERE actor_uid = 1002 AND result = 'DENIED' AND resource = 'regions/victim'`,
     );
-    expect(denied.map((d) => `${d.action}:${d.reason}`).sort()).toEqual(['Acquire:NO_GRANT', 'Acquire:NO_GRANT', 'Offer:OFFER_REFUSED']);
+    expect(denied.map((d) => `${d.action}:${d.reason}`).sort()).toEqual(['Acquire:REGION_NOT_FOUND', 'Acquire:REGION_NOT_FOUND', 'Offer:OFFER_REFUSED']);
   });
 
   it('revoke racing acquires: every lease handed out before the revoke gets its notice, none after', async () => {
     const rounds = scale(8, 60);
     await ctl.call('BrokerService', 'CreateRegion', { regionId: 'race', region: { sizeBytes: 4096 } });
-    // uid 1001 keeps 4 acquires in flight until the broker says NO_GRANT, then tries 20 more.
+    // uid 1001 keeps 4 acquires in flight until the broker says REGION_NOT_FOUND (no grant left: not visible), then tries 20 more.
     const child = new NodeChild(
       `
       const { connect } = require(REPO + '/dist/clients/sdk/index.js');
@@ -248,7 +248,7 @@ describe('attack matrix (memfd)', () => {
           for (let i = 0; i < 20; i++) {
             try { (await client.acquire('race', { mode: 'ro' })).release(); after++; } catch {}
           }
-          // Notices may trail the NO_GRANT reply by a moment: wait until each acquired lease had one.
+          // Notices may trail the REGION_NOT_FOUND reply by a moment: wait until each acquired lease had one.
           const deadline = Date.now() + 10000;
           while (revoked.size < acquired.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
           report({ acquired: acquired.length, revoked: revoked.size, missing: acquired.filter((l) => !revoked.has(l)), denied, after });
@@ -266,7 +266,7 @@ describe('attack matrix (memfd)', () => {
         await sleep(Math.floor(Math.random() * 150));
         await ctl.call('BrokerService', 'RevokeGrant', { name });
         const r = await child.next((o) => 'acquired' in o || 'error' in o, 30_000);
-        expect(r).toMatchObject({ denied: 'NO_GRANT', after: 0, missing: [] });
+        expect(r).toMatchObject({ denied: 'REGION_NOT_FOUND', after: 0, missing: [] });
         expect(r.revoked).toBe(r.acquired);
         totals.acquired += r.acquired;
         totals.revoked += r.revoked;

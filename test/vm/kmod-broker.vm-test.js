@@ -169,11 +169,11 @@ async function main() {
   r = await cli(['region', 'write', 'demo'], { ...U1, input: 'x' });
   ok(r.code === 1 && r.stderr.includes('GRANT_READ_ONLY'), 'uid 1001 cannot write', r.stderr);
   r = await cli(['region', 'read', 'demo'], U2);
-  ok(r.code === 1 && r.stderr.includes('NO_GRANT'), 'uid 1002 cannot read', r.stderr);
+  ok(r.code === 1 && r.stderr.includes('REGION_NOT_FOUND'), 'uid 1002 cannot read (the region is not visible to it)', r.stderr);
   r = await cli(['grant', 'create', 'demo', '--uid', '1002'], U2);
-  ok(r.code === 1 && r.stderr.includes('NOT_OWNER'), 'uid 1002 cannot grant itself', r.stderr);
+  ok(r.code === 1 && r.stderr.includes('REGION_NOT_FOUND'), 'uid 1002 cannot grant itself', r.stderr);
   r = await cli(['region', 'delete', 'demo'], U2);
-  ok(r.code === 1 && r.stderr.includes('NOT_OWNER'), 'uid 1002 cannot delete', r.stderr);
+  ok(r.code === 1 && r.stderr.includes('REGION_NOT_FOUND'), 'uid 1002 cannot delete', r.stderr);
 
   // --- revocation: a well-behaved SDK client and a raw one that ignores the notice
   const sdk = child(SDK_HOLDER, [runtimeDir, 'demo', 'ro'], U1);
@@ -192,7 +192,7 @@ async function main() {
   ok(ignored && rawExit.signal === 'SIGBUS', 'the raw client that ignored the notice died of SIGBUS', JSON.stringify(rawExit));
   const lat = /"revocationMs":([0-9.]+)/.exec(brokerLog.slice(brokerLog.lastIndexOf('revocation complete') - 400));
   r = await cli(['region', 'read', 'demo'], U1);
-  ok(r.code === 1 && r.stderr.includes('NO_GRANT'), 'after revoke uid 1001 can no longer read', r.stderr);
+  ok(r.code === 1 && r.stderr.includes('REGION_NOT_FOUND'), 'after revoke uid 1001 can no longer read', r.stderr);
 
   // --- TTL
   // Long enough for a CLI start under emulation on a loaded host.
@@ -201,7 +201,7 @@ async function main() {
   ok(r.code === 0, 'a TTL grant works before it expires', r.stderr);
   await new Promise((res) => setTimeout(res, 31_000));
   r = await cli(['region', 'read', 'demo', '--length', '1'], U1);
-  ok(r.code === 1 && r.stderr.includes('NO_GRANT'), 'a TTL grant stops working when it expires', r.stderr);
+  ok(r.code === 1 && r.stderr.includes('REGION_NOT_FOUND'), 'a TTL grant stops working when it expires', r.stderr);
 
   // --- kill -9: content survives, a mapped writer keeps going, the SDK re-attaches
   await json(['region', 'create', 'live', '--size', '4KiB']);
