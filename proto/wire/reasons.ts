@@ -54,15 +54,21 @@ export const REASONS = {
 
   // Not there, or not visible to this caller (the two look the same).
   REGION_NOT_FOUND: { code: 'NOT_FOUND', origin: 'broker', message: 'region {region} does not exist (or is not visible to uid {uid})' },
-  GRANT_NOT_FOUND: { code: 'NOT_FOUND', origin: 'broker', message: 'grant {grant} does not exist' },
+  GRANT_NOT_FOUND: { code: 'NOT_FOUND', origin: 'broker', message: 'grant {grant} does not exist (or is not visible to uid {uid})' },
   LEASE_NOT_FOUND: { code: 'NOT_FOUND', origin: 'broker', message: 'lease {lease} is not held by this client' },
+  // Names are global: a taken name (also one of a DELETING region, or of a
+  // region the caller may not see) cannot be hidden from a create.
   REGION_EXISTS: { code: 'ALREADY_EXISTS', origin: 'broker', message: 'region {region} already exists' },
 
   // Policy refusals.
   ADMIN_ONLY: { code: 'PERMISSION_DENIED', origin: 'broker', message: 'only an admin may {action}' },
+  // Only to a caller who may see the region (a grantee); anyone else gets REGION_NOT_FOUND.
   NOT_OWNER: { code: 'PERMISSION_DENIED', origin: 'broker', message: 'uid {uid} does not own {region} and is not an admin' },
   NOT_YOUR_QUOTA: { code: 'PERMISSION_DENIED', origin: 'broker', message: 'uid {uid} may not read {quota}' },
   CREATE_NOT_ALLOWED: { code: 'PERMISSION_DENIED', origin: 'broker', message: 'uid {uid} may not create regions on this broker' },
+  // No longer raised: without a grant the region is not visible, so the
+  // broker answers REGION_NOT_FOUND (issue 16 item 6). Kept (reasons are
+  // never removed) for clients that still test for it.
   NO_GRANT: { code: 'PERMISSION_DENIED', origin: 'broker', message: 'uid {uid} has no grant on {region}' },
   GRANT_READ_ONLY: { code: 'PERMISSION_DENIED', origin: 'broker', message: 'uid {uid} has only a read-only grant on {region}' },
 
