@@ -12,7 +12,8 @@
         "native/src/mapping.cc",
         "native/src/seqpacket.cc",
         "native/src/kmod.cc",
-        "native/src/doorbell.cc"
+        "native/src/doorbell.cc",
+        "native/src/uvpoll.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

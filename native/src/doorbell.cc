@@ -28,6 +28,7 @@
 
 #include "handles.h"
 #include "util.h"
+#include "uvpoll.h"
 
 namespace shmb {
 
@@ -43,8 +44,6 @@ struct EventPage {
   uint64_t seq;
   uint32_t flags;
 };
-
-void FreePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
 
 }  // namespace
 
@@ -138,16 +137,8 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
     REQUIRE_ARGUMENT_FUNCTION(0, callback);
     if (epFd_ < 0) THROW_ERRNO(env, EBADF, "uv_poll_start");
     if (poll_ == nullptr) {
-      uv_loop_t* loop = nullptr;
-      napi_get_uv_event_loop(env, &loop);
-      poll_ = new uv_poll_t;
-      int r = uv_poll_init(loop, poll_, epFd_);
-      if (r < 0) {
-        delete poll_;
-        poll_ = nullptr;
-        THROW_ERRNO(env, -r, "uv_poll_init");
-      }
-      poll_->data = this;
+      poll_ = NewPoll(env, epFd_, this);
+      if (poll_ == nullptr) return Napi::Value();
       napi_async_init(env, Value(), Napi::String::New(env, "Doorbell"), &actx_);
     }
     cb_ = Napi::Persistent(callback);
@@ -190,26 +181,11 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
     while (epoll_wait(epFd_, &ev, 1, 0) < 0 && errno == EINTR) {
     }
     if (cb_.IsEmpty() || actx_ == nullptr) return;
-    napi_value result;
-    napi_value fn = cb_.Value();
-    napi_status st = napi_make_callback(env, actx_, Value(), fn, 0, nullptr, &result);
-    if (st != napi_ok) {
-      bool pending = false;
-      napi_is_exception_pending(env, &pending);
-      if (pending) {
-        napi_value err;
-        napi_get_and_clear_last_exception(env, &err);
-        napi_fatal_exception(env, err);
-      }
-    }
+    CallFromLoop(env, actx_, Value(), cb_.Value(), {});
   }
 
   void CloseInternal() {
-    if (poll_ != nullptr) {
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
-      poll_ = nullptr;
-    }
+    ClosePoll(&poll_);
     if (actx_ != nullptr) {
       napi_async_destroy(Env(), actx_);
       actx_ = nullptr;

@@ -34,6 +34,7 @@
 
 #include "handles.h"
 #include "util.h"
+#include "uvpoll.h"
 
 namespace shmb {
 
@@ -98,32 +99,7 @@ bool FillSockaddr(Napi::Env env, const std::string& path, struct sockaddr_un* sa
   return true;
 }
 
-uv_loop_t* LoopOf(Napi::Env env) {
-  uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
-  return loop;
-}
-
-void FreePollHandle(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
 void FreeTimerHandle(uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); }
-
-// Calls fn(args...) as a top-level callback from the event loop (so
-// process.nextTick and microtasks run after it). An exception thrown by the
-// JS side is reported like any uncaught exception of an event listener.
-void CallFromLoop(Napi::Env env, napi_async_context ctx, napi_value recv, napi_value fn,
-                  const std::vector<napi_value>& args) {
-  napi_value result;
-  napi_status st = napi_make_callback(env, ctx, recv, fn, args.size(), args.data(), &result);
-  if (st != napi_ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value err;
-      napi_get_and_clear_last_exception(env, &err);
-      napi_fatal_exception(env, err);
-    }
-  }
-}
 
 // False while the environment is being torn down (process exit, worker
 // termination): Node then spins the loop once more to close handles, and a
@@ -211,14 +187,8 @@ class SeqpacketSocket : public Napi::ObjectWrap<SeqpacketSocket> {
     REQUIRE_ARGUMENT_FUNCTION(0, callback);
     if (closed_) THROW_ERRNO(env, EBADF, "uv_poll_start");
     if (started_) THROW_TYPE_ERROR(env, "socket already started");
-    poll_ = new uv_poll_t;
-    int r = uv_poll_init(LoopOf(env), poll_, fd_);
-    if (r < 0) {
-      delete poll_;
-      poll_ = nullptr;
-      THROW_ERRNO(env, -r, "uv_poll_init");
-    }
-    poll_->data = this;
+    poll_ = NewPoll(env, fd_, this);
+    if (poll_ == nullptr) return Napi::Value();
     if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
     cb_ = Napi::Persistent(callback);
     napi_async_init(env, Value(), Napi::String::New(env, "SeqpacketSocket"), &actx_);
@@ -451,11 +421,7 @@ class SeqpacketSocket : public Napi::ObjectWrap<SeqpacketSocket> {
   void CloseInternal() {
     if (closed_) return;
     closed_ = true;
-    if (poll_ != nullptr) {
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePollHandle);
-      poll_ = nullptr;
-    }
+    ClosePoll(&poll_);
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
@@ -556,17 +522,10 @@ class SeqpacketServer : public Napi::ObjectWrap<SeqpacketServer> {
     REQUIRE_ARGUMENT_FUNCTION(0, callback);
     if (closed_) THROW_ERRNO(env, EBADF, "uv_poll_start");
     if (started_) THROW_TYPE_ERROR(env, "server already started");
-    uv_loop_t* loop = LoopOf(env);
-    poll_ = new uv_poll_t;
-    int r = uv_poll_init(loop, poll_, fd_);
-    if (r < 0) {
-      delete poll_;
-      poll_ = nullptr;
-      THROW_ERRNO(env, -r, "uv_poll_init");
-    }
-    poll_->data = this;
+    poll_ = NewPoll(env, fd_, this);
+    if (poll_ == nullptr) return Napi::Value();
     timer_ = new uv_timer_t;
-    uv_timer_init(loop, timer_);
+    uv_timer_init(LoopOf(env), timer_);
     timer_->data = this;
     if (!refed_) {
       uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
@@ -672,11 +631,7 @@ class SeqpacketServer : public Napi::ObjectWrap<SeqpacketServer> {
   void CloseInternal() {
     if (closed_) return;
     closed_ = true;
-    if (poll_ != nullptr) {
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePollHandle);
-      poll_ = nullptr;
-    }
+    ClosePoll(&poll_);
     if (timer_ != nullptr) {
       timer_->data = nullptr;
       uv_close(reinterpret_cast<uv_handle_t*>(timer_), FreeTimerHandle);
