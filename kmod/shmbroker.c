@@ -40,6 +40,12 @@
  *                                 installed"
  *       i_mmap_rwsem, PTL         taken by the core mm inside
  *
+ *   region->event_wq.lock         (spinlock, taken by the wait-queue calls
+ *                                 only) is a leaf: NOTIFY, WAIT and poll take
+ *                                 no other lock of this module, and REVOKE
+ *                                 and DESTROY wake the queue after dropping
+ *                                 shmbroker_lock and the invalidate_lock.
+ *
  * REVOKE and DESTROY unlink under shmbroker_lock (state REVOKED, out of the
  * registry) and zap afterwards, holding only a grant reference and the
  * grant's invalidate_lock. Faults run under mmap_lock and only take the
@@ -93,6 +99,8 @@ static_assert(sizeof(struct shmbroker_destroy) == 32);
 static_assert(sizeof(struct shmbroker_region_info) == 64);
 static_assert(sizeof(struct shmbroker_list) == 40);
 static_assert(sizeof(struct shmbroker_list_grants) == 48);
+static_assert(sizeof(struct shmbroker_notify) == 32);
+static_assert(sizeof(struct shmbroker_wait) == 40);
 
 #define SHMBROKER_FS_MAGIC	0x53484d42	/* "SHMB" */
 #define SHMBROKER_HUGE_ORDER	(PMD_SHIFT - PAGE_SHIFT)
@@ -236,6 +244,15 @@ struct shmbroker_region {
 	struct list_head grants;	/* every grant whose file exists, revoked or not */
 	unsigned int open_grants;	/* of those, the live ones */
 	atomic_t mappings;
+	/*
+	 * Region events: the sequence NOTIFY bumps, and the one queue every
+	 * waiter of every grant sleeps on (poll, epoll, WAIT). Revocations wake
+	 * it too; each waiter then re-checks its own grant. Lives as long as
+	 * the struct, i.e. as long as any grant file: a waiter never sleeps on
+	 * a freed queue (epoll unhooks a file's entries before ->release).
+	 */
+	atomic64_t event_seq;
+	wait_queue_head_t event_wq;
 };
 
 /*
@@ -257,11 +274,12 @@ struct shmbroker_grant {
 	struct shmbroker_region *region;	/* holds a region reference */
 	struct inode *inode;		/* holds an inode reference and a pin of the fs */
 	bool rdonly;
+	bool may_notify;		/* read-write, or SHMBROKER_OPEN_ALLOW_NOTIFY */
+	u64 seen;			/* last sequence acknowledged (WAIT); for poll */
 	/* Written under shmbroker_lock, read locklessly by faults, mmap and poll. */
 	enum shmbroker_grant_state state;
 	struct list_head node;		/* in region->grants, under shmbroker_lock */
 	struct list_head zap_node;	/* on one DESTROY's private list */
-	wait_queue_head_t waitq;	/* woken on revocation, for poll() */
 };
 
 static DEFINE_MUTEX(shmbroker_lock);
@@ -424,6 +442,8 @@ static int shmbroker_create(struct shmbroker_create __user *uarg)
 	kref_init(&r->kref);
 	INIT_LIST_HEAD(&r->grants);
 	atomic_set(&r->mappings, 0);
+	atomic64_set(&r->event_seq, 0);
+	init_waitqueue_head(&r->event_wq);
 	r->size = arg.size;
 	r->flags = arg.flags;
 	r->numa_node = arg.numa_node;
@@ -547,7 +567,17 @@ static void shmbroker_zap_grant(struct shmbroker_grant *g)
 	filemap_invalidate_lock(mapping);
 	unmap_mapping_range(mapping, 0, 0, 1);
 	filemap_invalidate_unlock(mapping);
-	wake_up_interruptible_poll(&g->waitq, EPOLLHUP);
+}
+
+/*
+ * Wakes every waiter of @r: nr_exclusive 0, because the queue is shared by
+ * all grants of the region and an EPOLLEXCLUSIVE waiter on one grant must
+ * not swallow the wake-up of another grant's waiter. The key lets epoll
+ * skip items that asked for neither event (HUP is always asked for).
+ */
+static void shmbroker_region_wake(struct shmbroker_region *r, __poll_t mask)
+{
+	__wake_up(&r->event_wq, TASK_INTERRUPTIBLE, 0, poll_to_key(mask));
 }
 
 static vm_fault_t shmbroker_vm_fault(struct vm_fault *vmf)
@@ -644,12 +674,87 @@ out:
 	return err;
 }
 
+/*
+ * Queued first, checked second: a NOTIFY bumps the sequence before it
+ * takes the queue's lock to wake, so either its wake-up finds this entry or
+ * this check sees its sequence. Likewise for the state and REVOKE/DESTROY.
+ */
 static __poll_t shmbroker_grant_poll(struct file *file, poll_table *wait)
 {
 	struct shmbroker_grant *g = file->private_data;
+	struct shmbroker_region *r = g->region;
 
-	poll_wait(file, &g->waitq, wait);
-	return READ_ONCE(g->state) == SHMBROKER_GRANT_REVOKED ? EPOLLHUP : 0;
+	poll_wait(file, &r->event_wq, wait);
+	if (READ_ONCE(g->state) == SHMBROKER_GRANT_REVOKED)
+		return EPOLLHUP;
+	if ((u64)atomic64_read(&r->event_seq) != READ_ONCE(g->seen))
+		return EPOLLIN | EPOLLRDNORM;
+	return 0;
+}
+
+static int shmbroker_grant_notify(struct shmbroker_grant *g,
+				  struct shmbroker_notify __user *uarg)
+{
+	struct shmbroker_notify arg;
+	struct shmbroker_region *r = g->region;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.flags || arg.pad || arg.reserved[0] || arg.reserved[1])
+		return -EINVAL;
+	if (!g->may_notify)
+		return -EPERM;
+	/* NEW cannot be seen here: the fd is installed only once LIVE. */
+	if (READ_ONCE(g->state) != SHMBROKER_GRANT_LIVE)
+		return -ENOENT;
+	/* Fully ordered, and before the wake-up's lock: see shmbroker_grant_poll(). */
+	arg.seq = atomic64_inc_return(&r->event_seq);
+	shmbroker_region_wake(r, EPOLLIN | EPOLLRDNORM);
+	if (put_user(arg.seq, &uarg->seq))
+		return -EFAULT;
+	return 0;
+}
+
+static int shmbroker_grant_wait(struct shmbroker_grant *g, struct shmbroker_wait __user *uarg)
+{
+	struct shmbroker_wait arg;
+	struct shmbroker_region *r = g->region;
+	int err;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if ((arg.flags & ~SHMBROKER_WAIT_FLAGS_ALL) || arg.pad ||
+	    arg.reserved[0] || arg.reserved[1])
+		return -EINVAL;
+	WRITE_ONCE(g->seen, arg.last_seq);
+	if (!(arg.flags & SHMBROKER_WAIT_NONBLOCK)) {
+		err = wait_event_interruptible(r->event_wq,
+			READ_ONCE(g->state) != SHMBROKER_GRANT_LIVE ||
+			(u64)atomic64_read(&r->event_seq) != arg.last_seq);
+		if (err)
+			return err;
+	}
+	if (READ_ONCE(g->state) != SHMBROKER_GRANT_LIVE)
+		return -ENOENT;
+	if (put_user((u64)atomic64_read(&r->event_seq), &uarg->seq))
+		return -EFAULT;
+	return 0;
+}
+
+/* Grant fds take only the region-event commands; everything else is ENOTTY. */
+static long shmbroker_grant_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct shmbroker_grant *g = file->private_data;
+	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case SHMBROKER_IOC_NOTIFY:
+		return shmbroker_grant_notify(g, uarg);
+	case SHMBROKER_IOC_WAIT:
+		return shmbroker_grant_wait(g, uarg);
+	default:
+		return -ENOTTY;
+	}
 }
 
 static int shmbroker_grant_release(struct inode *inode, struct file *file)
@@ -675,6 +780,8 @@ static const struct file_operations shmbroker_grant_fops = {
 	.owner = THIS_MODULE,
 	.mmap = shmbroker_grant_mmap,
 	.poll = shmbroker_grant_poll,
+	.unlocked_ioctl = shmbroker_grant_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
 	.fsync = noop_fsync,
 	.release = shmbroker_grant_release,
 	.llseek = noop_llseek,
@@ -775,7 +882,7 @@ static int shmbroker_open(struct shmbroker_open __user *uarg)
 	kref_init(&g->kref);
 	g->state = SHMBROKER_GRANT_NEW;
 	g->rdonly = !!(arg.flags & SHMBROKER_OPEN_RDONLY);
-	init_waitqueue_head(&g->waitq);
+	g->may_notify = !g->rdonly || (arg.flags & SHMBROKER_OPEN_ALLOW_NOTIFY);
 	INIT_LIST_HEAD(&g->node);
 	INIT_LIST_HEAD(&g->zap_node);
 
@@ -795,6 +902,8 @@ static int shmbroker_open(struct shmbroker_open __user *uarg)
 	}
 	g->region = r;
 	g->id = shmbroker_new_id();
+	/* A new holder starts caught up: poll reports only later notifies. */
+	g->seen = atomic64_read(&r->event_seq);
 
 	file = shmbroker_grant_file(g);
 	if (IS_ERR(file)) {
@@ -857,6 +966,8 @@ static int shmbroker_revoke(struct shmbroker_revoke __user *uarg)
 		return -ENOENT;
 
 	shmbroker_zap_grant(g);
+	/* After the zap: a woken waiter finds its mappings already gone. */
+	shmbroker_region_wake(g->region, EPOLLHUP);
 	kref_put(&g->kref, shmbroker_grant_free);
 	return 0;
 }
@@ -895,6 +1006,8 @@ static int shmbroker_destroy_region(u64 id)
 		kref_put(&g->kref, shmbroker_grant_free);
 		cond_resched();
 	}
+	/* Once for all grants, and only after every zap (see shmbroker_revoke()). */
+	shmbroker_region_wake(r, EPOLLHUP);
 	/*
 	 * Every grant is REVOKED and zapped, and no new one can be added, so no
 	 * PTE maps these pages and no fault can reach r->chunks again: they can
@@ -1164,5 +1277,5 @@ module_exit(shmbroker_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("shmbroker authors");
-MODULE_VERSION("0.2.0");
+MODULE_VERSION("0.3.0");
 MODULE_DESCRIPTION("Revocable, memcg-charged shared-memory regions for the shmbroker daemon");

@@ -103,6 +103,29 @@ static inline int sb_list(uint64_t start, uint64_t *ids, uint32_t cap)
 	return (int)l.count;
 }
 
+/* Region events, on a grant fd. Return 0 and the sequence, or -1 with errno. */
+static inline int sb_notify(int grant_fd, uint64_t *seq)
+{
+	struct shmbroker_notify n = { 0 };
+
+	if (ioctl(grant_fd, SHMBROKER_IOC_NOTIFY, &n))
+		return -1;
+	if (seq)
+		*seq = n.seq;
+	return 0;
+}
+
+static inline int sb_wait(int grant_fd, uint64_t last, uint32_t flags, uint64_t *seq)
+{
+	struct shmbroker_wait w = { .last_seq = last, .flags = flags };
+
+	if (ioctl(grant_fd, SHMBROKER_IOC_WAIT, &w))
+		return -1;
+	if (seq)
+		*seq = w.seq;
+	return 0;
+}
+
 static inline long long sb_read_num(const char *path)
 {
 	char buf[64] = "";

@@ -18,7 +18,7 @@
 //   --stress-seconds N | SHMBROKER_STRESS_SECONDS stress duration (default 20)
 //   --step-timeout SEC | SHMBROKER_VM_STEP_TIMEOUT each guest step, so one hung
 //                                                 script cannot sink the rest (default 900)
-//   --only PATTERN                                run only matching C cases (no stress, no guest.d)
+//   --only PAT[,PAT...]                           run only C cases whose name contains a PAT (no stress, no guest.d)
 //   --skip-guest-d                                the module's own suite only
 //   --one-kernel                                  no second boot on the other installed kernels
 //   --verbose                                     echo the whole console, kernel log included
@@ -161,7 +161,8 @@ function versionAtLeast(v, major, minor) {
 }
 
 function guestScript(o, tests, ko) {
-  const only = o.only ? ` '${o.only.replace(/'/g, '')}'` : '';
+  // Comma-separated patterns: a case runs when its name contains any of them.
+  const only = o.only ? o.only.split(',').filter(Boolean).map((p) => ` '${p.replace(/'/g, '')}'`).join('') : '';
   const lines = [
     'set -u',
     'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',

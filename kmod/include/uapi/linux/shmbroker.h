@@ -38,7 +38,14 @@
 /* shmbroker_open.flags */
 #define SHMBROKER_OPEN_RDONLY		(1U << 0)	/* grant cannot be mapped writable */
 #define SHMBROKER_OPEN_CLOEXEC		(1U << 1)	/* O_CLOEXEC on the returned fd */
-#define SHMBROKER_OPEN_FLAGS_ALL	(SHMBROKER_OPEN_RDONLY | SHMBROKER_OPEN_CLOEXEC)
+/*
+ * A read-only grant may also NOTIFY (region events, below). Meaningless but
+ * accepted on a read-write grant, which may always notify. Since 0.3.0; a
+ * 0.2 module refuses the bit with EINVAL, which is how a caller detects it.
+ */
+#define SHMBROKER_OPEN_ALLOW_NOTIFY	(1U << 2)
+#define SHMBROKER_OPEN_FLAGS_ALL	(SHMBROKER_OPEN_RDONLY | SHMBROKER_OPEN_CLOEXEC | \
+					 SHMBROKER_OPEN_ALLOW_NOTIFY)
 
 /*
  * Ids. Region and grant ids come from one counter: an id names at most one
@@ -114,6 +121,66 @@ struct shmbroker_list_grants {
 };
 
 /*
+ * Region events (since 0.3.0): ioctls on a GRANT fd, not on /dev/shmbroker.
+ *
+ * Each region has a 64-bit event sequence, 0 at CREATE, and one wait queue.
+ * NOTIFY adds one to the sequence and wakes every waiter of the region, on
+ * every grant, in every process (broadcast, EPOLLEXCLUSIVE included: the
+ * queue is shared by all grants of the region, so "wake one" would be
+ * meaningless across them). Notifies coalesce: N of them before a waiter
+ * runs may wake it once; the sequence tells it how many there were.
+ *
+ * NOTIFY needs a read-write grant, or a read-only one opened with
+ * SHMBROKER_OPEN_ALLOW_NOTIFY (EPERM otherwise). Any grant may wait.
+ *
+ * Each grant file keeps the last sequence its holder acknowledged ("seen";
+ * at OPEN, the region's sequence then). poll/select/epoll on the grant fd
+ * report:
+ *   EPOLLIN | EPOLLRDNORM   the region's sequence differs from seen
+ *   EPOLLHUP                the grant is revoked or its region destroyed
+ *                           (then only EPOLLHUP); REVOKE and DESTROY wake
+ *                           every waiter, after the mappings are torn down
+ * No EPOLLERR: nothing is pending to be collected, and HUP is final.
+ *
+ * WAIT sets seen to last_seq, then, unless SHMBROKER_WAIT_NONBLOCK, sleeps
+ * until the sequence differs from last_seq; it returns the sequence then
+ * current in seq. With NONBLOCK it returns at once (seq == last_seq means
+ * nothing new). No lost wake-up: a waiter reads the sequence, then the
+ * shared memory, then waits with last_seq = what it read, so a notify that
+ * lands after the read makes the wait return at once, and makes poll
+ * report EPOLLIN, since seen is last_seq from then on. "seen" belongs to the
+ * open file: processes sharing one grant file (fork, SCM_RIGHTS) share it;
+ * blocking WAITs do not depend on it (each passes its own last_seq).
+ *
+ * A blocking WAIT is interruptible (EINTR, or restarted under SA_RESTART;
+ * a fatal signal ends it). Closing the fd in another thread does not end it
+ * (the ioctl holds the file); a NOTIFY, REVOKE or DESTROY does.
+ *
+ * Errors: EINVAL unknown flags or non-zero pad/reserved, EFAULT unreadable
+ * or unwritable argument, EPERM NOTIFY not allowed on this grant, ENOENT the
+ * grant is revoked (REVOKE, or DESTROY of its region), also for a WAIT
+ * asleep when that happens. On /dev/shmbroker these numbers are ENOTTY.
+ */
+struct shmbroker_notify {
+	__u64 seq;		/* out: the region's sequence after this notify */
+	__u32 flags;		/* in: must be zero */
+	__u32 pad;		/* must be zero */
+	__u64 reserved[2];	/* must be zero */
+};
+
+/* shmbroker_wait.flags */
+#define SHMBROKER_WAIT_NONBLOCK		(1U << 0)	/* acknowledge and read, never sleep */
+#define SHMBROKER_WAIT_FLAGS_ALL	(SHMBROKER_WAIT_NONBLOCK)
+
+struct shmbroker_wait {
+	__u64 last_seq;		/* in: the last sequence the caller has seen */
+	__u64 seq;		/* out: the region's sequence on return */
+	__u32 flags;		/* in: SHMBROKER_WAIT_* */
+	__u32 pad;		/* must be zero */
+	__u64 reserved[2];	/* must be zero */
+};
+
+/*
  * Results. CREATE and OPEN write their results before the new region or grant
  * becomes visible to any other ioctl; when that write fails (EFAULT) nothing
  * was created, and no other caller could have seen or used the new id.
@@ -152,5 +219,8 @@ struct shmbroker_list_grants {
 #define SHMBROKER_IOC_INFO	_IOWR(SHMBROKER_IOC_MAGIC, 0x04, struct shmbroker_region_info)
 #define SHMBROKER_IOC_LIST	_IOWR(SHMBROKER_IOC_MAGIC, 0x05, struct shmbroker_list)
 #define SHMBROKER_IOC_LIST_GRANTS	_IOWR(SHMBROKER_IOC_MAGIC, 0x06, struct shmbroker_list_grants)
+/* On a grant fd (region events, see above). */
+#define SHMBROKER_IOC_NOTIFY	_IOWR(SHMBROKER_IOC_MAGIC, 0x07, struct shmbroker_notify)
+#define SHMBROKER_IOC_WAIT	_IOWR(SHMBROKER_IOC_MAGIC, 0x08, struct shmbroker_wait)
 
 #endif /* _UAPI_LINUX_SHMBROKER_H */
