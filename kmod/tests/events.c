@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/epoll.h>
+#include <grp.h>
 #include <sys/syscall.h>
 
 #include "harness.h"
@@ -102,7 +103,7 @@ static void wait_tid_asleep(pid_t tid)
  * How a child waits on its grant fd, reporting one line to @report: the
  * sequence it woke with, or -errno / -POLL flags for an end.
  */
-enum how { BY_EPOLL_ET, BY_POLL, BY_WAIT };
+enum how { BY_EPOLL_ET, BY_POLL, BY_WAIT, BY_EPOLL_EXCLUSIVE };
 
 static void child_wait(int fd, enum how how, uint64_t last, int report)
 {
@@ -115,8 +116,10 @@ static void child_wait(int fd, enum how how, uint64_t last, int report)
 	} else {
 		short rev;
 
-		if (how == BY_EPOLL_ET) {
-			struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+		if (how == BY_EPOLL_ET || how == BY_EPOLL_EXCLUSIVE) {
+			struct epoll_event ev = {
+				.events = EPOLLIN | EPOLLET | (how == BY_EPOLL_EXCLUSIVE ? EPOLLEXCLUSIVE : 0),
+			};
 			int ep = epoll_create1(EPOLL_CLOEXEC);
 
 			if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) || epoll_wait(ep, &ev, 1, -1) != 1)
@@ -323,7 +326,12 @@ TEST(events_coalescing_counted_by_sequence)
 
 #define NR_WAITERS	64
 
-/* 64 processes asleep on one region, a third each in epoll (ET), poll and WAIT: one notify wakes all. */
+/*
+ * 64 processes asleep on one region, a quarter each in epoll (ET), poll,
+ * WAIT and epoll with EPOLLEXCLUSIVE, each on its own grant: one notify
+ * wakes all. The exclusive ones are on different grants (files), so "wake
+ * one" must not apply across them: the queue is the region's.
+ */
 TEST(events_broadcast_64_waiters)
 {
 	uint64_t id = region(), s;
@@ -334,7 +342,7 @@ TEST(events_broadcast_64_waiters)
 	n = grant(id, 0, NULL);
 	for (int i = 0; i < NR_WAITERS; i++) {
 		fds[i] = grant(id, SHMBROKER_OPEN_RDONLY, NULL);
-		pids[i] = spawn_waiter(fds[i], (enum how)(i % 3), 0, wfd);
+		pids[i] = spawn_waiter(fds[i], (enum how)(i % 4), 0, wfd);
 	}
 	for (int i = 0; i < NR_WAITERS; i++)
 		wait_pid_asleep(pids[i]);
@@ -627,5 +635,116 @@ TEST(events_wait_interrupted_by_signal)
 	ASSERT_EQ(c.rc, -1);
 	ASSERT_EQ(c.err, EINTR);
 	ASSERT_EQ(seq_of(c.fd, 0), 0);
+	ASSERT_OK(sb_destroy(id));
+}
+
+/* ----------------------------------------------------------- a ring across uids */
+
+#define RING_SLOTS	16
+#define RING_FRAMES	3000
+
+struct ring {
+	_Atomic uint64_t head;		/* frames written (producer) */
+	_Atomic uint64_t tail;		/* frames consumed (consumer) */
+	uint64_t slot[RING_SLOTS][8];	/* 64-byte frames: index, then a pattern */
+};
+
+/*
+ * Waits until cond() holds, the doorbell way: read the sequence, check the
+ * memory, wait with the sequence read before the check. A notify between
+ * the check and the WAIT makes the WAIT return at once: nothing is lost.
+ */
+static int ring_wait(int fd, struct ring *r, int (*cond)(struct ring *), uint64_t *last)
+{
+	for (;;) {
+		uint64_t s;
+
+		if (sb_wait(fd, *last, NONBLOCK, &s))
+			return -1;
+		*last = s;
+		if (cond(r))
+			return 0;
+		if (sb_wait(fd, s, 0, NULL))
+			return -1;
+	}
+}
+
+static int ring_has_space(struct ring *r)
+{
+	return atomic_load(&r->head) - atomic_load(&r->tail) < RING_SLOTS;
+}
+
+static int ring_has_data(struct ring *r)
+{
+	return atomic_load(&r->head) != atomic_load(&r->tail);
+}
+
+static void ring_side(int fd, uid_t uid, int producer)
+{
+	struct ring *r;
+	uint64_t last = 0;
+
+	if (setgroups(0, NULL) || setgid(uid) || setuid(uid) || getuid() != uid)
+		_exit(10);
+	r = mmap(NULL, page_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (r == MAP_FAILED)
+		_exit(11);
+	for (uint64_t i = 0; i < RING_FRAMES; i++) {
+		uint64_t *f;
+
+		if (ring_wait(fd, r, producer ? ring_has_space : ring_has_data, &last))
+			_exit(12);
+		f = r->slot[i % RING_SLOTS];
+		if (producer) {
+			for (int w = 0; w < 8; w++)
+				f[w] = i * 8 + w;
+			atomic_store(&r->head, i + 1);
+		} else {
+			for (int w = 0; w < 8; w++)
+				if (f[w] != i * 8 + w)
+					_exit(13);
+			atomic_store(&r->tail, i + 1);
+		}
+		if (sb_notify(fd, NULL))
+			_exit(14);
+	}
+	_exit(0);
+}
+
+/*
+ * Two processes of different uids (1001 producer, 1002 consumer) pass 3,000
+ * frames through a 16-slot ring in a region, each holding only its own
+ * grant fd; the kernel doorbell is the only wake-up (both sides block in
+ * WAIT; each notify wakes the other side, which re-checks its condition).
+ */
+TEST(events_ring_between_two_uids)
+{
+	uint64_t id = region(), s;
+	int p = grant(id, 0, NULL), c = grant(id, 0, NULL);
+	pid_t pp, pc;
+	int st;
+
+	ASSERT_TRUE(sizeof(struct ring) <= (size_t)page_size());
+	pc = fork();
+	ASSERT_OK(pc);
+	if (pc == 0) {
+		close(p);
+		ring_side(c, 1002, 0);
+	}
+	pp = fork();
+	ASSERT_OK(pp);
+	if (pp == 0) {
+		close(c);
+		ring_side(p, 1001, 1);
+	}
+	ASSERT_EQ(waitpid(pp, &st, 0), pp);
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+	ASSERT_EQ(waitpid(pc, &st, 0), pc);
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+	/* One notify per frame from each side, each counted once. */
+	ASSERT_OK(sb_wait(p, 0, NONBLOCK, &s));
+	ASSERT_EQ(s, 2 * RING_FRAMES);
 	ASSERT_OK(sb_destroy(id));
 }

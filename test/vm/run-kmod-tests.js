@@ -20,6 +20,8 @@
 //                                                 script cannot sink the rest (default 900)
 //   --only PAT[,PAT...]                           run only C cases whose name contains a PAT (no stress, no guest.d)
 //   --skip-guest-d                                the module's own suite only
+//   --guest-d PAT[,PAT...]                        only the guest.d scripts whose name contains a PAT
+//                                                 (also with --only, which otherwise skips guest.d)
 //   --one-kernel                                  no second boot on the other installed kernels
 //   --verbose                                     echo the whole console, kernel log included
 //   SHMBROKER_KVER                                kernel version to use (default: newest installed)
@@ -35,6 +37,7 @@ function parseArgs(argv) {
     stressSeconds: Number(process.env.SHMBROKER_STRESS_SECONDS || 20),
     stepTimeoutSec: Number(process.env.SHMBROKER_VM_STEP_TIMEOUT || 900),
     only: null,
+    guestD: null,
     skipGuestD: false,
     oneKernel: false,
     verbose: false,
@@ -45,6 +48,7 @@ function parseArgs(argv) {
     else if (a === '--stress-seconds') o.stressSeconds = Number(argv[++i]);
     else if (a === '--step-timeout') o.stepTimeoutSec = Number(argv[++i]);
     else if (a === '--only') o.only = argv[++i];
+    else if (a === '--guest-d') o.guestD = argv[++i].split(',').filter(Boolean);
     else if (a === '--verbose') o.verbose = true;
     else if (a === '--skip-guest-d') o.skipGuestD = true;
     else if (a === '--one-kernel') o.oneKernel = true;
@@ -181,11 +185,15 @@ function guestScript(o, tests, ko) {
       `step kmod-stress limit env SHMBROKER_STRESS_SECONDS=${Math.round(o.stressSeconds)} ${tests}/shmbroker_stress`,
     );
   }
-  if (!o.only && !o.skipGuestD) {
+  if ((!o.only || o.guestD) && !o.skipGuestD) {
+    const pick = o.guestD
+      ? `  case "\${f##*/}" in ${o.guestD.map((p) => `*'${p.replace(/'/g, '')}'*`).join('|')}) ;; *) continue ;; esac`
+      : '  :';
     lines.push(
       // Other suites drop scripts here to run against the real module in this same boot.
       'for f in test/vm/guest.d/*.sh; do',
       '  [ -f "$f" ] && [ -x "$f" ] || continue',
+      pick,
       '  step "guest.d/${f##*/}" limit "$f"',
       'done',
     );
