@@ -220,6 +220,27 @@ function main() {
       closeFd(g.fd);
     }
   });
+  // list() and listGrants() share one paging loop in the addon (256 ids a
+  // call): cross a page boundary on both, ids exactly once and ascending.
+  check('list() and listGrants() page past 256 ids, each id once, ascending', () => {
+    const extra = [];
+    const grants = [];
+    try {
+      for (let i = 0; i < 300; i++) extra.push(dev.create(4096));
+      for (let i = 0; i < 300; i++) grants.push(dev.openGrant(extra[0], { readOnly: true }));
+      const all = dev.list().filter((r) => !baseline.has(r));
+      for (let i = 1; i < all.length; i++) assert(all[i - 1] < all[i], 'regions not ascending');
+      for (const r of extra) assert(all.includes(r), `region ${r} missing`);
+      eq(all.length, extra.length + 1, 'regions (the 300 plus the one under test)');
+      const live = dev.listGrants(extra[0]);
+      eq(live.length, 300, 'grants');
+      for (let i = 1; i < live.length; i++) assert(live[i - 1] < live[i], 'grants not ascending');
+      for (const g of grants) assert(live.includes(g.grantId), `grant ${g.grantId} missing`);
+    } finally {
+      for (const g of grants) closeFd(g.fd);
+      for (const r of extra) dev.destroy(r);
+    }
+  });
   check('revoke a grant (its mappings released first): counts drop, a later mmap fails', () => {
     rmap.release();
     const before = dev.info(id).openGrants;

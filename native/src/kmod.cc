@@ -155,21 +155,21 @@ class KmodDevice : public Napi::ObjectWrap<KmodDevice> {
     return out;
   }
 
-  // list() -> bigint[]: pages through SHMBROKER_IOC_LIST.
-  Napi::Value List(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
+  // Pages through a list ioctl (LIST or LIST_GRANTS: both take start_id,
+  // ids_ptr and count, and return ascending ids); `req` carries the other
+  // inputs. One loop for both, so a fix to the paging reaches both.
+  template <typename Req>
+  Napi::Value ListIds(Napi::Env env, Req req, unsigned long request, const char* name) {
     constexpr uint32_t kPage = 256;
     std::vector<__u64> page(kPage);
     std::vector<uint64_t> ids;
     uint64_t start = 0;  // ids are never 0; ">= 0" is everything
     for (;;) {
-      struct shmbroker_list l;
-      std::memset(&l, 0, sizeof(l));
-      l.start_id = start;
-      l.ids_ptr = reinterpret_cast<uintptr_t>(page.data());
-      l.count = kPage;
-      SHMB_RETURN_IF(!Ioctl(env, SHMBROKER_IOC_LIST, &l, "ioctl(SHMBROKER_IOC_LIST)"));
-      uint32_t n = l.count > kPage ? kPage : l.count;
+      req.start_id = start;
+      req.ids_ptr = reinterpret_cast<uintptr_t>(page.data());
+      req.count = kPage;
+      SHMB_RETURN_IF(!Ioctl(env, request, &req, name));
+      uint32_t n = req.count > kPage ? kPage : req.count;
       for (uint32_t i = 0; i < n; i++) ids.push_back(page[i]);
       if (n < kPage) break;
       uint64_t last = page[n - 1];
@@ -181,32 +181,21 @@ class KmodDevice : public Napi::ObjectWrap<KmodDevice> {
     return arr;
   }
 
-  // listGrants(regionId) -> bigint[]: pages through SHMBROKER_IOC_LIST_GRANTS.
+  // list() -> bigint[]: every region id.
+  Napi::Value List(const Napi::CallbackInfo& info) {
+    struct shmbroker_list l;
+    std::memset(&l, 0, sizeof(l));
+    return ListIds(info.Env(), l, SHMBROKER_IOC_LIST, "ioctl(SHMBROKER_IOC_LIST)");
+  }
+
+  // listGrants(regionId) -> bigint[]: the region's live grant ids.
   Napi::Value ListGrants(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     REQUIRE_ARGUMENT_U64(0, regionId);
-    constexpr uint32_t kPage = 256;
-    std::vector<__u64> page(kPage);
-    std::vector<uint64_t> ids;
-    uint64_t start = 0;
-    for (;;) {
-      struct shmbroker_list_grants l;
-      std::memset(&l, 0, sizeof(l));
-      l.region_id = regionId;
-      l.start_id = start;
-      l.ids_ptr = reinterpret_cast<uintptr_t>(page.data());
-      l.count = kPage;
-      SHMB_RETURN_IF(!Ioctl(env, SHMBROKER_IOC_LIST_GRANTS, &l, "ioctl(SHMBROKER_IOC_LIST_GRANTS)"));
-      uint32_t n = l.count > kPage ? kPage : l.count;
-      for (uint32_t i = 0; i < n; i++) ids.push_back(page[i]);
-      if (n < kPage) break;
-      uint64_t last = page[n - 1];
-      if (last == UINT64_MAX || last < start) break;  // defensive: ids are ascending
-      start = last + 1;
-    }
-    Napi::Array arr = Napi::Array::New(env, ids.size());
-    for (size_t i = 0; i < ids.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::BigInt::New(env, ids[i]));
-    return arr;
+    struct shmbroker_list_grants l;
+    std::memset(&l, 0, sizeof(l));
+    l.region_id = regionId;
+    return ListIds(env, l, SHMBROKER_IOC_LIST_GRANTS, "ioctl(SHMBROKER_IOC_LIST_GRANTS)");
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
