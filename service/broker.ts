@@ -114,6 +114,7 @@ export class Broker {
   private stopRetention: (() => void) | undefined;
   private stopCountingFailures: (() => void) | undefined;
   private stateLock: StateLock | undefined;
+  private stateSpace: StateSpace | undefined;
   private controlRefusals: RefusalAggregator | undefined;
   private running!: BrokerConfig;
   private applyLive!: (next: BrokerConfig) => void;
@@ -240,8 +241,11 @@ export class Broker {
     undo.push(() => revoker.close());
     const core = { db, regions, grants, leases, backend, policy, audit, auditor, revoker, log };
     const watch = new RegionWatch();
+    // One view of the state filesystem's free space for both planes, status and metrics (issue 16 item 2).
+    const stateSpace = new StateSpace(stateDir, config.dataPlane.stateLowWaterBytes);
     const manager = new RegionManager({
       ...core,
+      stateSpace,
       watch,
       quotas,
       limits: live.limits,
@@ -249,7 +253,7 @@ export class Broker {
     const dataPlane = new DataPlane({
       ...core,
       limits: live.dataPlane,
-      stateSpace: new StateSpace(stateDir, config.dataPlane.stateLowWaterBytes),
+      stateSpace,
       identify,
       observe: (type, seconds) => metrics.observeDataPlane(type, seconds),
     });
@@ -300,6 +304,8 @@ export class Broker {
     const stopAuditLog = logAuditEvents(audit, log);
     metrics.setBuildInfo({ version: VERSION, backend: backend.kind, api: 'shmbroker.v1' });
     metrics.setGaugeSource('shmbroker_leases', () => leases.all().length);
+    metrics.setGaugeSource('shmbroker_state_free_bytes', () => stateSpace.free());
+    metrics.setGaugeSource('shmbroker_state_low_space', () => (stateSpace.low() ? 1 : 0));
     metrics.setGaugeSource('shmbroker_regions_lost', () => regions.all().filter((r) => r.state === 'LOST').length);
     metrics.setGaugeSource('shmbroker_revocations_in_flight', () => revoker.inFlight);
     metrics.setGaugeSource('shmbroker_audit_window_events', () => audit.windowDepth);
@@ -311,6 +317,7 @@ export class Broker {
     });
     const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control, metrics, leases);
     broker.stateLock = stateLock;
+    broker.stateSpace = stateSpace;
     broker.controlRefusals = controlRefusals;
     broker.running = config;
     broker.applyLive = (next: BrokerConfig) => {
@@ -386,6 +393,7 @@ export class Broker {
       callerIsAdmin: caller.isAdmin,
       fdLimit: native.nofileLimit().soft,
       regionCeiling: this.backend.regionCeiling()?.regions ?? 0,
+      ...(this.stateSpace ? { stateFreeBytes: this.stateSpace.free(), stateLowWaterBytes: this.stateSpace.lowWaterBytes, stateLowSpace: this.stateSpace.low() } : {}),
     };
   }
 

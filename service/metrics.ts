@@ -325,6 +325,8 @@ const GAUGES = [
   ['shmbroker_revocations_in_flight', 'Leases notified of a revocation and still inside their grace period.'],
   ['shmbroker_audit_window_events', 'Audit events appended but not yet on disk (the open group-commit window).'],
   ['shmbroker_fd_limit', 'RLIMIT_NOFILE of the broker (soft, raised to the hard limit at start).'],
+  ['shmbroker_state_free_bytes', 'Bytes free on the state filesystem (f_bavail), at most a second old.'],
+  ['shmbroker_state_low_space', '1 while free state space is below dataPlane.stateLowWaterBytes: non-admin work that writes state is refused (STATE_LOW_SPACE).'],
   ['shmbroker_region_ceiling', 'Regions the backend can hold at most (memfd: one broker fd each, so the fd limit less a reserve); 0 when fds do not bound it (kmod).'],
 ] as const;
 

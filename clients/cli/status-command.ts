@@ -23,6 +23,7 @@ export function register(program: Command, ctx: CliContext): void {
           `region ceiling:      ${Number(s.regionCeiling) > 0 ? `${s.regionCeiling} (one fd per region; RLIMIT_NOFILE ${s.fdLimit})` : `none from fds (RLIMIT_NOFILE ${s.fdLimit})`}`,
           `grants:              ${s.grantCount}`,
           `data connections:    ${s.dataConnections}`,
+          `state disk free:     ${formatBytes(Number(s.stateFreeBytes ?? 0))}${Number(s.stateLowWaterBytes ?? 0) > 0 ? ` (low-water mark ${formatBytes(Number(s.stateLowWaterBytes))}${s.stateLowSpace ? ': LOW, only admins are served' : ''})` : ''}`,
           `you:                 uid ${s.callerUid}${s.callerIsAdmin ? ' (admin)' : ''}`,
         ].join('\n'),
       );

@@ -3,6 +3,11 @@
 // its quota charge and its audit event, and a refusal is audited too, both
 // through the one audited-operation helper (deps.auditor). Revoking
 // what clients have mapped happens after the commit, through the Revoker.
+//
+// Over ~400 lines on purpose: the visibility rule (requireVisible /
+// requireManaged), deletion (DELETING and its finish after the last lease)
+// and grants share the same private helpers and the same one audited
+// transaction per change; split them and each file re-derives them.
 import type { Caller } from '../identity/caller';
 import { callerGids } from '../identity/caller';
 import {
@@ -10,6 +15,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   PermissionDeniedError,
+  ResourceExhaustedError,
 } from '../errors';
 import type { GranteeKind, GrantMode, GrantRecord } from '../store/grant-store';
 import type { QuotaCharger } from '../hooks';
@@ -23,6 +29,7 @@ import { checkAlignment } from '../backends/backend';
 import type { BrokerCore } from '../core';
 import type { RegionChange, RegionWatch } from './region-watch';
 import { peerFields } from '../logger';
+import type { StateSpace } from '../store/state-space';
 
 
 export interface RegionLimits {
@@ -82,6 +89,8 @@ export class RegionManager {
       now?: () => number;
       /** Where committed changes go for WatchRegions. */
       watch?: RegionWatch;
+      /** Free state space: below its low-water mark non-admin creates and grants are refused. */
+      stateSpace?: StateSpace;
     },
   ) {}
 
@@ -123,6 +132,17 @@ export class RegionManager {
     return r;
   }
 
+  /**
+   * Below the state filesystem's low-water mark only admins may add state
+   * (issue 16 item 2): what is left is kept so an admin can always create,
+   * delete, revoke and verify. Deletes and revokes free space and stay open.
+   */
+  private requireSpace(caller: Caller): void {
+    const space = this.deps.stateSpace;
+    if (caller.isAdmin || !space?.low()) return;
+    throw new ResourceExhaustedError('STATE_LOW_SPACE', `the state filesystem has ${space.free()} bytes free, below the low-water mark ${space.lowWaterBytes}: only admins are served`);
+  }
+
   validateSize(sizeBytes: number, hugepages: boolean): void {
     const { minBytes, maxBytes } = this.deps.limits;
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
@@ -140,6 +160,7 @@ export class RegionManager {
       if (!this.deps.policy.mayCreate(caller)) {
         throw new PermissionDeniedError('CREATE_NOT_ALLOWED', `uid ${caller.uid} may not create regions on this broker`);
       }
+      this.requireSpace(caller);
       this.validateSize(input.sizeBytes, input.hugepages);
       if (!Number.isInteger(input.numaNode) || input.numaNode < -1 || input.numaNode > 1023) {
         throw new InvalidArgumentError('INVALID_NUMA_NODE', `numa_node must be -1 or a node number, got ${input.numaNode}`);
@@ -312,6 +333,7 @@ export class RegionManager {
       const r = this.requireManaged(caller, input.region);
       // A DELETING region takes no new grants: to its owner it is on its way out.
       if (r.state === 'DELETING') throw regionNotFound(input.region, caller);
+      this.requireSpace(caller);
       const { kind, id } = input.grantee;
       const name = kind === 'uid' || kind === 'gid' ? null : validateKubernetesGrantee(kind, input.grantee.name);
       if (name === null && (!Number.isInteger(id) || id < 0 || id > 0xfffffffe)) {

@@ -1,0 +1,93 @@
+// Issue 16 item 2 (second pass): the state-disk low-water mark covers the
+// control plane too. With the state filesystem (a 32 MiB tmpfs) filled below
+// the mark, uid 1001 and uid 1002 cannot create regions or grants
+// (STATE_LOW_SPACE), can still delete what they own (a delete frees state),
+// root still creates, grants and deletes; `shmbroker status` and the
+// shmbroker_state_low_space / shmbroker_state_free_bytes metrics say so.
+// Once there is room again, everyone is served.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { BrokerProcess, makeTempDir } from '../support/broker-process';
+
+const U1 = { uid: 1001, gid: 1001 };
+const U2 = { uid: 1002, gid: 1002 };
+const LOW_WATER = 8 * 1024 * 1024;
+
+let dir: string;
+let stateMount: string;
+let broker: BrokerProcess;
+let metricsAddr: string;
+
+beforeAll(async () => {
+  dir = makeTempDir('shmbroker-lowwater-');
+  stateMount = path.join(dir, 'state');
+  fs.mkdirSync(stateMount, { mode: 0o700 });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=32m,mode=0700', 'tmpfs', stateMount]);
+  const config = path.join(dir, 'broker.yaml');
+  fs.writeFileSync(config, `dataPlane:\n  stateLowWaterBytes: ${LOW_WATER}\n`);
+  metricsAddr = `127.0.0.1:${20000 + (process.pid % 20000)}`;
+  broker = await BrokerProcess.start({ dir, config, extraArgs: ['--metrics-addr', metricsAddr] });
+  await broker.json(['region', 'create', 'u1-old', '--size', '4KiB'], U1);
+}, 60_000);
+
+afterAll(async () => {
+  await broker?.stop();
+  try {
+    execFileSync('umount', [stateMount]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`http://${metricsAddr}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (!line) throw new Error(`${name} not in the scrape`);
+  return Number(line.split(' ')[1]);
+}
+
+const settle = () => new Promise((res) => setTimeout(res, 1100)); // the broker's statfs is at most a second old
+
+it('below the mark: non-admin creates and grants are STATE_LOW_SPACE, deletes and admins are served; status and metrics say LOW', async () => {
+  const before = await broker.json(['status']);
+  expect(Number(before.stateLowWaterBytes)).toBe(LOW_WATER);
+  expect(before.stateLowSpace ?? false).toBe(false);
+  expect(await metric('shmbroker_state_low_space')).toBe(0);
+
+  const free = Number(fs.statfsSync(stateMount).bavail) * Number(fs.statfsSync(stateMount).bsize);
+  const filler = path.join(stateMount, 'filler');
+  execFileSync('fallocate', ['-l', String(Math.max(0, free - 4 * 1024 * 1024)), filler]);
+  try {
+    await settle();
+    for (const [who, args] of [
+      [U2, ['region', 'create', 'u2-new', '--size', '4KiB']],
+      [U1, ['region', 'create', 'u1-new', '--size', '4KiB']],
+      [U1, ['grant', 'create', 'u1-old', '--uid', '1002']],
+    ] as const) {
+      const r = await broker.cli([...args], who);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(1);
+      expect(r.stderr.toString()).toMatch(/below the low-water mark .*\(STATE_LOW_SPACE\)\n$/);
+    }
+    const status = await broker.json(['status'], U2);
+    expect(status.stateLowSpace).toBe(true);
+    expect(Number(status.stateFreeBytes)).toBeLessThan(LOW_WATER);
+    expect((await broker.cli(['status'], U2)).stdout.toString()).toMatch(/state disk free: .*low-water mark 8 MiB: LOW, only admins are served/);
+    expect(await metric('shmbroker_state_low_space')).toBe(1);
+    expect(await metric('shmbroker_state_free_bytes')).toBeLessThan(LOW_WATER);
+
+    // Root keeps full service; the owner may still delete (that frees state).
+    await broker.json(['region', 'create', 'root-low', '--size', '4KiB']);
+    await broker.json(['grant', 'create', 'root-low', '--uid', '1001']);
+    expect((await broker.cli(['region', 'delete', 'root-low'])).code).toBe(0);
+    expect((await broker.cli(['region', 'delete', 'u1-old'], U1)).code).toBe(0);
+  } finally {
+    fs.rmSync(filler, { force: true });
+  }
+  await settle();
+  expect((await broker.json(['status'])).stateLowSpace ?? false).toBe(false);
+  expect(await metric('shmbroker_state_low_space')).toBe(0);
+  await broker.json(['region', 'create', 'u2-new', '--size', '4KiB'], U2);
+  await broker.json(['grant', 'create', 'u2-new', '--uid', '1001'], U2);
+}, 120_000);
