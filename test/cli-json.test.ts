@@ -3,15 +3,12 @@
 // another implementation's proto3 JSON parser (Debian's python3-protobuf,
 // json_format.Parse, unknown fields rejected) into messages compiled by
 // protoc from the .proto files, for every resource type and list.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BrokerProcess, REPO, makeTempDir, run } from './support/broker-process';
-import { PYTHON } from './support/python-client';
+import { BrokerProcess, makeTempDir } from './support/broker-process';
+import { buildApiProtoset, pyjson } from './support/python-client';
 
-const GOOGLE_PROTOS = path.dirname(require.resolve('google-proto-files/package.json'));
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
 const U1 = { uid: 1001, gid: 1001 };
 
@@ -21,10 +18,7 @@ describe('CLI -o json / -o yaml: proto3 JSON', () => {
   let protoset: string;
   beforeAll(async () => {
     work = makeTempDir('shmbroker-clijson-');
-    protoset = path.join(work, 'api.binpb');
-    const protos = fs.readdirSync(path.join(REPO, 'proto', 'shmbroker', 'v1')).filter((f) => f.endsWith('.proto')).map((f) => `shmbroker/v1/${f}`);
-    const r = spawnSync('protoc', [`-I${path.join(REPO, 'proto')}`, `-I${GOOGLE_PROTOS}`, '--include_imports', `--descriptor_set_out=${protoset}`, ...protos]);
-    expect(r.status, r.stderr?.toString()).toBe(0);
+    protoset = buildApiProtoset(work);
     broker = await BrokerProcess.start();
   });
   afterAll(async () => {
@@ -33,11 +27,7 @@ describe('CLI -o json / -o yaml: proto3 JSON', () => {
   });
 
   /** Parses each [type, text] with python3-protobuf; returns what it parsed (as proto3 JSON again). */
-  async function parse(items: Array<[string, string]>): Promise<any[]> {
-    const r = await run(PYTHON, [path.join(REPO, 'test', 'support', 'pyjson.py'), protoset], { input: items.map((i) => JSON.stringify(i)).join('\n') });
-    expect(r.code, r.stderr).toBe(0);
-    return r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
-  }
+  const parse = (items: Array<[string, string]>): Promise<any[]> => pyjson(protoset, items);
 
   /** Runs a command with -o json. */
   async function json(args: string[], o = {}): Promise<string> {

@@ -1,12 +1,14 @@
 // WatchRegions through the real CLI (`shmbroker region list --watch`) against
 // a real broker, as root and as another uid: the current state as ADDED,
 // then ADDED/DELETED for regions and grants as they happen, with resource
-// versions; resuming from a version replays only what came after it; a
+// versions; MODIFIED when a held region is deleted (it is DELETING until its
+// last holder lets go, then DELETED); resuming from a version replays only what came after it; a
 // version the broker no longer keeps is a clear error; a uid sees only what
 // it may see.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, BrokerProcess } from './support/broker-process';
+import { BIN, BrokerProcess, makeTempDir, NodeChild } from './support/broker-process';
+import { buildApiProtoset, pyjson } from './support/python-client';
 
 /** `shmbroker region list --watch -o json` as a long-running process. */
 function watcher(broker: BrokerProcess, o: { uid?: number; resourceVersion?: string } = {}) {
@@ -59,12 +61,14 @@ function watcher(broker: BrokerProcess, o: { uid?: number; resourceVersion?: str
   };
 }
 
-const brief = (e: any): string => `${e.type} ${e.region?.name ?? e.grant?.name}`;
+const brief = (e: any): string => `${e.type.replace('WATCH_EVENT_TYPE_', '')} ${e.region?.name ?? e.grant?.name}`;
 
 describe('WatchRegions (region list --watch)', () => {
   let broker: BrokerProcess;
+  let protoset: string;
 
   beforeAll(async () => {
+    protoset = buildApiProtoset(makeTempDir('shmbroker-watch-'));
     broker = await BrokerProcess.start({ backend: 'memfd' });
   });
   afterAll(async () => {
@@ -81,7 +85,8 @@ describe('WatchRegions (region list --watch)', () => {
       expect(initial.map(brief)).toEqual(['ADDED regions/before', `ADDED ${before.name}`]);
       // Both carry the version of the state they describe.
       expect(initial[0].resourceVersion).toBe(initial[1].resourceVersion);
-      expect(initial[0].region).toMatchObject({ name: 'regions/before', sizeBytes: 4096, ownerUid: 0 });
+      // proto3 JSON: uint64 as a string, RFC 3339 times, defaults (owner uid 0) omitted.
+      expect(initial[0].region).toEqual({ name: 'regions/before', sizeBytes: '4096', backend: 'memfd', createTime: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/), state: 'REGION_STATE_ACTIVE' });
 
       await broker.json(['region', 'create', 'later', '--size', '8KiB']);
       const g = await broker.json(['grant', 'create', 'later', '--uid', '1001', '--mode', 'rw']);
@@ -98,6 +103,9 @@ describe('WatchRegions (region list --watch)', () => {
       const versions = all.slice(2).map((e) => e.resourceVersion);
       expect(new Set(versions).size).toBe(5);
       expect(all[3].grant).toMatchObject({ uid: 1001, mode: 'ACCESS_MODE_READ_WRITE' });
+      // Each line is a WatchRegionsResponse to another implementation's proto3 JSON parser, unchanged by a round trip.
+      const parsed = await pyjson(protoset, all.map((e): [string, string] => ['shmbroker.v1.WatchRegionsResponse', JSON.stringify(e)]));
+      parsed.forEach((p, i) => expect(p.ok, JSON.stringify(p)).toEqual(all[i]));
 
       // uid 1001 owns nothing and saw nothing at the start; it sees the grant
       // made to it (and its revocation), nothing of "before".
@@ -120,6 +128,48 @@ describe('WatchRegions (region list --watch)', () => {
     } finally {
       root.stop();
       other.stop();
+    }
+  });
+
+  it('a held region deleted: MODIFIED (DELETING) while its holder maps it, DELETED when the holder lets go', async () => {
+    await broker.json(['region', 'create', 'held', '--size', '4KiB']);
+    const watch = watcher(broker);
+    const holder = new NodeChild(
+      `const { connect } = require(REPO + '/dist/clients/sdk/index.js');
+       (async () => {
+         const c = await connect({ runtimeDir: process.argv[2], reconnect: false });
+         const r = await c.acquire('held', { mode: 'rw' });
+         report({ held: true });
+         process.stdin.on('data', async () => { await r.release(); await c.drain(); report({ released: true }); });
+       })();`,
+      { args: [broker.runtimeDir] },
+    );
+    const about = (type: string) => async (): Promise<any> => {
+      for (let n = 1; ; n++) {
+        const e = (await watch.upTo(n))[n - 1];
+        if (brief(e) === `${type} regions/held`) return e;
+      }
+    };
+    try {
+      expect((await about('ADDED')()).region.state).toBe('REGION_STATE_ACTIVE');
+      await holder.next((o) => o.held);
+      expect((await broker.cli(['region', 'delete', 'held'])).code).toBe(0);
+      const modified = await about('MODIFIED')();
+      expect(modified.region).toMatchObject({ name: 'regions/held', state: 'REGION_STATE_DELETING' });
+      expect(modified.region.deleteTime).toMatch(/^\d{4}-\d\d-\d\dT/);
+      holder.proc.stdin!.write('release\n');
+      await holder.next((o) => o.released);
+      const gone = await about('DELETED')();
+      expect(Number(gone.resourceVersion.split('.')[1])).toBeGreaterThan(Number(modified.resourceVersion.split('.')[1]));
+      // In order: nothing about "held" between ADDED and MODIFIED, or after DELETED.
+      expect(watch.events.filter((e) => (e.region?.name ?? e.grant?.name) === 'regions/held').map((e) => e.type)).toEqual([
+        'WATCH_EVENT_TYPE_ADDED',
+        'WATCH_EVENT_TYPE_MODIFIED',
+        'WATCH_EVENT_TYPE_DELETED',
+      ]);
+    } finally {
+      holder.kill();
+      watch.stop();
     }
   });
 

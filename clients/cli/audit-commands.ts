@@ -4,11 +4,9 @@ import { parseDuration } from '../../proto/wire';
 import { FailedPreconditionError, InvalidArgumentError } from '../sdk/errors';
 import { parseNonNegativeInt } from './args';
 import { table, type CliContext } from './context';
-import { followStream } from './follow-stream';
+import { followStream, printStreamed } from './follow-stream';
 import { withExamples } from './help';
 import type { AuditEvent__Output } from '../../proto/generated/shmbroker/v1/AuditEvent';
-import * as YAML from 'yaml';
-import { toProto3Json } from '../../proto/json';
 
 interface TimestampJson {
   seconds: number;
@@ -194,13 +192,7 @@ export function register(program: Command, ctx: CliContext): void {
       const req: Record<string, unknown> = { filter: filterOf(o) };
       if (o.after !== undefined) req.startAfterSeq = parseNonNegativeInt('--after', o.after, Number.MAX_SAFE_INTEGER);
       await followStream<{ event: AuditEventJson }>(ctx, 'AuditService', 'WatchAuditEvents', req, (r) => {
-        // One event per line (JSON lines) or per YAML document, in the proto3 JSON mapping.
-        const format = ctx.format();
-        if (format === 'text') process.stdout.write(`${oneLine(eventOut(r.event)).join('  ')}\n`);
-        else {
-          const e = toProto3Json('shmbroker.v1.AuditEvent', r.event);
-          process.stdout.write(format === 'json' ? `${JSON.stringify(e)}\n` : `---\n${YAML.stringify(e)}`);
-        }
+        printStreamed(ctx, 'shmbroker.v1.AuditEvent', r.event, () => oneLine(eventOut(r.event)).join('  '));
       });
     });
   withExamples(watch, [

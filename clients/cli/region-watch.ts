@@ -1,8 +1,10 @@
 // `shmbroker region list --watch`: the current regions and grants, then
 // every change as it happens (BrokerService.WatchRegions), one line per
 // event, until interrupted. `--resource-version V` resumes after an event.
+// `-o json` prints each event as a WatchRegionsResponse in the proto3 JSON
+// mapping (one per line), `-o yaml` the same data as one document per event.
 import { formatBytes, type CliContext } from './context';
-import { followStream } from './follow-stream';
+import { followStream, printStreamed } from './follow-stream';
 
 interface WatchEventJson {
   type: string;
@@ -24,7 +26,6 @@ function line(e: WatchEventJson): string {
 
 export async function watchRegions(ctx: CliContext, resourceVersion: string | undefined): Promise<void> {
   await followStream<WatchEventJson>(ctx, 'BrokerService', 'WatchRegions', { resourceVersion: resourceVersion ?? '' }, (e) => {
-    const out = { type: e.type.replace('WATCH_EVENT_TYPE_', ''), resourceVersion: e.resourceVersion, ...(e.region ? { region: e.region } : { grant: e.grant }) };
-    process.stdout.write(ctx.format() === 'json' ? `${JSON.stringify(out)}\n` : `${line(e)}\n`);
+    printStreamed(ctx, 'shmbroker.v1.WatchRegionsResponse', e, () => line(e));
   });
 }

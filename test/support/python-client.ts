@@ -34,3 +34,22 @@ export async function pyreflect(sock: string, protoset: string, commands: unknow
   if (r.code !== 0) throw new Error(`pyreflect exited ${r.code}: ${r.stderr}`);
   return r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
 }
+
+/** Compiles the broker's own API (proto/shmbroker/v1, with imports) with protoc into dir; returns its path. */
+export function buildApiProtoset(dir: string): string {
+  const out = path.join(dir, 'api.binpb');
+  const protos = fs.readdirSync(path.join(REPO, 'proto', 'shmbroker', 'v1')).filter((f) => f.endsWith('.proto')).map((f) => `shmbroker/v1/${f}`);
+  const r = spawnSync('protoc', [`-I${path.join(REPO, 'proto')}`, `-I${GOOGLE_PROTOS}`, '--include_imports', `--descriptor_set_out=${out}`, ...protos]);
+  if (r.status !== 0) throw new Error(`protoc failed: ${r.stderr?.toString() ?? r.error}`);
+  return out;
+}
+
+/**
+ * Parses each [type name, JSON text] with python3-protobuf's json_format
+ * (test/support/pyjson.py, unknown fields refused); one {ok} or {error} per item.
+ */
+export async function pyjson(protoset: string, items: Array<[string, string]>): Promise<any[]> {
+  const r = await run(PYTHON, [path.join(REPO, 'test', 'support', 'pyjson.py'), protoset], { input: items.map((i) => JSON.stringify(i)).join('\n') });
+  if (r.code !== 0) throw new Error(`pyjson exited ${r.code}: ${r.stderr}`);
+  return r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
+}
