@@ -1,3 +1,5 @@
+// The audit trail's tests (chain, anchor, verify, retention, group commit).
+// Over ~400 lines on purpose: one independent scenario per test, one trail each.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -6,6 +6,14 @@
  * (request_id 0) read on the way are queued and the lease is marked revoked
  * at once; the queue is dispatched to the application's callback only in
  * shmb_process_events(), so callbacks never run inside other calls.
+ *
+ * Why one file of ~1000 lines: the client's state (struct shmb_client,
+ * struct shmb_region, the notice queue, the receive buffer) is defined here
+ * and nowhere else, and every section below works on it directly; splitting
+ * the file would put those structs in a private header shared by several
+ * files, so any of them could break the invariants above. The sections, in
+ * order: small helpers, socket I/O, connecting (and dispatching notices),
+ * regions (acquire, release, offer), region events.
  */
 #define _GNU_SOURCE /* MSG_CMSG_CLOEXEC */
 #define SHMB_BUILDING_LIBRARY 1

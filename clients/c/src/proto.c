@@ -1,4 +1,9 @@
-/* Hand-written protobuf codec for the data-plane messages; see proto.h. */
+/* Hand-written protobuf codec for the data-plane messages; see proto.h.
+ *
+ * Why ~600 lines in one file: it mirrors proto/shmbroker/v1/dataplane.proto
+ * message by message (a writer, then a reader per message, on one varint /
+ * length-delimited core), so a change to the .proto is one file to update and
+ * test/clients-c/proto-compat.test.ts checks it against the broker's codec. */
 #include "proto.h"
 
 #include <errno.h>

@@ -6,6 +6,8 @@
  * answered in order, so the ids are known); scenarios where the client must
  * talk to the peer from inside a callback use a responder thread instead.
  * Every test is checked for fd leaks; `make valgrind` runs it under valgrind.
+ * One file (~1100 lines) on purpose: one fake peer and one scenario per
+ * function, each independent; the file is a list, read one test at a time.
  */
 #define _GNU_SOURCE /* memfd_create */
 #include "shmbroker.h"

@@ -25,6 +25,11 @@ else the system's ``libshmbroker.so.0``.
 
 Not thread-safe per client, like the C library: use one Client per thread or
 lock around its calls.
+
+Why one module of ~500 lines: the ctypes declarations (_declare) must match
+clients/c/include/shmbroker.h line for line, and Region and Client are thin
+wrappers over them; one module keeps the binding and its C signatures
+side by side, and it is the whole public API a user reads.
 """
 
 import ctypes

@@ -3,6 +3,7 @@
 Replies are queued on the peer end before the call that reads them (requests
 are answered in order). Run: python3 -m unittest discover -s clients/python/tests
 (needs clients/c built: make -C clients/c).
+Over ~400 lines on purpose: one fake peer, one independent scenario per test.
 """
 
 import array
