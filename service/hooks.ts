@@ -1,21 +1,10 @@
 // The shapes the broker core needs from the quota store and the audit trail.
 // Both are called inside the transaction of the change they account for, so
 // a change and its charge and its audit event commit (or roll back) together.
-export interface AuditActor {
-  pid: number;
-  uid: number;
-  gid: number;
-  pod?: { namespace: string; name: string; serviceAccount: string };
-}
+import type { AuditEventInput } from './audit/audit-types';
 
-export interface AuditEventInput {
-  actor: AuditActor;
-  action: string;
-  resource: string;
-  result: 'ALLOWED' | 'DENIED' | 'ERROR';
-  reason?: string;
-  details?: Record<string, unknown>;
-}
+// The audit event's shape has one home, audit/audit-types.ts.
+export type { AuditActor, AuditEventInput } from './audit/audit-types';
 
 export interface AuditSink {
   append(input: AuditEventInput): unknown;

@@ -15,15 +15,11 @@ import type { Database } from 'better-sqlite3';
 import { BrokerError, Code, markAudited } from '../errors';
 import type { AuditSink } from '../hooks';
 
-export type AuditResult = 'ALLOWED' | 'DENIED' | 'ERROR';
+import type { AuditActor, AuditResult } from './audit-types';
 
-/** Who did it, as the trail records it (a Caller has more: it is narrowed here). */
-export interface AuditActor {
-  pid: number;
-  uid: number;
-  gid: number;
-  pod?: { namespace: string; name: string; serviceAccount: string } | undefined;
-}
+// Who did it, as the trail records it (a Caller has more: actorOf narrows it),
+// and the three results: one home, audit-types.ts.
+export type { AuditActor, AuditResult };
 
 /** What an operation is, before its outcome is known. */
 export interface AuditedWhat {
