@@ -199,7 +199,11 @@ export class Broker {
     undo.push(() => audit.close());
     const madePrivate = privatizeStateFiles(stateDir);
     if (madePrivate.length > 0) log.warn({ files: madePrivate }, 'state files were readable by others; made 0600');
-    audit.on('commitError', (err: Error) => log.error({ err: err.message }, 'audit group commit failed; retrying'));
+    // One line per interval while commits keep failing (retried every 100 ms), not one per retry.
+    const commitErrors = intervalLog(config.dataPlane.refusalAuditIntervalSeconds * 1000);
+    audit.on('commitError', (err: Error) =>
+      commitErrors((failures) => log.error({ err: err.message, failures }, 'audit group commit failed; retrying (data-plane acquires are refused until it succeeds)')),
+    );
     // Lease endings are audited write-behind, like the rest of the data plane (issue 19).
     const leases = new LeaseService({ store: new LeaseStore(db), backend, auditor: new Auditor({ db, audit, writeBehind: true }), log, windowMs: audit.windowMs });
     undo.push(() => leases.close());
@@ -275,12 +279,13 @@ export class Broker {
     const typedSettings = new Set(['/shmbroker.v1.QuotaService/SetQuota', '/shmbroker.v1.QuotaService/DeleteQuota']);
     const settle = (rpc: string): Promise<void> | undefined =>
       audit.sync === 'strict' || typedSettings.has(rpc) ? audit.whenDurable() : undefined;
+    const controlAuditErrors = intervalLog(config.dataPlane.refusalAuditIntervalSeconds * 1000);
     // Control-plane refusals no handler audited (see ControlServer's onRefusal), aggregated like the data plane's.
     const controlRefusals = new RefusalAggregator((r, count) => {
       try {
         audit.append({ actor: r.actor, action: r.action, resource: r.resource, result: 'DENIED', reason: r.reason, ...(count ? { details: { aggregated: true, ...count } } : {}) });
       } catch (err) {
-        log.error({ err: (err as Error).message, action: r.action }, 'audit write failed');
+        controlAuditErrors((failures) => log.error({ err: (err as Error).message, action: r.action, failures }, 'audit write failed'));
       }
     }, config.dataPlane.refusalAuditIntervalSeconds * 1000);
     undo.push(() => controlRefusals.close());
@@ -419,4 +424,22 @@ export class Broker {
     this.stateLock?.release();
     this.options.log.info('broker stopped');
   }
+}
+
+/**
+ * Rate-limits a log line to one per interval: the first failure is logged at
+ * once, later ones at most once per interval with how many there were, so a
+ * failing disk cannot also flood the log (issue 16 item 2).
+ */
+function intervalLog(intervalMs: number): (write: (failures: number) => void) => void {
+  let loggedAt = -Infinity;
+  let unlogged = 0;
+  return (write) => {
+    unlogged++;
+    const now = Date.now();
+    if (now - loggedAt < intervalMs) return;
+    write(unlogged);
+    loggedAt = now;
+    unlogged = 0;
+  };
 }

@@ -12,6 +12,12 @@ export interface AuditSink {
   readonly sync?: 'batch' | 'strict';
   /** Resolves once every event appended so far is on disk. */
   whenDurable?(): Promise<void>;
+  /**
+   * Why the last group commit failed, while it keeps failing (a full or
+   * broken state disk); undefined once events reach the disk again. The
+   * data plane refuses what it would have to audit meanwhile (fail closed).
+   */
+  readonly failing?: Error | undefined;
 }
 
 export interface QuotaCharger {

@@ -73,6 +73,12 @@ export class AuditTrail extends EventEmitter {
   private waiters: Array<{ seq: number; resolve: () => void; reject: (err: Error) => void }> = [];
   private cycleTimer: { cancel(): void; immediate?: boolean } | undefined;
   private syncing = false;
+  #failing: Error | undefined;
+
+  /** The last group-commit error while commits keep failing; undefined once one succeeds (AuditSink.failing). */
+  get failing(): Error | undefined {
+    return this.#failing;
+  }
   private settleScheduled = false;
   private closed = false;
   private readonly syncer: DatabaseSyncer | undefined;
@@ -277,6 +283,7 @@ export class AuditTrail extends EventEmitter {
         return;
       }
     } catch (err) {
+      this.#failing = err as Error;
       this.emit('commitError', err);
       const t = setTimeout(() => this.cycle(), 100);
       t.unref();
@@ -284,6 +291,7 @@ export class AuditTrail extends EventEmitter {
       return;
     }
     const target = this.written;
+    if (!this.syncer || target.seq <= this.durable.seq) this.#failing = undefined;
     if (target.seq <= this.durable.seq) return this.afterSync();
     if (!this.syncer) {
       this.durable = target;
@@ -293,9 +301,11 @@ export class AuditTrail extends EventEmitter {
     this.syncer.sync((err) => {
       this.syncing = false;
       if (err) {
+        this.#failing = err;
         this.emit('commitError', err);
-      } else if (target.seq > this.durable.seq) {
-        this.durable = target;
+      } else {
+        this.#failing = undefined;
+        if (target.seq > this.durable.seq) this.durable = target;
       }
       this.afterSync();
     });

@@ -24,6 +24,7 @@ import { peerFields } from '../logger';
 import { withRequest } from '../request-context';
 import { closeAll, takeToken, type Connection, type DataPlaneDeps, type RateBucket } from './connection';
 import { DataPlaneAudit } from './data-plane-audit';
+import { reportWriteFailure } from '../write-failures';
 import { DataRequests } from './data-requests';
 
 export type { DataPlaneLimits } from './connection';
@@ -39,6 +40,18 @@ export class DataPlane implements LeaseNotifier {
   private readonly buckets = new Map<number, RateBucket>();
   private readonly connectBuckets = new Map<number, RateBucket>();
   private readonly audits: DataPlaneAudit;
+  private stateFullLoggedAt = -Infinity;
+  private stateFullUnlogged = 0;
+
+  /** One log line per interval for a full state disk, not one per request. */
+  private stateFullLog(write: (failures: number) => void): void {
+    this.stateFullUnlogged++;
+    const now = Date.now();
+    if (now - this.stateFullLoggedAt < this.deps.limits.refusalAuditIntervalSeconds * 1000) return;
+    write(this.stateFullUnlogged);
+    this.stateFullLoggedAt = now;
+    this.stateFullUnlogged = 0;
+  }
   private readonly requests: DataRequests;
   private nextConnId = 1;
   /** Region doorbells handed out with leases that ask for events. */
@@ -246,8 +259,20 @@ export class DataPlane implements LeaseNotifier {
           break;
       }
     } catch (err) {
-      const e = err instanceof BrokerError ? err : new InternalError('INTERNAL', `internal error: ${(err as Error).message}`);
-      if (!(err instanceof BrokerError)) this.deps.log.error({ err }, 'data plane request failed');
+      let e: BrokerError;
+      if (err instanceof BrokerError) e = err;
+      else if ((err as { code?: unknown } | null)?.code === 'SQLITE_FULL') {
+        // A full state disk is STATE_STORAGE_FULL, as on the control plane, not
+        // INTERNAL; audited like any failure, so the trail's failing commit then
+        // refuses what follows (fail closed), and logged once per interval.
+        reportWriteFailure('state', err);
+        e = new ResourceExhaustedError('STATE_STORAGE_FULL', `the broker's state database cannot be written (${(err as Error).message}); nothing was changed`);
+        this.audit(conn.caller, req.request === 'acquire' ? 'Acquire' : req.request === 'offer' ? 'Offer' : 'Release', 'data.sock', 'ERROR', e.reason);
+        this.stateFullLog((failures) => this.deps.log.error({ err: (err as Error).message, failures }, 'state database cannot be written; data-plane request refused'));
+      } else {
+        e = new InternalError('INTERNAL', `internal error: ${(err as Error).message}`);
+        this.deps.log.error({ err }, 'data plane request failed');
+      }
       result = 'error';
       reason = e.reason;
       this.send(conn, { requestId, error: { code: e.code, reason: e.reason, message: e.message } });

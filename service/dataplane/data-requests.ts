@@ -53,6 +53,12 @@ export class DataRequests {
       if (decision.reason === 'NO_GRANT') return refuse(regionNotFound(name, caller));
       return refuse(new PermissionDeniedError(decision.reason, `uid ${caller.uid} has only a read-only grant on ${resource}`));
     }
+    // A decision that cannot be audited is not made (issue 16 item 2): while
+    // the audit trail cannot reach the disk, no lease is handed out.
+    const failing = this.deps.audit.failing;
+    if (failing) {
+      return refuse(new ResourceExhaustedError('STATE_STORAGE_FULL', `the broker's state database cannot be written (${failing.message}); nothing was changed`));
+    }
     if (region.state !== 'ACTIVE') {
       return refuse(new FailedPreconditionError('REGION_LOST', `region ${resource} lost its memory in a broker restart; delete it`));
     }

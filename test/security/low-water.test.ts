@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BrokerProcess, makeTempDir } from '../support/broker-process';
+import { BrokerProcess, makeTempDir, runNode } from '../support/broker-process';
 
 const U1 = { uid: 1001, gid: 1001 };
 const U2 = { uid: 1002, gid: 1002 };
@@ -90,4 +90,53 @@ it('below the mark: non-admin creates and grants are STATE_LOW_SPACE, deletes an
   expect(await metric('shmbroker_state_low_space')).toBe(0);
   await broker.json(['region', 'create', 'u2-new', '--size', '4KiB'], U2);
   await broker.json(['grant', 'create', 'u2-new', '--uid', '1001'], U2);
+}, 120_000);
+
+it('a full state disk: once audit events cannot be written, acquires are refused (fail closed), logged once per interval; served again after', async () => {
+  await broker.json(['region', 'create', 'root-pub', '--size', '4KiB']);
+  // One acquire with room: lease ids are reserved, so the next acquires need no state write of their own.
+  expect((await broker.cli(['region', 'read', 'root-pub', '--length', '1'])).code).toBe(0);
+  const free = Number(fs.statfsSync(stateMount).bavail) * Number(fs.statfsSync(stateMount).bsize);
+  const filler = path.join(stateMount, 'filler-all');
+  execFileSync('fallocate', ['-l', String(free), filler]);
+  const logStart = broker.log.length;
+  // Root (an admin: the low-water mark does not apply) acquires until the
+  // broker refuses; the first acquires' events queue in memory, their group
+  // commit fails, and from then on nothing is handed out.
+  const acquire = `
+    const { connect } = require(REPO + '/dist/clients/sdk/index.js');
+    (async () => {
+      const c = await connect({ runtimeDir: process.argv[2], reconnect: false });
+      const out = [];
+      for (let i = 0; i < 40; i++) {
+        try { (await c.acquire('root-pub')).release(); out.push('ACQUIRED'); }
+        catch (e) { out.push(e.reason); }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      console.log(JSON.stringify(out));
+      process.exit(0);
+    })();`;
+  let results: string[];
+  try {
+    const r = await runNode(acquire, { args: [broker.runtimeDir] });
+    results = JSON.parse(r.stdout.toString());
+  } finally {
+    fs.rmSync(filler, { force: true });
+  }
+  // The first acquire is handed out (its event waits in memory, as any
+  // data-plane event of the open window); its group commit fails, and from
+  // then on the trail's failing commit refuses every acquire.
+  expect(results[0]).toBe('ACQUIRED');
+  const refusedFrom = results.indexOf('STATE_STORAGE_FULL');
+  expect(refusedFrom, JSON.stringify(results)).toBeGreaterThanOrEqual(0);
+  // Once refused, refused until the disk had room again: nothing handed out unaudited.
+  expect(results.slice(refusedFrom).every((x) => x === 'STATE_STORAGE_FULL'), JSON.stringify(results)).toBe(true);
+  // ~4 s of commits retried every 100 ms: one log line for the interval (10 s), not one per retry.
+  const lines = broker.log.slice(logStart).split('\n').filter((l) => l.includes('audit group commit failed'));
+  expect(lines.length).toBeGreaterThanOrEqual(1);
+  expect(lines.length).toBeLessThanOrEqual(2);
+  await new Promise((res) => setTimeout(res, 500)); // the next retry commits
+  const again = await runNode(acquire.replace('i < 40', 'i < 1'), { args: [broker.runtimeDir] });
+  expect(JSON.parse(again.stdout.toString())).toEqual(['ACQUIRED']);
+  expect((await broker.json(['audit', 'verify'], { timeoutMs: 120_000 })).ok).toBe(true);
 }, 120_000);
