@@ -33,12 +33,13 @@ describe('typed control client', () => {
   });
 
   it('each call resolves with its typed response', async () => {
-    const [name, size, grant, count, again, revoked] = await scenario(broker.runtimeDir);
+    const [name, size, grant, count, again, revoked, state, leases, advisory] = await scenario(broker.runtimeDir);
     expect(name).toBe('regions/typed');
     expect(size).toBe('8192');
     expect(grant).toMatch(/^regions\/typed\/grants\/\d+$/);
     expect(count).toBe('1');
     expect(again).toBe(grant);
     expect(revoked).toBe(grant);
+    expect([state, leases, advisory]).toEqual(['REGION_STATE_DELETING', '0', 'true']); // memfd: advisory; nobody held it
   });
 });
