@@ -84,7 +84,8 @@ export function register(program: Command, ctx: CliContext): void {
     .command('list')
     .description('list grants you can see')
     .option('--region <name>', 'only the grants of this region')
-    .action(async (o: { region?: string }) => {
+    .option('--filter <expr>', 'only grants matching this AIP-160 filter, e.g. \'uid = 1002 AND mode = READ_WRITE\'')
+    .action(async (o: { region?: string; filter?: string }) => {
       const all: GrantJson[] = [];
       let pageToken = '';
       do {
@@ -92,6 +93,7 @@ export function register(program: Command, ctx: CliContext): void {
           parent: o.region ? `regions/${o.region}` : 'regions/-',
           pageSize: 1000,
           pageToken,
+          filter: o.filter ?? '',
         });
         all.push(...res.grants);
         pageToken = res.nextPageToken;
@@ -105,6 +107,7 @@ export function register(program: Command, ctx: CliContext): void {
   withExamples(list, [
     ['Every grant you can see', 'shmbroker grant list'],
     ['The grants of one region, with exact times', 'shmbroker grant list --region frames -o wide'],
+    ['Read-write grants that expire before a date', 'shmbroker grant list --filter \'mode = READ_WRITE AND expire_time < "2027-01-01T00:00:00Z"\''],
   ]);
 
   const revoke = grant

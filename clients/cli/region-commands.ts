@@ -88,12 +88,16 @@ export function register(program: Command, ctx: CliContext): void {
     .description('list the regions you can see')
     .option('-w, --watch', 'then print every change to regions and grants as it happens, until interrupted')
     .option('--resource-version <v>', 'with --watch: only the changes after this version (from an earlier event)')
-    .action(async (o: { watch?: boolean; resourceVersion?: string }) => {
-      if (o.watch) return watchRegions(ctx, o.resourceVersion);
+    .option('--filter <expr>', 'only regions matching this AIP-160 filter, e.g. \'owner_uid = 1001 AND state = ACTIVE\'')
+    .action(async (o: { watch?: boolean; resourceVersion?: string; filter?: string }) => {
+      if (o.watch) {
+        if (o.filter !== undefined) throw new InvalidArgumentError('INVALID_ARGUMENT', 'USAGE', '--filter does not apply to --watch, which shows every change you may see (USAGE; see --help)');
+        return watchRegions(ctx, o.resourceVersion);
+      }
       const all: RegionJson[] = [];
       let pageToken = '';
       do {
-        const res = await ctx.control().call<{ regions: RegionJson[]; nextPageToken: string }>('BrokerService', 'ListRegions', { pageSize: 1000, pageToken });
+        const res = await ctx.control().call<{ regions: RegionJson[]; nextPageToken: string }>('BrokerService', 'ListRegions', { pageSize: 1000, pageToken, filter: o.filter ?? '' });
         all.push(...res.regions);
         pageToken = res.nextPageToken;
       } while (pageToken);
@@ -103,6 +107,7 @@ export function register(program: Command, ctx: CliContext): void {
     ['Names, sizes, owners and ages', 'shmbroker region list'],
     ['With owner uids and exact creation times', 'shmbroker region list -o wide'],
     ['As JSON, for scripts', 'shmbroker region list -o json'],
+    ['Yours, by name prefix', 'shmbroker region list --filter \'name = "regions/team-a.*" AND state = ACTIVE\''],
     ['Follow creations, deletions, grants and revocations', 'shmbroker region list --watch'],
   ]);
 

@@ -37,6 +37,7 @@ export const REASONS = {
   INVALID_TTL: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'ttl must be between 0 and 10 years, got {ttl}' },
   INVALID_PAGE_SIZE: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'page_size must be between 0 and {max}, got {size}' },
   INVALID_PAGE_TOKEN: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'page_token is not a token this list returned' },
+  INVALID_LIST_FILTER: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'invalid filter: {what} (at character {at})' },
   INVALID_QUOTA: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'quota {field} must be a whole number >= 0, got {value}' },
   INVALID_QUOTA_NAME: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'invalid quota name {name}: expected quotas/uid:N or quotas/gid:N' },
   INVALID_QUOTA_SUBJECT: { code: 'INVALID_ARGUMENT', origin: 'broker', message: 'invalid quota subject {subject}' },

@@ -8,6 +8,8 @@
 // requireManaged), deletion (DELETING and its finish after the last lease)
 // and grants share the same private helpers and the same one audited
 // transaction per change; split them and each file re-derives them.
+import { parseListFilter } from '../store/list-filter';
+import { GRANT_FILTER, REGION_FILTER } from './list-filters';
 import type { Caller } from '../identity/caller';
 import { callerGids } from '../identity/caller';
 import {
@@ -219,14 +221,18 @@ export class RegionManager {
     });
   }
 
-  listRegions(caller: Caller, size: number | undefined, token: string | undefined): { regions: RegionRecord[]; next: string } {
+  /** A page of the regions the caller may see that match `filter` (AIP-160, service/store/list-filter.ts). */
+  listRegions(caller: Caller, size: number | undefined, token: string | undefined, filter?: string): { regions: RegionRecord[]; next: string } {
     const limit = pageSize(size);
-    let after = decodePageToken<string>('regions', token, 'string') ?? '';
+    const match = parseListFilter(filter, REGION_FILTER, 'Region');
+    // A token pages the list it came from, filter included (AIP-158).
+    const list = match.key ? `regions?${match.key}` : 'regions';
+    let after = decodePageToken<string>(list, token, 'string') ?? '';
     const out: RegionRecord[] = [];
     for (;;) {
       const batch = this.deps.regions.page(after, limit + 1);
       for (const r of batch) {
-        if (this.mayViewRegion(caller, r, this.deps.grants.forRegion(r.name))) out.push(r);
+        if (this.mayViewRegion(caller, r, this.deps.grants.forRegion(r.name)) && match.test(r)) out.push(r);
         if (out.length > limit) break;
       }
       if (out.length > limit || batch.length <= limit) break;
@@ -234,7 +240,7 @@ export class RegionManager {
     }
     if (out.length > limit) {
       out.length = limit;
-      return { regions: out, next: encodePageToken('regions', out[limit - 1]!.name) };
+      return { regions: out, next: encodePageToken(list, out[limit - 1]!.name) };
     }
     return { regions: out, next: '' };
   }
@@ -375,9 +381,11 @@ export class RegionManager {
     return created;
   }
 
-  listGrants(caller: Caller, region: string | undefined, size: number | undefined, token: string | undefined): { grants: GrantRecord[]; next: string } {
+  /** A page of the grants (of one region, or all) the caller may see that match `filter` (AIP-160). */
+  listGrants(caller: Caller, region: string | undefined, size: number | undefined, token: string | undefined, filter?: string): { grants: GrantRecord[]; next: string } {
     const limit = pageSize(size);
-    const list = `grants:${region ?? '-'}`;
+    const match = parseListFilter(filter, GRANT_FILTER, 'Grant');
+    const list = `grants:${region ?? '-'}${match.key ? `?${match.key}` : ''}`;
     let after = decodePageToken<number>(list, token, 'number') ?? 0;
     if (region !== undefined) {
       this.deps.auditor.guard({ actor: caller, action: 'ListGrants', resource: regionName(region) }, () => {
@@ -393,7 +401,7 @@ export class RegionManager {
     for (;;) {
       const batch = this.deps.grants.page(region, after, limit + 1);
       for (const g of batch) {
-        if (visible(g)) out.push(g);
+        if (visible(g) && match.test(g)) out.push(g);
         if (out.length > limit) break;
       }
       if (out.length > limit || batch.length <= limit) break;

@@ -88,7 +88,7 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       return toProto(manager.getRegion(caller, parseRegionName(req.name)));
     },
     listRegions(caller, req: ListRegionsRequest__Output) {
-      const { regions, next } = manager.listRegions(caller, req.pageSize, req.pageToken);
+      const { regions, next } = manager.listRegions(caller, req.pageSize, req.pageToken, req.filter);
       return { regions: regions.map(toProto), nextPageToken: next };
     },
     async deleteRegion(caller, req: { name: string }): Promise<Region> {
@@ -134,7 +134,7 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
     },
     listGrants(caller, req: ListGrantsRequest__Output) {
       const parent = req.parent === 'regions/-' || req.parent === '' ? undefined : parseRegionName(req.parent, 'parent');
-      const { grants, next } = manager.listGrants(caller, parent, req.pageSize, req.pageToken);
+      const { grants, next } = manager.listGrants(caller, parent, req.pageSize, req.pageToken, req.filter);
       return { grants: grants.map(grantToProto), nextPageToken: next };
     },
     async revokeGrant(caller, req: { name: string }): Promise<Grant> {
