@@ -14,6 +14,7 @@
 import type { Database } from 'better-sqlite3';
 import { BrokerError, Code, markAudited } from '../errors';
 import type { AuditSink } from '../hooks';
+import { transactionRunners } from '../store/state-db';
 
 import type { AuditActor, AuditResult } from './audit-types';
 
@@ -73,12 +74,12 @@ export class Auditor {
   private readonly writeBehind: boolean;
 
   constructor(private readonly deps: AuditorDeps) {
-    const { db } = deps;
+    const runners = transactionRunners(deps.db);
     this.writeBehind = deps.writeBehind === true;
     // An IMMEDIATE transaction takes the write lock up front.
-    this.txn = this.writeBehind ? <T>(fn: () => T): T => fn() : <T>(fn: () => T): T => db.transaction(fn).immediate();
+    this.txn = this.writeBehind ? <T>(fn: () => T): T => fn() : runners.immediate;
     // Nested in txn, a better-sqlite3 transaction is a savepoint: rolled back alone.
-    this.savepoint = <T>(fn: () => T): T => db.transaction(fn)();
+    this.savepoint = runners.nested;
   }
 
   /**

@@ -14,6 +14,7 @@
 // its kind. `undefined` in QuotaLimits means unlimited.
 import type { Database } from 'better-sqlite3';
 import { InvalidArgumentError, ResourceExhaustedError } from '../errors';
+import { transactionRunners } from './state-db';
 
 export interface Subject {
   kind: 'uid' | 'gid';
@@ -145,7 +146,7 @@ export class QuotaStore {
     // A savepoint inside the caller's transaction; on its own, check and
     // charge still happen in one transaction (SQLite refuses a write on a
     // stale snapshot, so even then nothing can overshoot).
-    this.db.transaction(() => this.chargeInTx(region, owner, bytes))();
+    transactionRunners(this.db).nested(() => this.chargeInTx(region, owner, bytes));
   }
 
   /**

@@ -1,7 +1,8 @@
 // The broker's durable state: one SQLite database (better-sqlite3) in
-// STATE_DIR. WAL journal; control-plane changes commit with
-// synchronous=FULL, so an acknowledged change survives kill -9 and power
-// loss alike. Schema changes go through numbered migrations recorded in
+// STATE_DIR. WAL journal with synchronous=NORMAL: an acknowledged change is
+// in the WAL when its commit returns, so it survives kill -9; the audit
+// trail's group commit syncs the WAL for what must survive power loss
+// (audit/group-commit.ts, docs/ARCHITECTURE.md "State and durability"). Schema changes go through numbered migrations recorded in
 // user_version, applied in one transaction.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -129,10 +130,31 @@ function migrate(db: Db): void {
   })();
 }
 
+type Runner = <T>(fn: () => T) => T;
+const runners = new WeakMap<Db, { immediate: Runner; nested: Runner }>();
+
+/**
+ * One better-sqlite3 transaction wrapper per database, reused for every
+ * call (it runs the function it is given): `db.transaction(fn)` builds a
+ * new wrapper each time (Object.defineProperties of five variants), which
+ * showed in the control-plane profile. `immediate` opens an IMMEDIATE
+ * transaction (or, inside one, a savepoint); `nested` a deferred one (or a
+ * savepoint): both commit, or roll back, alone.
+ */
+export function transactionRunners(db: Db): { immediate: Runner; nested: Runner } {
+  let r = runners.get(db);
+  if (!r) {
+    const t = db.transaction(<T>(fn: () => T): T => fn());
+    r = { immediate: t.immediate as Runner, nested: t as Runner };
+    runners.set(db, r);
+  }
+  return r;
+}
+
 /**
  * Runs fn in an IMMEDIATE transaction (the write lock is taken up front, so
  * two writers never both read-then-write stale data).
  */
 export function inTransaction<T>(db: Db, fn: () => T): T {
-  return db.transaction(fn).immediate();
+  return transactionRunners(db).immediate(fn);
 }
