@@ -40,6 +40,7 @@ import { RegionStore } from './store/region-store';
 import { Revoker } from './leases/revoker';
 import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
 import { openStateDb, type Db } from './store/state-db';
+import { CommitBatch } from './store/commit-batch';
 import { onWriteFailure } from './write-failures';
 import { lockStateDir, privatizeStateFiles, type StateLock } from './store/state-dir';
 import { StateSpace } from './store/state-space';
@@ -222,7 +223,9 @@ export class Broker {
       return caller;
     };
     const metrics = new BrokerMetrics({ processMetrics: true });
-    const auditor = new Auditor({ db, audit });
+    // Control-plane changes arriving in one turn share one commit (store/commit-batch.ts).
+    const commitBatch = new CommitBatch(db);
+    const auditor = new Auditor({ db, audit, batch: commitBatch });
 
     // Re-adopt what survived; what did not is marked LOST, never silently recreated.
     const { lost, adopted } = backend.adopt(regions.all());
@@ -295,6 +298,10 @@ export class Broker {
       observe: metrics.rpcObserver(),
       settle,
       onRefusal: (caller, action, resource, reason) => controlRefusals.refuse({ actor: caller, action, resource, reason }),
+      groupCommit: {
+        paths: new Set(['CreateRegion', 'CreateGrant', 'DeleteRegion', 'RevokeGrant'].map((m) => `/shmbroker.v1.BrokerService/${m}`)),
+        run: (fn) => commitBatch.run(fn),
+      },
     });
     metrics.setRegionSource(() => {
       const t = regions.totals();

@@ -66,6 +66,12 @@ export interface AuditorDeps {
    * transaction of its own, so a write-behind Auditor refuses it.
    */
   writeBehind?: boolean;
+  /**
+   * The control plane's group commit (store/commit-batch.ts): when a call
+   * runs inside one, run/record write in a savepoint of the turn's shared
+   * transaction, which commits after the call returns; committed() waits for it.
+   */
+  batch?: { committed(): Promise<void> };
 }
 
 export class Auditor {
@@ -114,6 +120,17 @@ export class Auditor {
     this.deps.audit.flushCommitted?.();
     if (!outcome.ok) throw markAudited(outcome.error);
     return outcome.value;
+  }
+
+  /**
+   * Resolves once what run/record wrote has committed: at once, unless the
+   * call runs inside a group commit (then when the turn's transaction
+   * commits; rejects if that commit failed). Await it before doing what a
+   * rolled-back change must not leave behind (publishing it, freeing memory,
+   * revoking leases).
+   */
+  committed(): Promise<void> {
+    return this.deps.batch?.committed() ?? Promise.resolve();
   }
 
   /**

@@ -156,9 +156,9 @@ export class RegionManager {
     }
   }
 
-  createRegion(caller: Caller, input: CreateRegionInput): RegionRecord {
+  async createRegion(caller: Caller, input: CreateRegionInput): Promise<RegionRecord> {
     const resource = regionName(input.id);
-    return this.deps.auditor.guard({ actor: caller, action: 'CreateRegion', resource }, () => {
+    const record = this.deps.auditor.guard({ actor: caller, action: 'CreateRegion', resource }, () => {
       if (!this.deps.policy.mayCreate(caller)) {
         throw new PermissionDeniedError('CREATE_NOT_ALLOWED', `uid ${caller.uid} may not create regions on this broker`);
       }
@@ -207,10 +207,17 @@ export class RegionManager {
         this.deps.backend.destroy(record);
         throw err;
       }
-      this.deps.log.info({ region: resource, ...peerFields(caller), sizeBytes: input.sizeBytes }, 'region created');
-      this.publish({ type: 'ADDED', region: record, grants: [] });
       return record;
     });
+    try {
+      await this.deps.auditor.committed(); // a group commit that failed took the row with it
+    } catch (err) {
+      this.deps.backend.destroy(record);
+      throw err;
+    }
+    this.deps.log.info({ region: resource, ...peerFields(caller), sizeBytes: input.sizeBytes }, 'region created');
+    this.publish({ type: 'ADDED', region: record, grants: [] });
+    return record;
   }
 
   getRegion(caller: Caller, id: string): RegionRecord {
@@ -283,6 +290,7 @@ export class RegionManager {
         return { region: this.deps.regions.get(id) ?? r, leases, grants, again: false };
       });
     });
+    await this.deps.auditor.committed();
     const { region, leases, grants } = done;
     if (!done.again) {
       // Its grants went with it: a watcher sees each go, then the region (or its DELETING state).
@@ -333,7 +341,7 @@ export class RegionManager {
     return n;
   }
 
-  createGrant(caller: Caller, input: CreateGrantInput): GrantRecord {
+  async createGrant(caller: Caller, input: CreateGrantInput): Promise<GrantRecord> {
     const resource = regionName(input.region);
     const created = this.deps.auditor.guard({ actor: caller, action: 'CreateGrant', resource }, () => {
       const r = this.requireManaged(caller, input.region);
@@ -377,6 +385,7 @@ export class RegionManager {
         return g;
       });
     });
+    await this.deps.auditor.committed();
     this.publish({ type: 'ADDED', region: this.deps.regions.get(created.region)!, grant: created, grants: this.deps.grants.forRegion(created.region) });
     return created;
   }
@@ -445,6 +454,7 @@ export class RegionManager {
         return { grant: g, leases, change: { type: 'DELETED', region: r, grant: g, grants } as RegionChange };
       });
     });
+    await this.deps.auditor.committed();
     this.publish(change);
     this.deps.log.info({ grant: grantName(grant.region, grant.id), leases: leases.length }, 'grant revoked');
     const { unreleased } = await this.deps.revoker.revoke(leases, 'GRANT_REVOKED');

@@ -74,9 +74,9 @@ export function grantToProto(g: GrantRecord): Grant {
 export function brokerServiceHandlers(manager: RegionManager, status: (caller: Caller) => GetStatusResponse): Record<string, UnaryHandler> {
   const toProto = (r: RegionRecord): Region => regionToProto(r, manager.regionExtras(r.name));
   return {
-    createRegion(caller, req: CreateRegionRequest__Output): Region {
+    async createRegion(caller, req: CreateRegionRequest__Output): Promise<Region> {
       const id = validateRegionId(req.regionId, 'region_id');
-      const region = manager.createRegion(caller, {
+      const region = await manager.createRegion(caller, {
         id,
         sizeBytes: Number(req.region?.sizeBytes ?? 0),
         hugepages: req.region?.hugepages ?? false,
@@ -97,7 +97,7 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       const { region, outcome } = await manager.deleteRegion(caller, parseRegionName(req.name));
       return regionToProto(region, { leaseCount: outcome.leasesStillMapped, revocationAdvisory: outcome.revocationAdvisory });
     },
-    createGrant(caller, req: CreateGrantRequest__Output): Grant {
+    async createGrant(caller, req: CreateGrantRequest__Output): Promise<Grant> {
       const region = parseRegionName(req.parent, 'parent');
       const g = req.grant;
       if (!g || !g.grantee) {
@@ -113,7 +113,7 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
         ttlMs = Number(g.expireTime.seconds) * 1000 + Math.floor(g.expireTime.nanos / 1e6) - Date.now();
         if (ttlMs <= 0) throw new InvalidArgumentError('INVALID_TTL', 'grant.expire_time is in the past', { field: 'grant.expire_time' });
       }
-      const created = manager.createGrant(caller, {
+      const created = await manager.createGrant(caller, {
         region,
         grantee:
           g.grantee === 'uid'

@@ -58,6 +58,11 @@ export class ControlServer {
        * records it (aggregated, service/audit/refusal-aggregator.ts).
        */
       onRefusal?: (caller: Caller, action: string, resource: string, reason: string) => void;
+      /**
+       * Group commit (store/commit-batch.ts): the methods in `paths` run in
+       * their turn's shared transaction; the reply waits for its commit.
+       */
+      groupCommit?: { paths: ReadonlySet<string>; run<T>(fn: () => T): Promise<Awaited<T>> };
     },
   ) {
     this.grpcServer = new grpc.Server({
@@ -97,7 +102,9 @@ export class ControlServer {
     let code = 0;
     try {
       const caller = this.callerOf(call);
-      const response = await withRequest(() => handler(caller, call.request));
+      const run = (): unknown => withRequest(() => handler(caller, call.request));
+      const group = this.deps.groupCommit;
+      const response = await (group?.paths.has(path) ? group.run(run) : run());
       await this.deps.settle?.(path);
       callback(null, response);
     } catch (err) {
