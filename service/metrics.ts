@@ -226,12 +226,25 @@ export class BrokerMetrics {
    * method "BrokerService/CreateRegion" and code "OK", "RESOURCE_EXHAUSTED", ...
    */
   rpcObserver(): (method: string, seconds: number, code: number, type?: 'unary' | 'server_stream') => void {
+    // One entry per (method, code, type) seen: the label children, so a call
+    // does not parse its method name and hash its labels again (hot path).
+    const seen = new Map<string, (seconds: number) => void>();
     return (method, seconds, code, type = 'unary') => {
-      const name = codeName(code);
-      // A watch stream's duration is how long someone watched: not a latency.
-      if (type === 'unary') this.observeRpc(method.replace(/^\/?shmbroker\.v1\./, ''), name, seconds);
-      const [service = '', rpc = ''] = method.replace(/^\//, '').split('/');
-      this.grpcHandled.inc({ grpc_type: type, grpc_service: service, grpc_method: rpc, grpc_code: name });
+      const key = `${method} ${code} ${type}`;
+      let observe = seen.get(key);
+      if (!observe) {
+        const name = codeName(code);
+        // A watch stream's duration is how long someone watched: not a latency.
+        const duration = type === 'unary' ? this.rpcDuration.labels({ method: method.replace(/^\/?shmbroker\.v1\./, ''), code: name }) : undefined;
+        const [service = '', rpc = ''] = method.replace(/^\//, '').split('/');
+        const handled = this.grpcHandled.labels({ grpc_type: type, grpc_service: service, grpc_method: rpc, grpc_code: name });
+        observe = (s: number) => {
+          duration?.observe(s);
+          handled.inc();
+        };
+        seen.set(key, observe);
+      }
+      observe(seconds);
     };
   }
 

@@ -9,8 +9,19 @@ import { randomBytes } from 'node:crypto';
 
 const storage = new AsyncLocalStorage<{ requestId: string }>();
 
+// Random bytes are drawn 4 KiB at a time (512 ids): one randomBytes call
+// per request showed in the control-plane profile (~10 µs a call).
+const POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let offset = POOL_BYTES;
+
 export function newRequestId(): string {
-  return randomBytes(8).toString('hex');
+  if (offset + 8 > pool.length) {
+    pool = randomBytes(POOL_BYTES);
+    offset = 0;
+  }
+  offset += 8;
+  return pool.toString('hex', offset - 8, offset);
 }
 
 /** Runs `fn` as request `requestId` (a fresh id by default). */
