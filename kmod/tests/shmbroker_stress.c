@@ -8,14 +8,24 @@
  * touching a just-revoked mapping) are counted; anything else fails the run.
  * At the end every counter in sysfs must be back to zero.
  *
+ * Region events ride along: workers NOTIFY through each grant they open
+ * (EPERM expected on read-only ones), and one "eventer" thread per process
+ * sleeps in WAIT, poll and epoll on grants of its own that the revokers and
+ * managers revoke and destroy under it, so the region wait queue meets
+ * REVOKE, DESTROY, close and exit.
+ *
  * Knobs (environment): SHMBROKER_STRESS_SECONDS (default 20),
  * SHMBROKER_STRESS_PROCS (default 3), SHMBROKER_STRESS_THREADS (workers per
  * process, default 4).
+ *
+ * Longer than the house's ~400 lines on purpose: one program, so that every
+ * path races every other one in the same run.
  */
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -31,6 +41,7 @@ struct shared {
 	atomic_llong opens, open_gone, mmaps, mmap_revoked, pages_touched, sigbus;
 	atomic_llong munmaps, splits, closes, forks, child_sigbus;
 	atomic_llong revokes, revoke_gone, destroys, destroy_gone, creates, polls_hup;
+	atomic_llong notifies, notify_eperm, notify_gone, waits_seq, waits_gone, waits_intr, ev_hup;
 	atomic_llong unexpected;
 };
 
@@ -146,6 +157,14 @@ static void *worker(void *arg)
 			continue;
 		}
 		atomic_fetch_add(&S->mmaps, 1);
+		if (!sb_notify(fd, NULL))
+			atomic_fetch_add(&S->notifies, 1);
+		else if (errno == EPERM && rdonly)
+			atomic_fetch_add(&S->notify_eperm, 1);
+		else if (errno == ENOENT)
+			atomic_fetch_add(&S->notify_gone, 1);
+		else
+			UNEXPECTED("NOTIFY");
 		if (early_close) {
 			/* The VMA keeps the grant file alive. */
 			close(fd);
@@ -194,6 +213,84 @@ static void *worker(void *arg)
 			close(fd);
 			atomic_fetch_add(&S->closes, 1);
 		}
+	}
+	return NULL;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * Waits on grants it opens (handed to the revokers) until a notify, a
+ * revocation or a destroy ends the wait: blocking WAIT, poll and epoll in
+ * turn. At the end run_process() interrupts a WAIT left asleep (SIGUSR1,
+ * no SA_RESTART: EINTR).
+ */
+static void *eventer(void *arg)
+{
+	uint64_t seed = (uintptr_t)arg * 31 + getpid();
+
+	while (!atomic_load(&S->stop)) {
+		uint64_t r = rnd(&seed), id, gid = 0, seq, got;
+		int fd, how = r % 3;
+
+		id = atomic_load(&S->regions[r % NR_REGIONS]);
+		if (!id)
+			continue;
+		fd = sb_open(id, SHMBROKER_OPEN_RDONLY, &gid);
+		if (fd < 0) {
+			if (errno != ENOENT)
+				UNEXPECTED("OPEN (eventer)");
+			continue;
+		}
+		atomic_store(&S->grants[(r >> 8) % NR_GRANT_SLOTS], gid);
+		if (sb_wait(fd, 0, SHMBROKER_WAIT_NONBLOCK, &seq)) {
+			if (errno == ENOENT)
+				atomic_fetch_add(&S->waits_gone, 1);
+			else
+				UNEXPECTED("WAIT nonblock");
+			close(fd);
+			continue;
+		}
+		if (how == 0) {
+			if (!sb_wait(fd, seq, 0, &got)) {
+				if (got == seq)
+					UNEXPECTED("WAIT woke with the same sequence");
+				atomic_fetch_add(&S->waits_seq, 1);
+			} else if (errno == ENOENT) {
+				atomic_fetch_add(&S->waits_gone, 1);
+			} else if (errno == EINTR) {
+				atomic_fetch_add(&S->waits_intr, 1);
+			} else {
+				UNEXPECTED("WAIT");
+			}
+		} else {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+			int ep = -1, n, rev = 0;
+
+			/* seen == seq now: only a later notify or an end is reported. */
+			if (how == 1) {
+				n = poll(&pfd, 1, 200);
+				rev = pfd.revents;
+			} else {
+				ep = epoll_create1(EPOLL_CLOEXEC);
+				if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
+					UNEXPECTED("epoll");
+				n = epoll_wait(ep, &ev, 1, 200);
+				rev = n == 1 ? (int)ev.events : 0;
+				close(ep);
+			}
+			if (n < 0 && errno != EINTR)
+				UNEXPECTED("poll/epoll");
+			if (rev & POLLHUP)
+				atomic_fetch_add(&S->ev_hup, 1);
+			else if (rev & POLLIN)
+				atomic_fetch_add(&S->waits_seq, 1);
+		}
+		close(fd);
 	}
 	return NULL;
 }
@@ -266,16 +363,24 @@ static int env_int(const char *name, int def)
 
 static void run_process(int idx, int threads)
 {
-	pthread_t t[64];
-	int n = 0;
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	pthread_t t[64], ev;
+	int n = 0, have_ev;
 
+	sigaction(SIGUSR1, &sa, NULL);
 	for (int i = 0; i < threads && n < 63; i++)
 		if (!pthread_create(&t[n], NULL, worker, (void *)(uintptr_t)(idx * 100 + i)))
 			n++;
 	if (!pthread_create(&t[n], NULL, revoker, (void *)(uintptr_t)idx))
 		n++;
+	have_ev = !pthread_create(&ev, NULL, eventer, (void *)(uintptr_t)idx);
 	for (int i = 0; i < n; i++)
 		pthread_join(t[i], NULL);
+	/* A WAIT still asleep when nothing notifies any more: interrupt it. */
+	while (have_ev && pthread_tryjoin_np(ev, NULL)) {
+		pthread_kill(ev, SIGUSR1);
+		usleep(10000);
+	}
 }
 
 int main(void)
@@ -346,9 +451,9 @@ int main(void)
 	ops = S->opens + S->open_gone + S->mmaps + S->mmap_revoked + S->munmaps + S->splits +
 	      S->closes + S->forks + S->revokes + S->revoke_gone + S->destroys + S->destroy_gone +
 	      S->creates;
-	printf("# stress: processes=%d threads=%d (workers %d x %d, revokers %d, managers 2) "
+	printf("# stress: processes=%d threads=%d (workers %d x %d, revokers %d, eventers %d, managers 2) "
 	       "duration=%.1fs operations=%lld (%.0f/s) pages_faulted=%lld\n",
-	       procs, procs * (threads + 1) + 2, procs, threads, procs, el, ops, ops / el,
+	       procs, procs * (threads + 2) + 2, procs, threads, procs, procs, el, ops, ops / el,
 	       (long long)S->pages_touched);
 	printf("# stress: opens=%lld open_enoent=%lld mmaps=%lld mmap_revoked=%lld munmaps=%lld "
 	       "splits=%lld closes=%lld forks=%lld\n",
@@ -360,12 +465,21 @@ int main(void)
 	       (long long)S->revokes, (long long)S->revoke_gone, (long long)S->destroys,
 	       (long long)S->destroy_gone, (long long)S->creates, (long long)S->sigbus,
 	       (long long)S->child_sigbus, (long long)S->polls_hup, (long long)S->unexpected);
+	printf("# stress: events: notifies=%lld notify_eperm=%lld notify_enoent=%lld woke_seq=%lld "
+	       "wait_enoent=%lld wait_eintr=%lld poll_hup=%lld\n",
+	       (long long)S->notifies, (long long)S->notify_eperm, (long long)S->notify_gone,
+	       (long long)S->waits_seq, (long long)S->waits_gone, (long long)S->waits_intr,
+	       (long long)S->ev_hup);
 	printf("# after: regions=%lld bytes=%lld grants=%lld mappings=%lld\n",
 	       sb_stat("regions"), sb_stat("bytes"), sb_stat("grants"), sb_stat("mappings"));
 
 	if (S->unexpected || sb_stat("regions") || sb_stat("bytes") || sb_stat("grants") ||
 	    sb_stat("mappings"))
 		failed = 1;
+	if (!S->notifies || !S->waits_seq) {
+		printf("# no notify reached a sleeping eventer: too short a run?\n");
+		failed = 1;
+	}
 	/* A stress that never hit the interesting races proves little. */
 	if (!S->sigbus && !S->child_sigbus && !S->mmap_revoked) {
 		printf("# no revocation raced with a mapping: too short a run?\n");
