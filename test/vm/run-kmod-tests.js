@@ -176,6 +176,8 @@ function guestScript(o, tests, ko) {
     'stuck() { echo "# step timed out; tasks in D state:"; for p in /proc/[0-9]*; do ' +
       '[ "$(cut -d" " -f3 $p/stat 2>/dev/null)" = D ] || continue; echo "# ${p#/proc/} $(cat $p/comm)"; ' +
       'sed "s/^/#   /" $p/stack 2>/dev/null; done; }',
+    // Whether KFENCE is on in this kernel (see the cmdline in inGuest()).
+    'echo "# kfence sample_interval: $(cat /sys/module/kfence/parameters/sample_interval 2>/dev/null || echo absent)"',
     `step kmod-selftests limit ${tests}/shmbroker_test${only}`,
     // Every case again from a 32-bit process: each ioctl through compat_ioctl.
     `[ -x ${tests}/shmbroker_test32 ] && step kmod-selftests-i386 limit ${tests}/shmbroker_test32${only}`,
@@ -274,8 +276,12 @@ async function inGuest(o, buildDir, kver, prefix) {
     // slab objects poisoned and red-zoned (a use-after-free write to a freed
     // region or grant struct is reported at the next check), freed pages
     // poisoned and verified on reuse (a stale mapping writing into pages
-    // DESTROY freed shows up as "memory corruption").
-    cmdline: ['slub_debug=FZPU', 'page_poison=1'],
+    // DESTROY freed shows up as "memory corruption"). Neither kernel has
+    // lockdep. 6.12 has KFENCE built in but off (sample interval 0): turned
+    // on here, it guards sampled slab objects with pages of their own and
+    // reports a use-after-free or overflow as "BUG: KFENCE" (6.1 lacks it
+    // and ignores the parameter).
+    cmdline: ['slub_debug=FZPU', 'page_poison=1', 'kfence.sample_interval=10'],
     onOutput: (chunk) => {
       if (o.verbose) return process.stdout.write(chunk);
       // The console without the kernel log dump at the end (judged below instead).
