@@ -966,7 +966,10 @@ static int shmbroker_revoke(struct shmbroker_revoke __user *uarg)
 		return -ENOENT;
 
 	shmbroker_zap_grant(g);
-	/* After the zap: a woken waiter finds its mappings already gone. */
+	/*
+	 * After the zap, so the waiters this wakes find their mappings gone
+	 * (one woken by a notify in between may see REVOKED a little earlier).
+	 */
 	shmbroker_region_wake(g->region, EPOLLHUP);
 	kref_put(&g->kref, shmbroker_grant_free);
 	return 0;

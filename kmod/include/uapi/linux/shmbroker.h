@@ -141,6 +141,11 @@ struct shmbroker_list_grants {
  *                           (then only EPOLLHUP); REVOKE and DESTROY wake
  *                           every waiter, after the mappings are torn down
  * No EPOLLERR: nothing is pending to be collected, and HUP is final.
+ * The state flips before the zap, so a waiter woken at that moment for
+ * another reason (a NOTIFY) may see the revocation while the zap still
+ * runs: revocation is complete when the REVOKE or DESTROY ioctl returns.
+ * Permission comes first: NOTIFY on a revoked read-only grant without
+ * ALLOW_NOTIFY is EPERM, not ENOENT.
  *
  * WAIT sets seen to last_seq, then, unless SHMBROKER_WAIT_NONBLOCK, sleeps
  * until the sequence differs from last_seq; it returns the sequence then
