@@ -84,6 +84,17 @@ export interface RevocationOutcome {
 }
 
 export class RegionManager {
+  /**
+   * Names of DELETING regions, so the end of a region's last lease (every
+   * release) costs a set lookup, not a database read, unless it finishes one.
+   * Filled from the database on first use (a restart) and by deleteRegion.
+   */
+  #deleting: Set<string> | undefined;
+
+  private deletingSet(): Set<string> {
+    return (this.#deleting ??= new Set(this.deps.regions.deleting().map((r) => r.name)));
+  }
+
   constructor(
     private readonly deps: BrokerCore & {
       quotas: QuotaCharger;
@@ -285,6 +296,7 @@ export class RegionManager {
         } else {
           this.deps.grants.removeForRegion(id);
           this.deps.regions.markDeleting(id, now);
+          this.deletingSet().add(id);
         }
         append({ actor: caller, action: 'DeleteRegion', resource, result: 'ALLOWED', details: { leases: leases.length, ...(leases.length > 0 ? { deleting: true } : {}) } });
         return { region: this.deps.regions.get(id) ?? r, leases, grants, again: false };
@@ -314,6 +326,7 @@ export class RegionManager {
    * then its charge refunded and its row removed, in one audited transaction.
    */
   finishDeletion(name: string): void {
+    if (!this.deletingSet().has(name)) return;
     const r = this.deps.regions.get(name);
     if (!r || r.state !== 'DELETING' || this.deps.leases.forRegion(name).length > 0) return;
     this.deps.backend.destroy(r);
@@ -322,6 +335,7 @@ export class RegionManager {
       this.deps.regions.remove(name);
       append({ actor: brokerActor(), action: 'RegionRemoved', resource: regionName(name), result: 'ALLOWED', details: { sizeBytes: r.sizeBytes } });
     });
+    this.deletingSet().delete(name);
     this.deps.log.info({ region: regionName(name) }, 'region deleted: its last lease ended');
     this.publish({ type: 'DELETED', region: r, grants: [] });
   }
