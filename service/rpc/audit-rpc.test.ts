@@ -5,11 +5,12 @@ import * as path from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { reasonOf } from '../../test/support/broker-errors';
 import { PROTO_DIR, PROTO_OPTIONS } from '../../proto/load';
 import { auditServiceHandlers } from './audit-rpc';
 import { AuditTrail } from '../audit/audit-trail';
 import { Auditor } from '../audit/audited-operation';
-import { BrokerError, ResourceExhaustedError } from '../errors';
+import { ResourceExhaustedError } from '../errors';
 import type { RpcCaller } from './quota-rpc';
 
 const pd = protoLoader.loadSync(['shmbroker/v1/audit.proto'], { ...PROTO_OPTIONS, includeDirs: [PROTO_DIR] });
@@ -26,16 +27,6 @@ function codec(method: string) {
 function call(h: ReturnType<typeof auditServiceHandlers>, method: 'ListAuditEvents' | 'VerifyAuditTrail', caller: RpcCaller, request: object): any {
   const c = codec(method);
   return c.res((h[method] as (c: RpcCaller, r: unknown) => unknown)(caller, c.req(request)));
-}
-
-function reasonOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(BrokerError);
-    return (err as BrokerError).reason;
-  }
-  throw new Error('expected a BrokerError');
 }
 
 const admin: RpcCaller = { pid: 1, uid: 0, gid: 0, groups: [], isAdmin: true };

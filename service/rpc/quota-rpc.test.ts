@@ -6,9 +6,9 @@ import * as path from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { reasonOf } from '../../test/support/broker-errors';
 import { PROTO_DIR, PROTO_OPTIONS } from '../../proto/load';
 import { AuditTrail } from '../audit/audit-trail';
-import { BrokerError } from '../errors';
 import { quotaServiceHandlers, type RpcCaller } from './quota-rpc';
 import { QuotaStore } from '../store/quota-store';
 
@@ -21,16 +21,6 @@ function call(h: ReturnType<typeof quotaServiceHandlers>, method: keyof typeof h
   const decoded = m.requestDeserialize(m.requestSerialize(request));
   const response = (h[method] as (c: RpcCaller, r: unknown) => unknown)(caller, decoded);
   return m.responseDeserialize(m.responseSerialize(response));
-}
-
-function reasonOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(BrokerError);
-    return (err as BrokerError).reason;
-  }
-  throw new Error('expected a BrokerError');
 }
 
 const admin: RpcCaller = { pid: 1, uid: 0, gid: 0, groups: [], isAdmin: true };
