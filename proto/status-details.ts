@@ -16,34 +16,56 @@ export const ERROR_DOMAIN = 'shmbroker';
 
 const TYPE_URL_PREFIX = 'type.googleapis.com/';
 
+/** google.rpc.ErrorInfo: why, machine-readably (AIP-193). */
 export interface ErrorInfo {
+  /** The registry's reason, e.g. 'NO_GRANT'. */
   reason: string;
+  /** 'shmbroker' for every reason the broker sends. */
   domain: string;
+  /** The resource names and figures of the refusal, e.g. `region`. */
   metadata: Record<string, string>;
 }
+/** google.rpc.BadRequest.FieldViolation: which request field is wrong. */
 export interface FieldViolation {
+  /** The field's path in the request, e.g. 'region.size_bytes'. */
   field: string;
+  /** What is wrong with it. */
   description: string;
 }
+/** google.rpc.QuotaFailure.Violation: which quota a request would exceed. */
 export interface QuotaViolation {
+  /** The quota's subject, e.g. 'uid:1001'. */
   subject: string;
+  /** The limit and the figures. */
   description: string;
 }
+/** google.rpc.ResourceInfo: the resource a refusal is about. */
 export interface ResourceInfo {
+  /** The resource's type, e.g. 'shmbroker.v1.Region'. */
   resourceType: string;
+  /** Its name, e.g. 'regions/frames'. */
   resourceName: string;
+  /** Its owner, when the caller may know it. */
   owner: string;
+  /** What about it. */
   description: string;
 }
 
 /** A google.rpc.Status with the detail types the broker uses, decoded. */
 export interface RichStatus {
+  /** The canonical code number (google.rpc.Code). */
   code: number;
+  /** The error message. */
   message: string;
+  /** Why, machine-readably: present on every broker error. */
   errorInfo?: ErrorInfo;
+  /** google.rpc.BadRequest: the wrong fields, on INVALID_ARGUMENT. */
   badRequest?: { fieldViolations: FieldViolation[] };
+  /** google.rpc.QuotaFailure: the quotas exceeded, on quota refusals. */
   quotaFailure?: { violations: QuotaViolation[] };
+  /** google.rpc.RetryInfo: when to retry, on RATE_LIMITED. */
   retryInfo?: { retryDelayMs: number };
+  /** google.rpc.ResourceInfo: the region, grant or quota refused. */
   resourceInfo?: ResourceInfo;
 }
 

@@ -7,6 +7,8 @@ const U1 = { uid: 1001, gid: 1001 };
 
 const ATTACKER = `
 const { connect } = require(REPO + '/dist/clients/sdk/index.js');
+// The fd is this process's either way (/proc/self/fd/N); the SDK keeps it out of its API, its internal module has it.
+const { sdkRegionAccess } = require(REPO + '/dist/clients/sdk/mapped-region.js');
 const native = require(REPO + '/dist/native/index.js');
 const fs = require('node:fs');
 const out = {};
@@ -20,15 +22,16 @@ function attempt(name, fn) {
   out.size = region.size;
   out.mode = region.mode;
   out.firstByte = new Uint8Array(region.buffer)[0];
-  attempt('writableMmap', () => native.Mapping.map(region.fd, { length: region.size, writable: true }).release());
-  attempt('mprotectWrite', () => { const m = native.Mapping.map(region.fd, { length: region.size, writable: false }); try { m.protect('readwrite'); } finally { m.release(); } });
-  attempt('reopenProcFdRdwr', () => fs.closeSync(fs.openSync('/proc/self/fd/' + region.fd, 'r+')));
-  attempt('reopenProcPidFdRdwr', () => fs.closeSync(fs.openSync('/proc/' + process.pid + '/fd/' + region.fd, fs.constants.O_WRONLY)));
-  attempt('ftruncate', () => fs.ftruncateSync(region.fd, region.size * 2));
-  attempt('fchmod', () => fs.fchmodSync(region.fd, 0o666));
-  attempt('writeSyscall', () => fs.writeSync(region.fd, Buffer.from('x'), 0, 1, 0));
+  const fd = sdkRegionAccess.fd(region);
+  attempt('writableMmap', () => native.Mapping.map(fd, { length: region.size, writable: true }).release());
+  attempt('mprotectWrite', () => { const m = native.Mapping.map(fd, { length: region.size, writable: false }); try { m.protect('readwrite'); } finally { m.release(); } });
+  attempt('reopenProcFdRdwr', () => fs.closeSync(fs.openSync('/proc/self/fd/' + fd, 'r+')));
+  attempt('reopenProcPidFdRdwr', () => fs.closeSync(fs.openSync('/proc/' + process.pid + '/fd/' + fd, fs.constants.O_WRONLY)));
+  attempt('ftruncate', () => fs.ftruncateSync(fd, region.size * 2));
+  attempt('fchmod', () => fs.fchmodSync(fd, 0o666));
+  attempt('writeSyscall', () => fs.writeSync(fd, Buffer.from('x'), 0, 1, 0));
   // Seals cannot be removed, only added, and F_SEAL_SEAL forbids adding: check they are all there.
-  out.seals = native.getSeals(region.fd) === (native.SEAL.SEAL | native.SEAL.SHRINK | native.SEAL.GROW);
+  out.seals = native.getSeals(fd) === (native.SEAL.SEAL | native.SEAL.SHRINK | native.SEAL.GROW);
   await region.release();
   out.detachedAfterRelease = region.buffer.byteLength;
   client.close();

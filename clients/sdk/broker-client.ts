@@ -11,10 +11,11 @@ import type { DataReply__Output } from '../../proto/generated/shmbroker/v1/DataR
 import type { DataRequest } from '../../proto/generated/shmbroker/v1/DataRequest';
 import { errorFromStatus, InvalidArgumentError, ProtocolError, ShmbrokerError, UnavailableError } from './errors';
 import { BrokerNotTrustedError, checkPeer, checkRegionFd, checkSocketPath, trustedUids } from './broker-trust';
-import { MappedRegion, type Mode, type RevocationEvent } from './mapped-region';
+import { sdkRegionAccess, type MappedRegion, type Mode, type RevocationEvent } from './mapped-region';
 import { DATA_SOCKET, isValidRegionId, parseGrantMode, REGION_ID_PATTERN, toAccessMode } from '../../proto/wire';
 import { resolveRuntimeDir } from './runtime-dir';
 
+/** Options of connect(). */
 export interface ConnectOptions {
   /** Broker runtime directory; default per docs/ARCHITECTURE.md, "Command line and discovery". */
   runtimeDir?: string;
@@ -24,6 +25,7 @@ export interface ConnectOptions {
   maxReconnectDelayMs?: number;
 }
 
+/** Options of BrokerClient.acquire(). */
 export interface AcquireOptions {
   /** 'ro' (default) or 'rw'. */
   mode?: Mode;
@@ -40,13 +42,31 @@ export interface AcquireOptions {
   timeoutMs?: number;
 }
 
+/** The events a BrokerClient emits, with their listener arguments: `client.on('disconnect', (err) => ...)`. */
+export interface BrokerClientEvents {
+  /** The connection to the broker was lost; pending requests failed with this error. A reconnect follows unless `reconnect: false`. */
+  disconnect: [error: UnavailableError];
+  /** Connected again after a disconnect, and the held regions were offered back (those the broker no longer knew were revoked with 'LEASE_LOST'). */
+  reconnect: [];
+  /** A release the broker refused (other than an already-ended lease): the region is unmapped here regardless. */
+  warning: [error: ShmbrokerError];
+  /** The broker sent something this SDK cannot use, or offering the regions back failed. Without an 'error' listener Node throws it. */
+  error: [error: Error];
+}
+
 interface Pending {
   resolve: (reply: DataReply__Output, fds: number[]) => void;
   reject: (err: Error) => void;
 }
 
 
-export class BrokerClient extends EventEmitter {
+/**
+ * A connection to the broker's data plane (RUNTIME_DIR/data.sock), from
+ * connect(): acquire regions by name and get them mapped. It reconnects after
+ * a broker restart and offers the regions it holds back.
+ */
+export class BrokerClient extends EventEmitter<BrokerClientEvents> {
+  /** The data-plane socket this client talks to. */
   readonly socketPath: string;
   #sock: native.SeqpacketSocket | undefined;
   #nextRequestId = 1;
@@ -68,6 +88,7 @@ export class BrokerClient extends EventEmitter {
     this.#maxDelay = options.maxReconnectDelayMs ?? 2000;
   }
 
+  /** Connects to the broker and authenticates it (see connect()). */
   static async connect(options: ConnectOptions = {}): Promise<BrokerClient> {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     if (options.runtimeDir !== undefined && typeof options.runtimeDir !== 'string') {
@@ -135,7 +156,7 @@ export class BrokerClient extends EventEmitter {
       }
       void this.#reoffer().then(
         () => this.emit('reconnect'),
-        (e: unknown) => this.emit('error', e),
+        (e: unknown) => this.emit('error', e instanceof Error ? e : new Error(String(e))),
       );
     }, delay);
     // Reconnecting matters only while the application holds regions.
@@ -150,7 +171,7 @@ export class BrokerClient extends EventEmitter {
       try {
         const { reply } = await this.#request(
           { offer: { region: region.name, leaseId: region.leaseId, mode: toAccessMode(region.mode) } },
-          [region.fd],
+          [sdkRegionAccess.fd(region)],
         );
         // An error reply (rate limited, say) is not a refusal: keep the region.
         if (!reply.offer) continue;
@@ -164,7 +185,7 @@ export class BrokerClient extends EventEmitter {
         // The broker no longer knows this lease: it was revoked or the
         // region deleted while we were away.
         this.#regions.delete(region.leaseId);
-        region.revoke({ reason: 'LEASE_LOST', graceMs: 0 });
+        sdkRegionAccess.revoke(region, { reason: 'LEASE_LOST', graceMs: 0 });
       }
     }
   }
@@ -225,7 +246,7 @@ export class BrokerClient extends EventEmitter {
     if (!region) return;
     this.#regions.delete(leaseId);
     this.#updateRef();
-    region.revoke({ reason: reason as RevocationEvent['reason'], graceMs });
+    sdkRegionAccess.revoke(region, { reason: reason as RevocationEvent['reason'], graceMs });
     // Tell the broker at once, so it need not wait out the grace period.
     this.#request({ release: { leaseId } }).catch(() => undefined);
   }
@@ -288,7 +309,7 @@ export class BrokerClient extends EventEmitter {
       // One stable reason (the registry's MAP_FAILED); the errno is in the message.
       throw new ShmbrokerError('INTERNAL', 'MAP_FAILED', `cannot map region ${name}: ${e.code ? `${e.code}: ` : ''}${e.message}`);
     }
-    const region = new MappedRegion({
+    const region = sdkRegionAccess.create({
       name,
       size: a.sizeBytes,
       mode,
@@ -328,6 +349,7 @@ export class BrokerClient extends EventEmitter {
     return [...this.#regions.values()];
   }
 
+  /** True while the data-plane connection is up (false between a disconnect and the reconnect). */
   get connected(): boolean {
     return this.#sock !== undefined;
   }
@@ -344,6 +366,12 @@ export class BrokerClient extends EventEmitter {
   }
 }
 
+/**
+ * Connects to the broker at `options.runtimeDir` (else $SHMBROKER_RUNTIME_DIR,
+ * else /run/shmbroker), after checking it is the real one (run by root or
+ * $SHMBROKER_BROKER_UID): rejects with BrokerNotTrustedError otherwise, with an
+ * UnavailableError ('BROKER_UNREACHABLE') when nothing answers.
+ */
 export async function connect(options?: ConnectOptions): Promise<BrokerClient> {
   return BrokerClient.connect(options);
 }

@@ -20,7 +20,9 @@ import * as path from 'node:path';
 import * as native from '../../native';
 import { ShmbrokerError } from './errors';
 
+/** UNAUTHENTICATED / BROKER_NOT_TRUSTED: the socket or its peer is not the trusted broker's (docs/ARCHITECTURE.md, "Clients authenticate the broker"). */
 export class BrokerNotTrustedError extends ShmbrokerError {
+  /** @param message - what did not check out, for a person */
   constructor(message: string) {
     super('UNAUTHENTICATED', 'BROKER_NOT_TRUSTED', message);
   }

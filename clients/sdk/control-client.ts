@@ -17,10 +17,19 @@ import { resolveRuntimeDir } from './runtime-dir';
 
 type Callable = (req: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => unknown;
 
+/** Options of the ControlClient constructor. */
+export interface ControlClientOptions {
+  /** The broker's runtime directory (default: $SHMBROKER_RUNTIME_DIR, else /run/shmbroker). */
+  runtimeDir?: string;
+  /** Deadline of each unary call, in milliseconds (default 30 s). */
+  deadlineMs?: number;
+}
+
 /**
- * The control-plane client: `await client.createRegion({ regionId: 'frames',
- * region: { sizeBytes: 1 << 20 } })` resolves with the Region. The broker is
- * authenticated before the first request is sent.
+ * The control-plane client, one typed method per RPC (inherited from
+ * ControlMethods): `client.createRegion(...)` with a region id and a region
+ * resolves with the Region. The broker is authenticated before the first
+ * request is sent.
  */
 export class ControlClient extends ControlMethods {
   /** The control socket this client talks to. */
@@ -29,11 +38,8 @@ export class ControlClient extends ControlMethods {
   readonly #deadlineMs: number;
   #verified: Promise<void> | undefined;
 
-  /**
-   * @param options.runtimeDir the broker's runtime directory (default: $SHMBROKER_RUNTIME_DIR, else /run/shmbroker)
-   * @param options.deadlineMs deadline of each unary call (default 30 s)
-   */
-  constructor(options: { runtimeDir?: string; deadlineMs?: number } = {}) {
+  /** @param options - where the broker is, and the deadline of each call */
+  constructor(options: ControlClientOptions = {}) {
     super();
     this.socketPath = path.join(resolveRuntimeDir(options.runtimeDir), CONTROL_SOCKET);
     this.#deadlineMs = options.deadlineMs ?? 30_000;
@@ -87,16 +93,18 @@ export class ControlClient extends ControlMethods {
     return this.#verified;
   }
 
+  /** The transport of the typed methods: a unary call through call(). */
   protected unary(service: string, method: string, request: object): Promise<unknown> {
     return this.call(service, method, request);
   }
 
+  /** The transport of the typed server-streaming methods: stream(). */
   protected serverStream(service: string, method: string, request: object): grpc.ClientReadableStream<unknown> {
     return this.stream(service, method, request);
   }
 
   /**
-   * Calls a unary rpc by name, untyped: call('BrokerService', 'CreateRegion', {...}).
+   * Calls a unary rpc by name, untyped: `call('BrokerService', 'CreateRegion', request)`.
    * For raw and malformed requests (tests, fuzzing); programs use the typed methods.
    */
   async call<T = any>(service: string, method: string, request: object): Promise<T> {
@@ -121,6 +129,7 @@ export class ControlClient extends ControlMethods {
     return fn.call(client, request);
   }
 
+  /** Closes the gRPC channels; the client cannot be used afterwards. */
   close(): void {
     for (const c of this.#clients.values()) c.close();
     this.#clients.clear();

@@ -4,8 +4,10 @@ import type { RichStatus } from '../../proto/status-details';
 
 export type { CodeName, Reason };
 
-// Errors the SDK raises: one class per condition, each with a stable `code`
-// (the canonical status name) and the broker's machine-readable `reason`.
+/**
+ * Every error the SDK raises: a stable `code` (the canonical status name) and
+ * the broker's machine-readable `reason`; the subclasses below are per code.
+ */
 export class ShmbrokerError extends Error {
   /** Canonical status name, e.g. 'PERMISSION_DENIED'. */
   readonly code: CodeName;
@@ -19,10 +21,10 @@ export class ShmbrokerError extends Error {
   /** The broker's google.rpc.Status details (ErrorInfo metadata, BadRequest, QuotaFailure, RetryInfo, ResourceInfo), for control-plane errors. */
   readonly status: RichStatus | undefined;
   /**
-   * @param code canonical status name
-   * @param reason registry reason
-   * @param message one line for a person
-   * @param status the decoded google.rpc.Status of a control-plane error
+   * @param code - canonical status name
+   * @param reason - registry reason
+   * @param message - one line for a person
+   * @param status - the decoded google.rpc.Status of a control-plane error
    */
   constructor(code: CodeName, reason: Reason, message: string, status?: RichStatus) {
     super(message);

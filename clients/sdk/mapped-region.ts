@@ -28,6 +28,32 @@ export interface MappedRegionEvents {
   revoked: [event: RevocationEvent];
 }
 
+/** What BrokerClient.acquire() knows about a region it maps. */
+interface RegionInit {
+  name: string;
+  size: number;
+  mode: Mode;
+  backend: string;
+  grant: string;
+  leaseId: number;
+  fd: number;
+  mapping: native.Mapping;
+  onRelease: (region: MappedRegion) => Promise<void>;
+  doorbell?: native.Doorbell;
+  mayNotify?: boolean;
+}
+
+/** The SDK's internal access to a region (see the static block of MappedRegion); not part of the package's API. */
+export interface SdkRegionAccess {
+  create(init: RegionInit): MappedRegion;
+  /** The fd this process holds, offered back after a broker restart. */
+  fd(region: MappedRegion): number;
+  /** The broker revoked the lease. */
+  revoke(region: MappedRegion, event: RevocationEvent): void;
+}
+// Assigned by MappedRegion's static block, which runs when this module loads.
+export let sdkRegionAccess: SdkRegionAccess;
+
 /**
  * A region mapped into this process, from BrokerClient.acquire(). Release it
  * with release(), or let `await using` (Symbol.asyncDispose) or `using`
@@ -44,7 +70,7 @@ export class MappedRegion extends EventEmitter<MappedRegionEvents> {
   readonly backend: string;
   /** Control-plane grant that allowed the acquire ("" for owner/admin). */
   readonly grant: string;
-  #leaseId: number;
+  readonly #leaseId: number;
   #fd: number;
   #mapping: native.Mapping;
   #revoked = false;
@@ -52,20 +78,19 @@ export class MappedRegion extends EventEmitter<MappedRegionEvents> {
   readonly #onRelease: (region: MappedRegion) => Promise<void>;
   readonly #events: RegionEvents;
 
-  /** @internal created by BrokerClient.acquire() */
-  constructor(init: {
-    name: string;
-    size: number;
-    mode: Mode;
-    backend: string;
-    grant: string;
-    leaseId: number;
-    fd: number;
-    mapping: native.Mapping;
-    onRelease: (region: MappedRegion) => Promise<void>;
-    doorbell?: native.Doorbell;
-    mayNotify?: boolean;
-  }) {
+  // The SDK's own handles on a region (create, the fd, revoke) are not
+  // members anyone can call: the static block
+  // hands them to sdkRegionAccess below, which only the SDK's modules import
+  // (the package's entry, index.ts, does not export it).
+  static {
+    sdkRegionAccess = {
+      create: (init) => new MappedRegion(init),
+      fd: (r) => r.#fd,
+      revoke: (r, event) => r.#revoke(event),
+    };
+  }
+
+  private constructor(init: RegionInit) {
     super();
     this.name = init.name;
     this.size = init.size;
@@ -79,7 +104,7 @@ export class MappedRegion extends EventEmitter<MappedRegionEvents> {
     this.#events = new RegionEvents(init.doorbell, init.mayNotify ?? false);
   }
 
-  /** True when acquired with { events: true }: notify (if mayNotify), wait and events work. */
+  /** True when acquired with `events: true`: notify (if mayNotify), wait and events work. */
   get eventsEnabled(): boolean {
     return this.#events.enabled;
   }
@@ -118,24 +143,17 @@ export class MappedRegion extends EventEmitter<MappedRegionEvents> {
     return this.#mapping.buffer;
   }
 
+  /** The broker's id of this lease (it names the lease in the audit trail). */
   get leaseId(): number {
     return this.#leaseId;
   }
 
-  /** @internal */
-  set leaseId(id: number) {
-    this.#leaseId = id;
-  }
-
-  /** @internal the fd this process holds, offered back after a broker restart */
-  get fd(): number {
-    return this.#fd;
-  }
-
+  /** True once the broker revoked the lease (grant revoked or expired, region deleted): `buffer` is detached. */
   get revoked(): boolean {
     return this.#revoked;
   }
 
+  /** True once the region is unmapped: released by this process, or revoked. */
   get released(): boolean {
     return this.#released;
   }
@@ -162,8 +180,8 @@ export class MappedRegion extends EventEmitter<MappedRegionEvents> {
     await this.#onRelease(this);
   }
 
-  /** @internal the broker revoked the lease: detach, unmap, then tell the application. */
-  revoke(event: RevocationEvent): void {
+  /** The broker revoked the lease: detach, unmap, then tell the application. */
+  #revoke(event: RevocationEvent): void {
     if (this.#released) return;
     this.#revoked = true;
     this.#unmap();

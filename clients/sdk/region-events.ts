@@ -4,29 +4,40 @@
 // doorbell with the lease; from here on nothing goes through the broker.
 import * as native from '../../native';
 import { FailedPreconditionError, PermissionDeniedError } from './errors';
+import type { RevocationEvent } from './mapped-region';
 
 /** A notify (or several, coalesced): `seq` is the region's sequence now, `count` how many notifies since the one you passed. */
 export interface NotifyEvent {
+  /** The event's kind. */
   type: 'notify';
+  /** The region's sequence now: pass it as `after` to the next wait(). */
   seq: number;
+  /** How many notifies since the sequence the wait started from. */
   count: number;
 }
 /** The lease was revoked (grant revoked or expired, region deleted): no more events. */
 export interface RevokedEvent {
+  /** The event's kind. */
   type: 'revoked';
-  reason: string;
+  /** Why: the broker's notice (or 'LEASE_LOST' after a reconnect). */
+  reason: RevocationEvent['reason'];
 }
 /** The lease was released by this process: no more events. */
 export interface ReleasedEvent {
+  /** The event's kind. */
   type: 'released';
 }
 /** wait() reached its timeoutMs with the sequence unchanged. */
 export interface TimeoutEvent {
+  /** The event's kind. */
   type: 'timeout';
+  /** The region's sequence, unchanged. */
   seq: number;
 }
+/** What wait() resolves with. */
 export type RegionEvent = NotifyEvent | RevokedEvent | ReleasedEvent | TimeoutEvent;
 
+/** Options of MappedRegion.wait(). */
 export interface WaitOptions {
   /** The last sequence seen; the wait returns at once if the region's differs. Default: the last one this region object reported. */
   after?: number;

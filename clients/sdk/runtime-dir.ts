@@ -8,10 +8,12 @@ import { DEFAULT_RUNTIME_DIR, RUNTIME_DIR_ENV } from '../../proto/wire';
 
 export { CONTROL_SOCKET, DATA_SOCKET } from '../../proto/wire';
 
+/** The runtime directory when none is given: $SHMBROKER_RUNTIME_DIR, else /run/shmbroker. */
 export function defaultRuntimeDir(env: NodeJS.ProcessEnv = process.env): string {
   return env[RUNTIME_DIR_ENV] || DEFAULT_RUNTIME_DIR;
 }
 
+/** The absolute runtime directory a client uses: `explicit` if given, else defaultRuntimeDir(). */
 export function resolveRuntimeDir(explicit?: string): string {
   return path.resolve(explicit ?? defaultRuntimeDir());
 }

@@ -2,6 +2,7 @@
 // records and in the SDK; ACCESS_MODE_READ_ONLY | ACCESS_MODE_READ_WRITE on
 // the wire (shmbroker.v1.AccessMode). The one place that converts.
 
+/** Read-only ('ro') or read-write ('rw') access to a region. */
 export type GrantMode = 'ro' | 'rw';
 
 export type AccessModeName = 'ACCESS_MODE_READ_ONLY' | 'ACCESS_MODE_READ_WRITE';

@@ -4,6 +4,7 @@
 // Kept here rather than taken from grpc-js so the data plane and the SDK do
 // not need to load grpc-js to name a code.
 
+/** Canonical status codes (google.rpc.Code) by name. */
 export const Code = {
   OK: 0,
   CANCELLED: 1,
@@ -24,6 +25,7 @@ export const Code = {
   UNAUTHENTICATED: 16,
 } as const;
 
+/** A canonical status name, e.g. 'PERMISSION_DENIED'. */
 export type CodeName = keyof typeof Code;
 export type CodeValue = (typeof Code)[CodeName];
 

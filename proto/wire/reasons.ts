@@ -23,6 +23,7 @@ export interface ReasonInfo {
   message: string;
 }
 
+/** The error-reason registry: every reason, with the code it always travels with, who raises it and its message template. */
 export const REASONS = {
   // Requests that cannot be right, whoever sends them.
   INVALID_REGION_NAME: { code: 'INVALID_ARGUMENT', origin: 'broker', message: '{field} {name} is not a valid region name: use 1-63 characters of [a-z0-9._-], starting with a letter or digit' },
@@ -129,6 +130,7 @@ export const REASONS = {
   AUDIT_TRAIL_TAMPERED: { code: 'FAILED_PRECONDITION', origin: 'cli', message: 'audit trail verification failed: {problem}' },
 } as const satisfies Record<string, ReasonInfo>;
 
+/** A reason of the registry, e.g. 'NO_GRANT': a string-literal union, so a misspelled comparison does not compile. */
 export type Reason = keyof typeof REASONS;
 
 /** The reasons that travel with canonical code C (e.g. ReasonWithCode<'NOT_FOUND'>). */
@@ -160,4 +162,5 @@ export const EVENT_REASONS = {
   REGION_DELETED: 'the region was deleted (revocation notice)',
 } as const;
 
+/** A reason of an audit event or revocation notice, e.g. 'GRANT_REVOKED'. */
 export type EventReason = keyof typeof EVENT_REASONS;

@@ -79,11 +79,13 @@ describe('attack matrix (memfd)', () => {
   async function fdAttack(region: string, mode: 'ro' | 'rw', size: number): Promise<Record<string, unknown>> {
     const script = `
       const { connect } = require(REPO + '/dist/clients/sdk/index.js');
+      // The fd is this process's either way (/proc/self/fd/N); the SDK keeps it out of its API, its internal module has it.
+      const { sdkRegionAccess } = require(REPO + '/dist/clients/sdk/mapped-region.js');
       const { spawnSync } = require('node:child_process');
       (async () => {
         const client = await connect({ runtimeDir: process.argv[2], reconnect: false });
         const region = await client.acquire(process.argv[3], { mode: process.argv[4] });
-        const r = spawnSync(process.argv[5], [process.argv[4], String(region.size)], { stdio: ['ignore', 'pipe', 'pipe', region.fd], encoding: 'utf8' });
+        const r = spawnSync(process.argv[5], [process.argv[4], String(region.size)], { stdio: ['ignore', 'pipe', 'pipe', sdkRegionAccess.fd(region)], encoding: 'utf8' });
         if (r.status !== 0) { console.error('fdattack', r.status, r.signal, r.stderr, r.stdout); process.exit(3); }
         await region.release();
         client.close();

@@ -124,11 +124,13 @@ function child(script, args, who) {
     for (const mode of ['ro', 'rw']) {
       const r = await run([process.execPath, '-e', `
         const { connect } = require(${JSON.stringify(path.join(REPO, 'dist/clients/sdk/index.js'))});
+        // The fd is this process's either way (/proc/self/fd/N); the SDK keeps it out of its API, its internal module has it.
+        const { sdkRegionAccess } = require(${JSON.stringify(path.join(REPO, 'dist/clients/sdk/mapped-region.js'))});
         const { spawnSync } = require('node:child_process');
         (async () => {
           const c = await connect({ runtimeDir: process.argv[1], reconnect: false });
           const region = await c.acquire(process.argv[2], { mode: process.argv[3] });
-          const r = spawnSync(process.argv[4], [process.argv[3], String(region.size)], { stdio: ['ignore', 'pipe', 'pipe', region.fd], encoding: 'utf8' });
+          const r = spawnSync(process.argv[4], [process.argv[3], String(region.size)], { stdio: ['ignore', 'pipe', 'pipe', sdkRegionAccess.fd(region)], encoding: 'utf8' });
           await region.release(); c.close();
           process.stdout.write(r.stdout || ('fdattack failed: ' + r.status + ' ' + r.signal + ' ' + r.stderr));
         })().catch((e) => { console.error(e); process.exit(3); });`, runtimeDir, `fd-${mode}`, mode, fdattack], { uid: 1001 });
