@@ -93,6 +93,24 @@ describe('@shmbroker/sdk installed from its tarball', () => {
     expect(manifest.engines.node).toMatch(/^>=20/);
   });
 
+  it('the API report (packages/sdk/etc/sdk.api.md) is current, with every public member documented', () => {
+    // API Extractor over the declarations the pack just built; it writes what
+    // the report should be to dist/api-extractor/ (and fails on any warning:
+    // an undocumented member, a type the entry does not export).
+    const extractor = path.join(REPO, 'node_modules', '@microsoft', 'api-extractor', 'bin', 'api-extractor');
+    const r = spawnSync(process.execPath, [extractor, 'run', '-c', path.join(REPO, 'packages', 'sdk', 'api-extractor.json')], { cwd: REPO, encoding: 'utf8' });
+    const fresh = fs.readFileSync(path.join(REPO, 'packages', 'sdk', 'dist', 'api-extractor', 'sdk.api.md'), 'utf8');
+    const committed = fs.readFileSync(path.join(REPO, 'packages', 'sdk', 'etc', 'sdk.api.md'), 'utf8');
+    expect(fresh === committed, 'packages/sdk/etc/sdk.api.md is stale: run `npm run api-report` and commit the file').toBe(true);
+    expect(committed).not.toContain('(undocumented)');
+    expect(committed).not.toContain('ae-forgotten-export');
+    // The SDK's internals are not in it: a region's fd, revoke, its constructor.
+    const region = /export class MappedRegion [^]*?\n}\n/.exec(committed)?.[0] ?? '';
+    expect(region).toContain('release(): Promise<void>;');
+    expect(region).not.toMatch(/\bfd\b|revoke\(|constructor|set leaseId/);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+  });
+
   it('installs into an empty project without the broker and without running a build', () => {
     fs.mkdirSync(consumer);
     // Install scripts not approved: npm 11 warns about unreviewed ones and
