@@ -149,6 +149,12 @@ const shape = {
     maxLeasesPerUid: int(1, 1_000_000_000).default(4096),
     /** Token bucket of data-plane connection attempts per non-admin uid (rate and burst). */
     maxConnectsPerSecondPerUid: int(1, 1_000_000_000).default(500),
+    /**
+     * Token bucket of malformed data-plane packets per non-admin uid (rate and
+     * burst): once spent, the uid's new connections are closed at accept,
+     * unread and only counted, until it refills (issue 16 item 2).
+     */
+    maxMalformedPerSecondPerUid: int(1, 1_000_000_000).default(20),
     /** Repeated refusals of one kind from one uid become one audit event per this interval. */
     refusalAuditIntervalSeconds: int(1, 3600).default(10),
     /** Below this many free bytes on the state filesystem, non-admin acquires are refused (STATE_LOW_SPACE). */

@@ -105,6 +105,7 @@ dataPlane:
       // not in the file: the defaults
       maxLeasesPerUid: 4096,
       maxConnectsPerSecondPerUid: 500,
+      maxMalformedPerSecondPerUid: 20,
       refusalAuditIntervalSeconds: 10,
       stateLowWaterBytes: 64 * 1024 * 1024,
     },
@@ -316,6 +317,7 @@ describe('the schema (config-schema.ts) names the key, the file and the line', (
         maxRequestsPerSecondPerUid: 1000,
         maxLeasesPerUid: 4096,
         maxConnectsPerSecondPerUid: 500,
+        maxMalformedPerSecondPerUid: 20,
         refusalAuditIntervalSeconds: 10,
         stateLowWaterBytes: 64 * 1024 * 1024,
       },

@@ -20,7 +20,8 @@
 //                                   # group commit: events reach the disk within the
 //                                   # window; `strict`: every RPC waits for its event
 //   dataPlane: { maxConnectionsPerUid: 64, maxRequestsPerSecondPerUid: 1000, maxLeasesPerUid: 4096,
-//                maxConnectsPerSecondPerUid: 500, refusalAuditIntervalSeconds: 10, stateLowWaterBytes: 64MiB }
+//                maxConnectsPerSecondPerUid: 500, maxMalformedPerSecondPerUid: 20,
+//                refusalAuditIntervalSeconds: 10, stateLowWaterBytes: 64MiB }
 //   logLevel: info                  # fatal, error, warn, info, debug, trace, silent
 //
 // deploy/broker.example.yaml is a complete example (the test suite loads

@@ -155,6 +155,7 @@ export const EVENT_REASONS = {
   UNEXPECTED_FDS: 'file descriptors came with a request that takes none (or the wrong number); connection closed',
   TOO_MANY_CONNECTIONS: 'the uid holds the most data-plane connections allowed; connection refused',
   CONNECTION_RATE_LIMITED: 'the uid opened data-plane connections faster than dataPlane.maxConnectsPerSecondPerUid; connection refused',
+  MALFORMED_RATE_LIMITED: 'the uid sent malformed data-plane packets faster than dataPlane.maxMalformedPerSecondPerUid; connection refused until its bucket refills',
   OFFER_REFUSED: 'a client offered back an fd the broker cannot match to its lease',
   HOLDER_EXITED: 'the process holding a lease exited; the lease ended',
   GRANT_REVOKED: 'the grant was revoked (revocation notice)',

@@ -13,6 +13,8 @@ export interface DataPlaneLimits {
   maxRequestsPerSecondPerUid: number;
   maxLeasesPerUid: number;
   maxConnectsPerSecondPerUid: number;
+  /** Token bucket of malformed packets (protocol errors) per non-admin uid; empty: its connections are closed at accept. */
+  maxMalformedPerSecondPerUid: number;
   refusalAuditIntervalSeconds: number;
 }
 
@@ -48,6 +50,13 @@ export function takeToken(buckets: Map<number, RateBucket>, uid: number, rate: n
   if (b.tokens < 1) return false;
   b.tokens -= 1;
   return true;
+}
+
+/** Whether the uid's bucket has a token now, without taking it. */
+export function hasToken(buckets: Map<number, RateBucket>, uid: number, rate: number): boolean {
+  const b = buckets.get(uid);
+  if (!b) return true;
+  return Math.min(rate, b.tokens + ((performance.now() - b.last) / 1000) * rate) >= 1;
 }
 
 export function closeAll(fds: number[]): void {

@@ -22,7 +22,7 @@ import { processGone, processIdentity, type ProcessIdentity } from '../leases/pr
 import { Doorbells } from './doorbells';
 import { peerFields } from '../logger';
 import { withRequest } from '../request-context';
-import { closeAll, takeToken, type Connection, type DataPlaneDeps, type RateBucket } from './connection';
+import { closeAll, hasToken, takeToken, type Connection, type DataPlaneDeps, type RateBucket } from './connection';
 import { DataPlaneAudit } from './data-plane-audit';
 import { reportWriteFailure } from '../write-failures';
 import { DataRequests } from './data-requests';
@@ -39,6 +39,8 @@ export class DataPlane implements LeaseNotifier {
   private readonly perUid = new Map<number, number>();
   private readonly buckets = new Map<number, RateBucket>();
   private readonly connectBuckets = new Map<number, RateBucket>();
+  /** Malformed packets per uid: a uid that spent its bucket is refused at accept (no decode, no log line). */
+  private readonly malformedBuckets = new Map<number, RateBucket>();
   private readonly audits: DataPlaneAudit;
   private stateFullLoggedAt = -Infinity;
   private stateFullUnlogged = 0;
@@ -108,6 +110,11 @@ export class DataPlane implements LeaseNotifier {
     // unread and only counted.
     if (!caller.isAdmin && !takeToken(this.connectBuckets, caller.uid, this.deps.limits.maxConnectsPerSecondPerUid)) {
       this.audit(caller, 'DataPlaneConnect', 'data.sock', 'DENIED', 'CONNECTION_RATE_LIMITED', { rate: this.deps.limits.maxConnectsPerSecondPerUid });
+      sock.close();
+      return;
+    }
+    if (!caller.isAdmin && !hasToken(this.malformedBuckets, caller.uid, this.deps.limits.maxMalformedPerSecondPerUid)) {
+      this.audit(caller, 'DataPlaneConnect', 'data.sock', 'DENIED', 'MALFORMED_RATE_LIMITED', { rate: this.deps.limits.maxMalformedPerSecondPerUid });
       sock.close();
       return;
     }
@@ -186,6 +193,8 @@ export class DataPlane implements LeaseNotifier {
   private protocolError(conn: Connection, reason: string, message: string, fds: number[] = []): void {
     closeAll(fds);
     if (conn.closed) return;
+    // A socket error may be the peer's bad luck; everything else is a packet the peer chose to send.
+    if (!conn.caller.isAdmin && reason !== 'SOCKET_ERROR') takeToken(this.malformedBuckets, conn.caller.uid, this.deps.limits.maxMalformedPerSecondPerUid);
     this.deps.log.warn({ ...peerFields(conn.caller), reason, detail: message }, 'data plane protocol error; closing connection');
     this.audit(conn.caller, 'DataPlaneProtocolError', 'data.sock', 'DENIED', reason, { message });
     this.drop(conn);

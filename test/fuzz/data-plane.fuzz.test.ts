@@ -20,7 +20,8 @@ describe('data-plane fuzzing', () => {
     // instead of stopping at the limiter (the limiter has its own test).
     // Refusal counts are written when their interval ends: a 1 s interval, so
     // the count below can wait for the last one to close.
-    broker = await QuietBroker.launch({ backend: 'memfd', config: 'dataPlane:\n  maxRequestsPerSecondPerUid: 100000000\n  refusalAuditIntervalSeconds: 1\n' });
+    // The per-uid buckets are lifted so every case reaches the parser (the buckets have their own tests).
+    broker = await QuietBroker.launch({ backend: 'memfd', config: 'dataPlane:\n  maxRequestsPerSecondPerUid: 100000000\n  maxMalformedPerSecondPerUid: 100000000\n  refusalAuditIntervalSeconds: 1\n' });
     await broker.json(['region', 'create', 'fuzz', '--size', '16KiB']);
     await broker.cli(['region', 'write', 'fuzz'], { input: Buffer.from('still here') });
     await broker.json(['grant', 'create', 'fuzz', '--uid', '1001', '--mode', 'rw']);

@@ -11,6 +11,7 @@
 // by six engineers on 2 cores (load average 15-50 while this was written),
 // and the property (rows bounded per interval, counts exact) is the same
 // for every interval; the interval is 2 s here, so the flood spans 7+ of them.
+// Malformed packets have a bucket of their own (dataPlane.maxMalformedPerSecondPerUid).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -23,6 +24,7 @@ const U2 = { uid: 1002, gid: 1002 };
 const FLOOD_SECONDS = 15;
 const INTERVAL_S = 2;
 const LEASE_CAP = 100;
+const MALFORMED_RATE = 20;
 
 let dir: string;
 let stateMount: string;
@@ -36,7 +38,7 @@ beforeAll(async () => {
   const config = path.join(dir, 'broker.yaml');
   fs.writeFileSync(
     config,
-    `dataPlane:\n  maxLeasesPerUid: ${LEASE_CAP}\n  maxConnectsPerSecondPerUid: 50\n  refusalAuditIntervalSeconds: ${INTERVAL_S}\n  stateLowWaterBytes: 8388608\n`,
+    `dataPlane:\n  maxLeasesPerUid: ${LEASE_CAP}\n  maxConnectsPerSecondPerUid: 50\n  maxMalformedPerSecondPerUid: ${MALFORMED_RATE}\n  refusalAuditIntervalSeconds: ${INTERVAL_S}\n  stateLowWaterBytes: 8388608\n`,
   );
   broker = await BrokerProcess.start({ dir, config });
   await broker.json(['region', 'create', 'pub', '--size', '4KiB']);
@@ -134,6 +136,10 @@ it(`uid 1002 floods for ${FLOOD_SECONDS} s: bounded disk, broker up, root served
   // Every connection uid 1002 made was refused exactly once: at the door or for its garbage.
   expect(protocolErrors + connectRefusals).toBe(sent.connects);
   expect(count('DataPlaneConnect', 'CONNECTION_RATE_LIMITED')).toBeGreaterThan(0);
+  // Malformed packets have their own bucket: beyond it the uid's connections are closed at accept
+  // (no decode, no log line), so the garbage that reaches the parser is bounded by rate x time + burst.
+  expect(count('DataPlaneConnect', 'MALFORMED_RATE_LIMITED')).toBeGreaterThan(0);
+  expect(protocolErrors).toBeLessThanOrEqual(MALFORMED_RATE * ((Date.now() - floodStart) / 1000 + 1));
   expect(count('Acquire', 'TOO_MANY_LEASES')).toBe(200);
   // Rows: at most 10 one by one + 1 aggregate per kind and interval, however many refusals.
   const rows = refusals.reduce((a, x) => a + x.rows, 0);
