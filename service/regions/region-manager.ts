@@ -299,6 +299,10 @@ export class RegionManager {
           this.deletingSet().add(id);
         }
         append({ actor: caller, action: 'DeleteRegion', resource, result: 'ALLOWED', details: { leases: leases.length, ...(leases.length > 0 ? { deleting: true } : {}) } });
+        // kmod: the kernel region goes inside the transaction, last, so the
+        // charge is refunded only if the kernel destroyed it (a refusal rolls
+        // the delete back). memfd closes the broker's fd after the commit.
+        if (leases.length === 0 && this.deps.backend.kind === 'kmod') this.deps.backend.destroy(r);
         return { region: this.deps.regions.get(id) ?? r, leases, grants, again: false };
       });
     });
@@ -311,7 +315,7 @@ export class RegionManager {
       this.deps.log.info({ region: resource, ...peerFields(caller), leases: leases.length }, leases.length === 0 ? 'region deleted' : 'region deleting: waiting for its holders');
     }
     if (leases.length === 0 && !done.again) {
-      this.deps.backend.destroy(region);
+      if (this.deps.backend.kind !== 'kmod') this.deps.backend.destroy(region);
       return { region: { ...region, state: 'DELETING', deleteTime: this.now() }, outcome: this.outcome(0) };
     }
     // The memory and the charge go with the last lease (finishDeletion), after the clients had their notice.
