@@ -279,7 +279,7 @@ export class Broker {
     // Strict audit mode: every reply waits for its audit event on disk. Quota
     // settings (typed by a person) always do: they must survive power loss,
     // and the group commit's sync is what puts them on disk.
-    const typedSettings = new Set(['/shmbroker.v1.QuotaService/SetQuota', '/shmbroker.v1.QuotaService/DeleteQuota']);
+    const typedSettings = new Set(['/shmbroker.v1.QuotaService/UpdateQuota', '/shmbroker.v1.QuotaService/DeleteQuota']);
     const settle = (rpc: string): Promise<void> | undefined =>
       audit.sync === 'strict' || typedSettings.has(rpc) ? audit.whenDurable() : undefined;
     const controlAuditErrors = intervalLog(config.dataPlane.refusalAuditIntervalSeconds * 1000);

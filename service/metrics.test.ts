@@ -61,8 +61,8 @@ describe('BrokerMetrics', () => {
     m.observeDataPlane('acquire', 0.0002);
     m.setConnectionSource(() => 4);
     const observe = m.rpcObserver();
-    observe('/shmbroker.v1.QuotaService/SetQuota', 0.002, 7);
-    observe('/shmbroker.v1.QuotaService/SetQuota', 0.002, 0);
+    observe('/shmbroker.v1.QuotaService/UpdateQuota', 0.002, 7);
+    observe('/shmbroker.v1.QuotaService/UpdateQuota', 0.002, 0);
     observe('/grpc.health.v1.Health/Check', 0.001, 99);
 
     const server = await m.startServer('127.0.0.1:0');
@@ -92,8 +92,8 @@ describe('BrokerMetrics', () => {
       expect(sample(t, 'shmbroker_dataplane_request_duration_seconds_count{type="acquire"}')).toBe(2);
       expect(sample(t, 'shmbroker_dataplane_request_duration_seconds_sum{type="acquire"}')).toBeCloseTo(0.00026, 8);
       expect(sample(t, 'shmbroker_dataplane_connections')).toBe(4);
-      expect(sample(t, 'shmbroker_rpc_duration_seconds_count{method="QuotaService/SetQuota",code="PERMISSION_DENIED"}')).toBe(1);
-      expect(sample(t, 'shmbroker_rpc_duration_seconds_count{method="QuotaService/SetQuota",code="OK"}')).toBe(1);
+      expect(sample(t, 'shmbroker_rpc_duration_seconds_count{method="QuotaService/UpdateQuota",code="PERMISSION_DENIED"}')).toBe(1);
+      expect(sample(t, 'shmbroker_rpc_duration_seconds_count{method="QuotaService/UpdateQuota",code="OK"}')).toBe(1);
       expect(sample(t, 'shmbroker_rpc_duration_seconds_count{method="/grpc.health.v1.Health/Check",code="CODE_99"}')).toBe(1);
       expect(sample(t, 'shmbroker_quota_usage_bytes{subject="uid:1001"}')).toBe(524288);
       expect(sample(t, 'shmbroker_quota_usage_regions{subject="uid:1001"}')).toBe(1);
@@ -103,7 +103,7 @@ describe('BrokerMetrics', () => {
       expect(sample(t, 'shmbroker_quota_limit_bytes{subject="gid:50"}')).toBeUndefined(); // unlimited
 
       // Per-RPC counters in the go-grpc-prometheus shape.
-      expect(sample(t, 'grpc_server_handled_total{grpc_type="unary",grpc_service="shmbroker.v1.QuotaService",grpc_method="SetQuota",grpc_code="PERMISSION_DENIED"}')).toBe(1);
+      expect(sample(t, 'grpc_server_handled_total{grpc_type="unary",grpc_service="shmbroker.v1.QuotaService",grpc_method="UpdateQuota",grpc_code="PERMISSION_DENIED"}')).toBe(1);
       expect(sample(t, 'grpc_server_handled_total{grpc_type="unary",grpc_service="grpc.health.v1.Health",grpc_method="Check",grpc_code="CODE_99"}')).toBe(1);
       // Open fds: the standard unprefixed process_open_fds (no shmbroker_ duplicate), following new fds.
       expect(t).not.toMatch(/^shmbroker_(open_fds|process_|nodejs_)/m);

@@ -81,7 +81,7 @@ describe('broker logs (memfd, --log-level debug)', () => {
     const grant = find(/^CreateGrant regions\/logs\/grants\/\d+: ALLOWED$/);
     expect(grant).toMatchObject({ level: 30, 'peer.uid': 0 });
     expect(grant!['peer.pid']).toBeGreaterThan(0);
-    expect(find(/^SetQuota quotas\/uid:1001: ALLOWED$/)).toMatchObject({ level: 30, 'peer.uid': 0 });
+    expect(find(/^UpdateQuota quotas\/uid:1001: ALLOWED$/)).toMatchObject({ level: 30, 'peer.uid': 0 });
     expect(find(/^RevokeGrant regions\/logs\/grants\/\d+: ALLOWED$/)).toMatchObject({ level: 30, 'peer.uid': 0 });
     const denied = find(/^Acquire regions\/logs: DENIED \(/);
     expect(denied).toMatchObject({ level: 30, 'peer.uid': 1002 });
@@ -97,7 +97,7 @@ describe('broker logs (memfd, --log-level debug)', () => {
     const { events } = await broker.json<{ events: any[] }>(['audit', 'list', '--action', 'CreateRegion']); // proto3 JSON: ListAuditEventsResponse
     expect(JSON.parse(events.at(-1).detailsJson).requestId).toBe(created.requestId);
     // Distinct requests, distinct ids.
-    const ids = all.filter((o) => /^(CreateRegion|SetQuota|CreateGrant|RevokeGrant) /.test(o.msg)).map((o) => o.requestId);
+    const ids = all.filter((o) => /^(CreateRegion|UpdateQuota|CreateGrant|RevokeGrant) /.test(o.msg)).map((o) => o.requestId);
     expect(new Set(ids).size).toBe(ids.length);
   });
 });

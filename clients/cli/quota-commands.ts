@@ -87,8 +87,8 @@ export function register(program: Command, ctx: CliContext): void {
       if (paths.length === 0) {
         throw new InvalidArgumentError('INVALID_ARGUMENT', 'NOTHING_TO_SET', 'give at least one of --bytes, --regions, --grants-per-region');
       }
-      const res = await ctx.control().call<{ quota: QuotaJson }>('QuotaService', 'SetQuota', { quota: q, updateMask: { paths } });
-      ctx.printMessage('shmbroker.v1.Quota', res.quota, () => showQuota(res.quota));
+      const res = await ctx.control().call<QuotaJson>('QuotaService', 'UpdateQuota', { quota: q, updateMask: { paths } });
+      ctx.printMessage('shmbroker.v1.Quota', res, () => showQuota(res));
     });
   withExamples(set, [
     ['4 GiB and 16 regions for uid 1001', 'shmbroker quota set --uid 1001 --bytes 4GiB --regions 16'],
@@ -101,8 +101,8 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--uid <uid>', 'the user id')
     .option('--gid <gid>', 'the group id')
     .action(async (o: { uid?: string; gid?: string }) => {
-      const res = await ctx.control().call<{ quota: QuotaJson }>('QuotaService', 'GetQuota', { name: subjectOf(o, false) });
-      ctx.printMessage('shmbroker.v1.Quota', res.quota, () => showQuota(res.quota));
+      const res = await ctx.control().call<QuotaJson>('QuotaService', 'GetQuota', { name: subjectOf(o, false) });
+      ctx.printMessage('shmbroker.v1.Quota', res, () => showQuota(res));
     });
   withExamples(show, [
     ['Your own', 'shmbroker quota show'],
@@ -146,7 +146,8 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--uid <uid>', 'the user id')
     .option('--gid <gid>', 'the group id')
     .action(async (o: { uid?: string; gid?: string }) => {
-      const res = await ctx.control().call<{ quota: QuotaJson }>('QuotaService', 'DeleteQuota', { name: subjectOf(o, true) });
-      ctx.printMessage('shmbroker.v1.Quota', res.quota, () => showQuota(res.quota));
-    });  withExamples(reset, [['Back to the broker default for uid 1001', 'shmbroker quota reset --uid 1001']]);
+      const res = await ctx.control().call<QuotaJson>('QuotaService', 'DeleteQuota', { name: subjectOf(o, true) });
+      ctx.printMessage('shmbroker.v1.Quota', res, () => showQuota(res));
+    });
+  withExamples(reset, [['Back to the broker default for uid 1001', 'shmbroker quota reset --uid 1001']]);
 }

@@ -7,12 +7,12 @@ import * as protoLoader from '@grpc/proto-loader';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { reasonOf } from '../../test/support/broker-errors';
-import { PROTO_DIR, PROTO_OPTIONS } from '../../proto/load';
+import { PROTO_DEPS_DIR, PROTO_DIR, PROTO_OPTIONS } from '../../proto/load';
 import { AuditTrail } from '../audit/audit-trail';
 import { quotaServiceHandlers, type RpcCaller } from './quota-rpc';
 import { QuotaStore } from '../store/quota-store';
 
-const pd = protoLoader.loadSync(['shmbroker/v1/quota.proto'], { ...PROTO_OPTIONS, includeDirs: [PROTO_DIR] });
+const pd = protoLoader.loadSync(['shmbroker/v1/quota.proto'], { ...PROTO_OPTIONS, includeDirs: [PROTO_DIR, PROTO_DEPS_DIR] });
 const svc = pd['shmbroker.v1.QuotaService'] as protoLoader.ServiceDefinition;
 
 /** Encodes the request, decodes it as the server would, calls, and round-trips the response. */
@@ -37,47 +37,47 @@ beforeEach(() => {
 afterEach(() => db.close());
 
 describe('QuotaService handlers', () => {
-  it('SetQuota / GetQuota: the Must-show quota, with usage', () => {
+  it('UpdateQuota / GetQuota: the Must-show quota, with usage', () => {
     const quotas = new QuotaStore(db, { uid: { regions: 64 } });
     const h = quotaServiceHandlers({ quotas });
-    const set = call(h, 'SetQuota', admin, {
+    const set = call(h, 'UpdateQuota', admin, {
       quota: { name: 'quotas/uid:1001', maxBytes: 1048576, maxRegions: 2 },
       updateMask: { paths: ['max_bytes', 'max_regions'] },
     });
-    expect(set.quota).toMatchObject({ name: 'quotas/uid:1001', maxBytes: 1048576, maxRegions: 2, explicitlySet: true, usage: { bytes: 0, regions: 0 } });
-    expect(set.quota.maxGrantsPerRegion).toBeUndefined();
+    expect(set).toMatchObject({ name: 'quotas/uid:1001', maxBytes: 1048576, maxRegions: 2, explicitlySet: true, usage: { bytes: 0, regions: 0 } });
+    expect(set.maxGrantsPerRegion).toBeUndefined();
     quotas.chargeRegion('a', { uid: 1001, gids: [1001, 50] }, 524288);
     const got = call(h, 'GetQuota', alice, { name: 'quotas/uid:1001' });
-    expect(got.quota).toMatchObject({ maxBytes: 1048576, maxRegions: 2, usage: { bytes: 524288, regions: 1 } });
+    expect(got).toMatchObject({ maxBytes: 1048576, maxRegions: 2, usage: { bytes: 524288, regions: 1 } });
     // Own gids are readable too; others' quotas are not.
-    expect(call(h, 'GetQuota', alice, { name: 'quotas/gid:50' }).quota).toMatchObject({ usage: { bytes: 524288, regions: 1 }, explicitlySet: false });
+    expect(call(h, 'GetQuota', alice, { name: 'quotas/gid:50' })).toMatchObject({ usage: { bytes: 524288, regions: 1 }, explicitlySet: false });
     expect(reasonOf(() => call(h, 'GetQuota', alice, { name: 'quotas/uid:1002' }))).toBe('NOT_YOUR_QUOTA');
     expect(reasonOf(() => call(h, 'GetQuota', alice, { name: 'quotas/gid:60' }))).toBe('NOT_YOUR_QUOTA');
     expect(reasonOf(() => call(h, 'GetQuota', admin, { name: 'uid=1' }))).toBe('INVALID_QUOTA_NAME');
   });
 
-  it('SetQuota update_mask semantics', () => {
+  it('UpdateQuota update_mask semantics', () => {
     const quotas = new QuotaStore(db, { uid: { bytes: 100, regions: 5 } });
     const h = quotaServiceHandlers({ quotas });
     // Only max_bytes: regions keeps the default in force.
-    expect(call(h, 'SetQuota', admin, { quota: { name: 'quotas/uid:7', maxBytes: 10 }, updateMask: { paths: ['max_bytes'] } }).quota).toMatchObject({
+    expect(call(h, 'UpdateQuota', admin, { quota: { name: 'quotas/uid:7', maxBytes: 10 }, updateMask: { paths: ['max_bytes'] } })).toMatchObject({
       maxBytes: 10,
       maxRegions: 5,
     });
     // Named but unset: unlimited.
-    const r = call(h, 'SetQuota', admin, { quota: { name: 'quotas/uid:7' }, updateMask: { paths: ['maxRegions'] } }).quota;
+    const r = call(h, 'UpdateQuota', admin, { quota: { name: 'quotas/uid:7' }, updateMask: { paths: ['maxRegions'] } });
     expect(r.maxBytes).toBe(10);
     expect(r.maxRegions).toBeUndefined();
     // No mask: everything replaced.
-    const all = call(h, 'SetQuota', admin, { quota: { name: 'quotas/uid:7', maxGrantsPerRegion: 3 } }).quota;
+    const all = call(h, 'UpdateQuota', admin, { quota: { name: 'quotas/uid:7', maxGrantsPerRegion: 3 } });
     expect([all.maxBytes, all.maxRegions, all.maxGrantsPerRegion]).toEqual([undefined, undefined, 3]);
     // 0 is a limit, not "unset".
-    expect(call(h, 'SetQuota', admin, { quota: { name: 'quotas/gid:9', maxBytes: 0 } }).quota.maxBytes).toBe(0);
-    expect(reasonOf(() => call(h, 'SetQuota', admin, { quota: { name: 'quotas/uid:7' }, updateMask: { paths: ['usage'] } }))).toBe('INVALID_UPDATE_MASK');
-    expect(reasonOf(() => call(h, 'SetQuota', admin, {}))).toBe('MISSING_QUOTA');
-    expect(reasonOf(() => call(h, 'SetQuota', alice, { quota: { name: 'quotas/uid:1001', maxBytes: 1 << 30 } }))).toBe('ADMIN_ONLY');
+    expect(call(h, 'UpdateQuota', admin, { quota: { name: 'quotas/gid:9', maxBytes: 0 } }).maxBytes).toBe(0);
+    expect(reasonOf(() => call(h, 'UpdateQuota', admin, { quota: { name: 'quotas/uid:7' }, updateMask: { paths: ['usage'] } }))).toBe('INVALID_UPDATE_MASK');
+    expect(reasonOf(() => call(h, 'UpdateQuota', admin, {}))).toBe('MISSING_QUOTA');
+    expect(reasonOf(() => call(h, 'UpdateQuota', alice, { quota: { name: 'quotas/uid:1001', maxBytes: 1 << 30 } }))).toBe('ADMIN_ONLY');
     // DeleteQuota restores the default.
-    expect(call(h, 'DeleteQuota', admin, { name: 'quotas/uid:7' }).quota).toMatchObject({ maxBytes: 100, maxRegions: 5, explicitlySet: false });
+    expect(call(h, 'DeleteQuota', admin, { name: 'quotas/uid:7' })).toMatchObject({ maxBytes: 100, maxRegions: 5, explicitlySet: false });
     expect(reasonOf(() => call(h, 'DeleteQuota', alice, { name: 'quotas/uid:1001' }))).toBe('ADMIN_ONLY');
   });
 
@@ -103,18 +103,18 @@ describe('QuotaService handlers', () => {
     expect(reasonOf(() => call(h, 'ListQuotas', admin, { pageToken: 'zz' }))).toBe('INVALID_PAGE_TOKEN');
   });
 
-  it('with an audit trail: calls and refusals are events, a refused SetQuota changes nothing', () => {
+  it('with an audit trail: calls and refusals are events, a refused UpdateQuota changes nothing', () => {
     const quotas = new QuotaStore(db, {});
     const audit = new AuditTrail(db);
     const h = quotaServiceHandlers({ quotas, audit, isAdmin: (c) => c.uid === 0 });
-    call(h, 'SetQuota', admin, { quota: { name: 'quotas/uid:1001', maxBytes: 1048576, maxRegions: 2 } });
-    expect(reasonOf(() => call(h, 'SetQuota', { ...alice, isAdmin: true }, { quota: { name: 'quotas/uid:1001', maxBytes: 1 << 30 } }))).toBe('ADMIN_ONLY');
+    call(h, 'UpdateQuota', admin, { quota: { name: 'quotas/uid:1001', maxBytes: 1048576, maxRegions: 2 } });
+    expect(reasonOf(() => call(h, 'UpdateQuota', { ...alice, isAdmin: true }, { quota: { name: 'quotas/uid:1001', maxBytes: 1 << 30 } }))).toBe('ADMIN_ONLY');
     call(h, 'GetQuota', alice, { name: 'quotas/uid:1001' });
     expect(quotas.get({ kind: 'uid', id: 1001 }).limits).toEqual({ bytes: 1048576, regions: 2 });
     const evs = audit.list().events;
     expect(evs.map((e) => [e.action, e.resource, e.result, e.reason ?? '', e.actor.uid])).toEqual([
-      ['SetQuota', 'quotas/uid:1001', 'ALLOWED', '', 0],
-      ['SetQuota', 'quotas/uid:1001', 'DENIED', 'ADMIN_ONLY', 1001],
+      ['UpdateQuota', 'quotas/uid:1001', 'ALLOWED', '', 0],
+      ['UpdateQuota', 'quotas/uid:1001', 'DENIED', 'ADMIN_ONLY', 1001],
       ['GetQuota', 'quotas/uid:1001', 'ALLOWED', '', 1001],
     ]);
     expect(audit.verify().ok).toBe(true);

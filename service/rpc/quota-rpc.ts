@@ -2,14 +2,17 @@
 // as plain functions (caller, request) => response over proto-loader plain
 // objects (keepCase false, longs Number, enums String, defaults, oneofs).
 //
-// Access: SetQuota and DeleteQuota are admin only (PERMISSION_DENIED
+// Standard methods (AIP-131/132/134/135): Get, Update and Delete return the
+// Quota itself.
+//
+// Access: UpdateQuota and DeleteQuota are admin only (PERMISSION_DENIED
 // 'ADMIN_ONLY'). GetQuota: admins any subject; others their own uid and the
 // gids they belong to (primary or supplementary), else PERMISSION_DENIED
 // 'NOT_YOUR_QUOTA'. ListQuotas: admins everything; others only their own
 // uid and gids.
 //
 // With `audit` (and `db`) given, every call is an audit event (resource
-// "quotas/uid:N", or "quotas" for ListQuotas); SetQuota and DeleteQuota
+// "quotas/uid:N", or "quotas" for ListQuotas); UpdateQuota and DeleteQuota
 // write their change and their event in one transaction, and refusals are
 // recorded as DENIED. Without them the handlers audit nothing and the caller
 // is expected to.
@@ -86,11 +89,11 @@ export function quotaServiceHandlers(deps: QuotaRpcDeps) {
   }
 
   return {
-    SetQuota(caller: RpcCaller, request: { quota: (Partial<QuotaJson> & Record<string, unknown>) | null; updateMask: { paths: string[] } | null }) {
+    UpdateQuota(caller: RpcCaller, request: { quota: (Partial<QuotaJson> & Record<string, unknown>) | null; updateMask: { paths: string[] } | null }) {
       const resource = nameOf(request);
       return audited(
         caller,
-        'SetQuota',
+        'UpdateQuota',
         resource,
         () => {
           if (!isAdmin(caller)) throw new PermissionDeniedError('ADMIN_ONLY', 'only an admin may set quotas');
@@ -118,7 +121,7 @@ export function quotaServiceHandlers(deps: QuotaRpcDeps) {
             else delete limits[f];
           }
           quotas.set(subject, limits);
-          return { quota: toQuotaJson(quotas.get(subject)) };
+          return toQuotaJson(quotas.get(subject));
         },
         { updateMask: request.updateMask?.paths ?? [], maxBytes: request.quota?.maxBytes ?? null, maxRegions: request.quota?.maxRegions ?? null },
       );
@@ -130,7 +133,7 @@ export function quotaServiceHandlers(deps: QuotaRpcDeps) {
         if (!isAdmin(caller) && !ownsSubject(caller, subject)) {
           throw new PermissionDeniedError('NOT_YOUR_QUOTA', `uid ${caller.uid} may not read ${subjectName(subject)}`);
         }
-        return { quota: toQuotaJson(quotas.get(subject)) };
+        return toQuotaJson(quotas.get(subject));
       });
     },
 
@@ -168,7 +171,7 @@ export function quotaServiceHandlers(deps: QuotaRpcDeps) {
         if (!isAdmin(caller)) throw new PermissionDeniedError('ADMIN_ONLY', 'only an admin may delete quotas');
         const subject = parseSubjectName(request.name);
         quotas.clear(subject);
-        return { quota: toQuotaJson(quotas.get(subject)) };
+        return toQuotaJson(quotas.get(subject));
       });
     },
   };

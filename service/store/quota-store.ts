@@ -37,7 +37,7 @@ export interface QuotaInfo {
   /** Effective limits (explicit, or the default for the subject's kind). */
   limits: QuotaLimits;
   usage: QuotaUsage;
-  /** True when the limits were set for this subject (SetQuota) rather than taken from the defaults. */
+  /** True when the limits were set for this subject (UpdateQuota) rather than taken from the defaults. */
   explicit: boolean;
 }
 

@@ -115,7 +115,7 @@ const properties = [
   ['BrokerService', 'GetGrant', fc.record({ name: resourceName }, { requiredKeys: [] })],
   ['BrokerService', 'ListGrants', fc.record({ parent: resourceName, pageSize: int32ish, pageToken }, { requiredKeys: [] })],
   ['BrokerService', 'RevokeGrant', fc.record({ name: resourceName }, { requiredKeys: [] })],
-  ['QuotaService', 'SetQuota', fc.record({ quota: fc.record({ name: quotaName, maxBytes: size, maxRegions: size, maxGrantsPerRegion: size }, { requiredKeys: [] }), updateMask: fc.option(fc.record({ paths: fc.array(weirdString, { maxLength: 4 }) }), { nil: undefined }) }, { requiredKeys: [] })],
+  ['QuotaService', 'UpdateQuota', fc.record({ quota: fc.record({ name: quotaName, maxBytes: size, maxRegions: size, maxGrantsPerRegion: size }, { requiredKeys: [] }), updateMask: fc.option(fc.record({ paths: fc.array(weirdString, { maxLength: 4 }) }), { nil: undefined }) }, { requiredKeys: [] })],
   ['QuotaService', 'GetQuota', fc.record({ name: quotaName }, { requiredKeys: [] })],
   ['QuotaService', 'ListQuotas', fc.record({ pageSize: int32ish, pageToken }, { requiredKeys: [] })],
   ['AuditService', 'ListAuditEvents', fc.record({ filter: fc.record({ resource: weirdString, startTime: timestamp, endTime: timestamp, actorUid: fc.option(idish, { nil: undefined }), result: mode, action: weirdString }, { requiredKeys: [] }), pageSize: int32ish, pageToken, newestFirst: fc.boolean() }, { requiredKeys: [] })],

@@ -318,7 +318,7 @@ describe('faults', () => {
       // More room: creates work again, and the broker never needed a restart.
       execFileSync('mount', ['-o', 'remount,size=64m', stateDir]);
       const q = await ctl.call('QuotaService', 'GetQuota', { name: 'quotas/uid:0' });
-      expect(Number(q.quota.usage.regions)).toBe(acked.length);
+      expect(Number(q.usage.regions)).toBe(acked.length);
       await ctl.call('BrokerService', 'CreateRegion', { regionId: 'after-room', region: { sizeBytes: 4096 } });
       // And everything acknowledged survives a kill -9.
       await broker.kill9();
