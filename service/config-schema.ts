@@ -157,7 +157,7 @@ const shape = {
     maxMalformedPerSecondPerUid: int(1, 1_000_000_000).default(20),
     /** Repeated refusals of one kind from one uid become one audit event per this interval. */
     refusalAuditIntervalSeconds: int(1, 3600).default(10),
-    /** Below this many free bytes on the state filesystem, non-admin acquires are refused (STATE_LOW_SPACE). */
+    /** Below this many free bytes on the state filesystem, non-admin acquires, creates and grants are refused (STATE_LOW_SPACE). */
     stateLowWaterBytes: int(0, Number.MAX_SAFE_INTEGER).default(64 * 1024 * 1024),
   }).prefault({}),
   /** Kubernetes pod identity (service/identity/pods): on in a pod ('auto'), or forced on/off. */

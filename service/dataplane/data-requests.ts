@@ -67,10 +67,8 @@ export class DataRequests {
       if (this.host.leasesOf(caller.uid) >= limit) {
         refuse(new ResourceExhaustedError('TOO_MANY_LEASES', `uid ${caller.uid} holds ${limit} leases, the most allowed (dataPlane.maxLeasesPerUid); release some first`));
       }
-      const space = this.deps.stateSpace;
-      if (space?.low()) {
-        refuse(new ResourceExhaustedError('STATE_LOW_SPACE', `the state filesystem has ${space.free()} bytes free, below the low-water mark ${space.lowWaterBytes}: only admins are served`));
-      }
+      const lowSpace = this.deps.stateSpace?.refusalFor(caller);
+      if (lowSpace) refuse(lowSpace);
     }
     const opened = this.deps.backend.open(region, mode!);
     let lease: LeaseRecord | undefined;

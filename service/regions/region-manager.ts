@@ -17,7 +17,6 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   PermissionDeniedError,
-  ResourceExhaustedError,
 } from '../errors';
 import type { GranteeKind, GrantMode, GrantRecord } from '../store/grant-store';
 import type { QuotaCharger } from '../hooks';
@@ -151,9 +150,8 @@ export class RegionManager {
    * delete, revoke and verify. Deletes and revokes free space and stay open.
    */
   private requireSpace(caller: Caller): void {
-    const space = this.deps.stateSpace;
-    if (caller.isAdmin || !space?.low()) return;
-    throw new ResourceExhaustedError('STATE_LOW_SPACE', `the state filesystem has ${space.free()} bytes free, below the low-water mark ${space.lowWaterBytes}: only admins are served`);
+    const lowSpace = this.deps.stateSpace?.refusalFor(caller);
+    if (lowSpace) throw lowSpace;
   }
 
   validateSize(sizeBytes: number, hugepages: boolean): void {

@@ -5,6 +5,7 @@
 // unable to administer the broker. statfs is cached for a second: it is
 // asked on the acquire path.
 import * as fs from 'node:fs';
+import { ResourceExhaustedError } from '../errors';
 
 export class StateSpace {
   #checkedAt = 0;
@@ -28,5 +29,14 @@ export class StateSpace {
   /** True when free space is below the low-water mark. */
   low(now = Date.now()): boolean {
     return this.lowWaterBytes > 0 && this.free(now) < this.lowWaterBytes;
+  }
+
+  /**
+   * The one STATE_LOW_SPACE refusal (acquire, create, grant): for a
+   * non-admin below the low-water mark, else undefined. Admins are served.
+   */
+  refusalFor(caller: { isAdmin: boolean }): ResourceExhaustedError | undefined {
+    if (caller.isAdmin || !this.low()) return undefined;
+    return new ResourceExhaustedError('STATE_LOW_SPACE', `the state filesystem has ${this.free()} bytes free, below the low-water mark ${this.lowWaterBytes}: only admins are served`);
   }
 }
