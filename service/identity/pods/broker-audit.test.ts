@@ -197,8 +197,9 @@ describe.skipIf(!runnable)('pod identity in the audit trail (real broker, real p
     expect(podRead.code, podRead.stderr).toBe(0);
     const hostRead = await asUser();
     expect(hostRead.code).toBe(1);
-    expect(hostRead.stderr).toContain('(NO_GRANT)');
+    // Without a grant the region is invisible: the one NOT_FOUND a missing region gets (issue 16 item 6).
+    expect(hostRead.stderr).toContain('(REGION_NOT_FOUND)');
     const unknownRead = await asUser(makePodCgroup(unknownPodUid, created));
-    expect(unknownRead.stderr).toContain('(NO_GRANT)');
+    expect(unknownRead.stderr).toContain('(REGION_NOT_FOUND)');
   });
 });
