@@ -1,7 +1,7 @@
 // The broker: opens its state, picks its backend, re-adopts what survived,
 // and serves the control plane (broker.sock) and the data plane (data.sock).
 //
-// Why this file is ~400 lines: Broker.open is the one start-up sequence, in
+// Why this file is over ~400 lines: Broker.open is the one start-up sequence, in
 // order, each step pushing its undo on the same list so a failure part-way
 // unwinds exactly what was done; cutting it across files would make that order
 // (docs/ARCHITECTURE.md, "Entry points") a back-and-forth read. Everything with
