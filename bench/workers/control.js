@@ -1,7 +1,9 @@
 'use strict';
 // One control-plane client: CreateRegion, then CreateGrant on each, then
 // DeleteRegion on each, over gRPC on broker.sock; times every call.
-//   node control.js RUNTIME_DIR PREFIX COUNT INFLIGHT GRANT_UID
+//   node control.js RUNTIME_DIR PREFIX COUNT INFLIGHT GRANT_UID [WARM]
+// WARM (default 50) rounds of create+grant+delete on throwaway regions come
+// first, so the phases measure a warm broker, not V8 compiling its handlers.
 // INFLIGHT 1 = one call at a time; more = that many outstanding calls on the
 // one channel. Reports {ready}, then for each phase waits for "go" on stdin
 // and reports {phaseDone} (so the caller can read the broker's CPU per phase),
@@ -27,13 +29,13 @@ async function phase(count, inflight, call) {
 }
 
 async function main() {
-  const [runtimeDir, prefix, countArg, inflightArg, uidArg] = process.argv.slice(2);
+  const [runtimeDir, prefix, countArg, inflightArg, uidArg, warmArg = '50'] = process.argv.slice(2);
   const count = Number(countArg);
   const inflight = Number(inflightArg);
   const uid = Number(uidArg);
   const c = new (sdk().ControlClient)({ runtimeDir });
   // Warm the channel and the JIT on a few throwaway regions.
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < Number(warmArg); i++) {
     const name = `${prefix}-warm-${i}`;
     await c.call('BrokerService', 'CreateRegion', { regionId: name, region: { sizeBytes: 4096 } });
     await c.call('BrokerService', 'CreateGrant', { parent: `regions/${name}`, grant: { uid, mode: 'ACCESS_MODE_READ_ONLY' } });
