@@ -3,7 +3,9 @@
 // Profiles the broker (node --cpu-prof) under one benchmark loop and prints
 // where its time goes, to explain a missed goal.
 //   node bench/profile.js acquire [SIZE] [TRIALS]   SDK acquire+touch+release loop (client as uid 65534 when root)
-//   node bench/profile.js create [COUNT]            sequential CreateRegion (state on /dev/shm)
+//   node bench/profile.js create [COUNT] [disk]     sequential CreateRegion (state on /dev/shm, or on disk
+//                                                   as shipped): COUNT warm-up creates, then COUNT measured;
+//                                                   the broker's summary covers only the measured ones
 // Profiles land in a temp dir, printed at the end (open them in Chrome DevTools).
 const fs = require('node:fs');
 const path = require('node:path');
@@ -14,9 +16,17 @@ async function main() {
   const [what = 'acquire', a1, a2] = process.argv.slice(2);
   const dir = makeTempDir('shmbroker-profile-');
   fs.chmodSync(dir, 0o777);
-  const b = await Broker.start({ base: '/dev/shm', nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'broker')}`] });
+  const disk = what === 'create' && a2 === 'disk';
+  const b = await Broker.start({ base: disk ? undefined : '/dev/shm', nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'broker')}`] });
   const c = new (sdk().ControlClient)({ runtimeDir: b.runtimeDir });
   let n;
+  let marker;
+  if (what === 'create') {
+    // A running broker, not one compiling its handlers: warm up, then mark the start of the measured part.
+    for (let i = 0; i < Number(a1 ?? 2000); i++) await c.call('BrokerService', 'CreateRegion', { regionId: `w${i}`, region: { sizeBytes: 4096 } });
+    for (let i = 0; i < 200; i++) await c.call('BrokerService', 'GetStatus', {});
+    marker = 'getStatus';
+  }
   const c0 = b.cpuMs();
   const t0 = Date.now();
   if (what === 'acquire') {
@@ -32,14 +42,14 @@ async function main() {
     for (let i = 0; i < n; i++) await c.call('BrokerService', 'CreateRegion', { regionId: `x${i}`, region: { sizeBytes: 4096 } });
   } else throw new Error(`unknown: ${what}`);
   const cpu = b.cpuMs() - c0;
-  console.log(`${n} ${what} in ${Date.now() - t0} ms; broker CPU ${((cpu * 1000) / n).toFixed(0)} µs per ${what}`);
+  console.log(`${n} ${what} in ${Date.now() - t0} ms; broker CPU ${((cpu * 1000) / n).toFixed(0)} µs per ${what} (${disk ? 'disk' : 'tmpfs'}; load ${require('node:os').loadavg().map((x) => x.toFixed(2)).join(' ')})`);
   c.close();
   await b.stop();
   for (const side of ['broker', 'client']) {
     const d = path.join(dir, side);
     if (!fs.existsSync(d)) continue;
     for (const f of fs.readdirSync(d)) {
-      const s = summarise(path.join(d, f), 20);
+      const s = summarise(path.join(d, f), 20, side === 'broker' ? marker : undefined);
       console.log(`\n== ${side}: ${path.join(d, f)}\nbusy ${s.busyMs.toFixed(0)} ms (idle ${s.idleMs.toFixed(0)} ms)\n-- self`);
       for (const r of s.self) console.log(`${String(r.pctBusy).padStart(5)}%  ${r.fn}`);
       console.log('-- inclusive');

@@ -5,11 +5,26 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
-function summarise(file, top = 25) {
+// `after`: count only the samples after the last one whose stack holds a
+// function of that name (a marker call the profiled loop makes between its
+// warm-up and its measured part, e.g. 'getStatus').
+function summarise(file, top = 25, after = undefined) {
   const prof = JSON.parse(fs.readFileSync(file, 'utf8'));
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  if (after) {
+    const inStack = (id) => {
+      for (let cur = id; cur !== undefined; cur = parent.get(cur)) if (byId.get(cur).callFrame.functionName === after) return true;
+      return false;
+    };
+    let last = -1;
+    prof.samples.forEach((id, i) => {
+      if (inStack(id)) last = i;
+    });
+    prof.samples = prof.samples.slice(last + 1);
+    prof.timeDeltas = prof.timeDeltas.slice(last + 1);
+  }
   const dt = new Map();
   for (let i = 0; i < prof.samples.length; i++) {
     const id = prof.samples[i];
