@@ -6,7 +6,9 @@
  * (flags, reserved fields, sizes, ids, pointers: NULL, unaligned, unmapped,
  * read-only, kernel addresses), plus unknown command numbers, and use what
  * they get (mmap with random lengths/offsets/protections, touch, munmap,
- * close) while other threads revoke and destroy the same regions.
+ * close) while other threads revoke and destroy the same regions. Each grant
+ * fd also gets random NOTIFY and WAIT calls (region events: WAIT always with
+ * NONBLOCK, so a valid one never sleeps) and unknown commands.
  *
  *   kmod-ioctl-fuzz [CALLS] [THREADS] [SEED]
  *
@@ -42,6 +44,7 @@ static _Atomic uint64_t regions[POOL];
 static _Atomic uint64_t grants[POOL];
 static atomic_long calls, ok, unexpected, enotty, einval, efault, enoent, efbig, enospc, enomem, other_expected;
 static atomic_long creates, opens, revokes, destroys, mmaps, touches, sigbus, unknown_cmds;
+static atomic_long grant_ioctls, grant_ok, grant_eperm;
 static long total_calls;
 static __thread sigjmp_buf jb;
 static __thread volatile sig_atomic_t armed;
@@ -117,6 +120,69 @@ static void count_errno(int e, int cmd_known)
 bad:
 	if (atomic_fetch_add(&unexpected, 1) < 10)
 		printf("# unexpected errno %d (%s) cmd_known=%d\n", e, strerror(e), cmd_known);
+}
+
+/* Region-event ioctls on a grant fd: documented errnos are EINVAL, EFAULT, EPERM, ENOENT, ENOTTY. */
+static void grant_ioctl(uint64_t *s, int fd)
+{
+	union {
+		struct shmbroker_notify n;
+		struct shmbroker_wait w;
+		unsigned char bytes[64];
+	} u;
+	unsigned long cmd;
+	int known = 1;
+
+	if (rnd(s) % 4 == 0)
+		for (size_t k = 0; k < sizeof(u); k++)
+			u.bytes[k] = (unsigned char)rnd(s);
+	else
+		memset(&u, 0, sizeof(u));
+	switch (rnd(s) % 5) {
+	case 0: case 1:
+		cmd = SHMBROKER_IOC_NOTIFY;
+		if (rnd(s) % 5 == 0) u.n.flags = (uint32_t)rnd(s);
+		if (rnd(s) % 6 == 0) u.n.reserved[rnd(s) % 2] = rnd(s);
+		break;
+	case 2: case 3:
+		cmd = SHMBROKER_IOC_WAIT;
+		u.w.last_seq = rnd(s) % 2 ? 0 : rnd(s);
+		if (rnd(s) % 5 == 0) u.w.flags = (uint32_t)rnd(s);
+		u.w.flags |= SHMBROKER_WAIT_NONBLOCK; /* never sleeps */
+		if (rnd(s) % 6 == 0) u.w.pad = (uint32_t)rnd(s);
+		if (rnd(s) % 6 == 0) u.w.reserved[rnd(s) % 2] = rnd(s);
+		break;
+	default: {
+		/* Device commands, and others of the magic, mean nothing on a grant fd. */
+		static const unsigned long dev_cmds[] = { SHMBROKER_IOC_CREATE, SHMBROKER_IOC_OPEN, SHMBROKER_IOC_REVOKE,
+							  SHMBROKER_IOC_DESTROY, SHMBROKER_IOC_INFO, SHMBROKER_IOC_LIST,
+							  SHMBROKER_IOC_LIST_GRANTS };
+		known = 0;
+		cmd = rnd(s) % 2 ? dev_cmds[rnd(s) % 7] : (unsigned long)_IOC(rnd(s) % 4, SHMBROKER_IOC_MAGIC, 9 + rnd(s) % 247, rnd(s) % 512);
+		break;
+	}
+	}
+	atomic_fetch_add(&grant_ioctls, 1);
+	void *argp = pick_ptr(s, &u);
+	/*
+	 * A WAIT read from anywhere but u could be a valid blocking one that
+	 * nothing ever ends: shifted into u, the zeroed read-only page, or
+	 * "unmapped", whose address a later mmap (a grant's zeroed page) may
+	 * reuse: seen hanging a run. So only u, NULL or a kernel address.
+	 */
+	if (cmd == SHMBROKER_IOC_WAIT && argp != (void *)&u)
+		argp = rnd(s) % 2 ? NULL : (void *)0xffff888000000000ULL;
+	if (ioctl(fd, cmd, argp) == 0) {
+		atomic_fetch_add(&grant_ok, 1);
+		if (!known && atomic_fetch_add(&unexpected, 1) < 10)
+			printf("# command %#lx succeeded on a grant fd\n", cmd);
+		return;
+	}
+	if (errno == EPERM && cmd == SHMBROKER_IOC_NOTIFY) {
+		atomic_fetch_add(&grant_eperm, 1); /* a read-only grant without ALLOW_NOTIFY */
+		return;
+	}
+	count_errno(errno, known);
 }
 
 static void use_grant(uint64_t *s, int fd, uint64_t size)
@@ -276,12 +342,15 @@ static void *worker(void *arg)
 			atomic_store(&grants[rnd(&s) % POOL], u.o.grant_id);
 			struct shmbroker_region_info inf = { .region_id = u.o.region_id };
 			uint64_t size = ioctl(dev, SHMBROKER_IOC_INFO, &inf) == 0 ? inf.size : 4096;
+			for (int k = rnd(&s) % 4; k > 0; k--)
+				grant_ioctl(&s, (int)u.o.fd);
 			use_grant(&s, (int)u.o.fd, size);
 			if (rnd(&s) % 2) {
 				close((int)u.o.fd);
 			} else {
 				int slot = (int)(rnd(&s) % 8);
 				if (ring[slot] >= 0) {
+					grant_ioctl(&s, ring[slot]); /* maybe revoked meanwhile: ENOENT */
 					use_grant(&s, ring[slot], size); /* maybe revoked meanwhile: mmap fails or touches SIGBUS */
 					close(ring[slot]);
 				}
@@ -400,10 +469,12 @@ int main(int argc, char **argv)
 	}
 	int counters_ok = regions1 == regions0 && grants1 == grants0 && mappings1 == mappings0 && bytes1 == bytes0;
 	printf("{\"calls\":%ld,\"threads\":%d,\"seed\":%llu,\"ok\":%ld,\"unexpected\":%ld,\"errno\":{\"ENOTTY\":%ld,\"EINVAL\":%ld,\"EFAULT\":%ld,\"ENOENT\":%ld,\"EFBIG\":%ld,\"ENOSPC\":%ld,\"ENOMEM\":%ld,\"other\":%ld},"
+	       "\"grantIoctls\":%ld,\"grantOk\":%ld,\"grantEperm\":%ld,"
 	       "\"creates\":%ld,\"opens\":%ld,\"revokes\":%ld,\"destroys\":%ld,\"unknownCmds\":%ld,\"mmaps\":%ld,\"touches\":%ld,\"sigbus\":%ld,\"leftoverDestroyed\":%d,"
 	       "\"counters\":{\"regions\":[%ld,%ld],\"grants\":[%ld,%ld],\"mappings\":[%ld,%ld],\"bytes\":[%ld,%ld]},\"countersBack\":%s}\n",
 	       total_calls, threads, (unsigned long long)seed, atomic_load(&ok), atomic_load(&unexpected), atomic_load(&enotty), atomic_load(&einval),
 	       atomic_load(&efault), atomic_load(&enoent), atomic_load(&efbig), atomic_load(&enospc), atomic_load(&enomem), atomic_load(&other_expected),
+	       atomic_load(&grant_ioctls), atomic_load(&grant_ok), atomic_load(&grant_eperm),
 	       atomic_load(&creates), atomic_load(&opens), atomic_load(&revokes), atomic_load(&destroys), atomic_load(&unknown_cmds), atomic_load(&mmaps),
 	       atomic_load(&touches), atomic_load(&sigbus), leftover, regions0, regions1, grants0, grants1, mappings0, mappings1, bytes0, bytes1,
 	       counters_ok ? "true" : "false");
