@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GrantStore } from './grant-store';
-import { openStateDb } from './state-db';
+import { openStateDb, WAL_AUTOCHECKPOINT_PAGES } from './state-db';
 
 describe('openStateDb', () => {
   let dir: string;
@@ -39,6 +39,15 @@ describe('openStateDb', () => {
     expect(grants.get(g.id)?.allowNotify).toBe(true);
     expect(grants.get(g.id)?.granteeName).toBe('team-a');
     expect(() => db.prepare("INSERT INTO grants (region, grantee_kind, grantee_id, grantee_name, mode, create_time, creator_uid) VALUES ('r', 'uid', 5, 'x', 'ro', 1, 0)").run()).toThrow(/CHECK/);
+    db.close();
+  });
+
+  it('opens in WAL mode, synchronous=NORMAL, checkpointing every WAL_AUTOCHECKPOINT_PAGES pages', () => {
+    const db = openStateDb(dir);
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('synchronous', { simple: true })).toBe(1); // NORMAL
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(WAL_AUTOCHECKPOINT_PAGES);
+    expect(WAL_AUTOCHECKPOINT_PAGES).toBeGreaterThan(1000); // more than SQLite's default: fewer checkpoint stalls on the event loop
     db.close();
   });
 
