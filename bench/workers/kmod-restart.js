@@ -10,9 +10,11 @@ async function restart(b) {
   return b.start();
 }
 
+let b;
+
 async function main() {
   const count = Number(process.argv[2]);
-  const b = new Broker({ backend: 'kmod', base: '/tmp' });
+  b = new Broker({ backend: 'kmod', base: '/tmp' });
   await b.start();
   const emptyMs = await restart(b);
   const c = new (sdk().ControlClient)({ runtimeDir: b.runtimeDir, deadlineMs: 600_000 });
@@ -41,6 +43,8 @@ async function main() {
   process.stdout.write(JSON.stringify({ case: 'kmod-restart', count, emptyMs, fullMs, createMs, regionCount: Number(st.regionCount), active }) + '\n');
 }
 main().catch((e) => {
-  process.stderr.write(`${e.stack}\n`);
+  // The broker's own account of the failure, for the report's note.
+  const errors = (b?.readLog() ?? '').split('\n').filter((l) => /"level":(50|60)/.test(l)).slice(-3).join('\n');
+  process.stderr.write(`${e.stack}\n${errors}\n`);
   process.exit(1);
 });

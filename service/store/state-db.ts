@@ -114,6 +114,13 @@ export function openStateDb(stateDir: string): Db {
     db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
+    // Statement journals, sorters and temporary b-trees in memory (they are
+    // small here): the broker must not depend on a writable temporary
+    // directory. SQLite picks the first of $SQLITE_TMPDIR, $TMPDIR, /var/tmp,
+    // /usr/tmp, /tmp that access() calls writable, and a read-only root
+    // (ProtectSystem=strict, readOnlyRootFilesystem) or a network /var/tmp
+    // made every CreateRegion fail SQLITE_CANTOPEN in the VM bench.
+    db.pragma('temp_store = MEMORY');
     const check = db.pragma('quick_check', { simple: true });
     // SQLite's report spans lines; errors are one line (the CLI contract).
     if (check !== 'ok') throw new Error(`integrity check failed: ${String(check).replace(/\s*\n\s*/g, ' ')}`);

@@ -342,6 +342,52 @@ describe('faults', () => {
     }
   }, 10 * 60_000);
 
+  it('an unusable temporary directory: the broker keeps serving (SQLite keeps its temporary files in memory)', async () => {
+    // SQLite spills statement journals and sorters to a file in the first of
+    // $SQLITE_TMPDIR, $TMPDIR, /var/tmp, /usr/tmp, /tmp that access() calls
+    // writable. A read-only root whose access() says yes (the VM's 9p root)
+    // or a full /var/tmp made every CreateRegion past ~350 regions fail
+    // SQLITE_CANTOPEN. Here: a tmpfs whose inodes are all used (access() is
+    // fine, creating a file is ENOSPC).
+    const dir = makeTempDir('shmbroker-tmpdir-');
+    const tmp = path.join(dir, 'tmp');
+    fs.mkdirSync(tmp);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,nr_inodes=2,mode=1777', 'tmpfs', tmp]);
+    let broker: QuietBroker | undefined;
+    let ctl: ControlClient | undefined;
+    try {
+      fs.writeFileSync(path.join(tmp, 'fill'), '');
+      expect(() => fs.writeFileSync(path.join(tmp, 'more'), '')).toThrow(/ENOSPC/);
+      broker = new QuietBroker({ backend: 'memfd', dir, env: { SQLITE_TMPDIR: tmp, TMPDIR: tmp } });
+      await broker.start();
+      ctl = new ControlClient({ runtimeDir: broker.runtimeDir });
+      const count = 1000;
+      let next = 0;
+      const failures: string[] = [];
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          for (let i = next++; i < count; i = next++) {
+            try {
+              await ctl!.call('BrokerService', 'CreateRegion', { regionId: `t${i}`, region: { sizeBytes: 4096 } });
+            } catch (e) {
+              failures.push(`t${i}: ${(e as Error).message}`);
+            }
+          }
+        }),
+      );
+      expect(failures.slice(0, 3)).toEqual([]);
+      const status = await ctl.call('BrokerService', 'GetStatus', {});
+      expect(Number(status.regionCount)).toBe(count);
+      const verify = await broker.cli(['audit', 'verify', '-o', 'json']);
+      expect(verify.code).toBe(0);
+    } finally {
+      ctl?.close();
+      await broker?.stop();
+      spawnSync('umount', ['-l', tmp]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 5 * 60_000);
+
   describe('corrupt database: the broker refuses to start and says why', () => {
     let template: string | undefined;
     /** A state directory with 40 regions, stopped cleanly (WAL checkpointed), made once and copied per case. */

@@ -41,7 +41,7 @@ export class QuietBroker extends BrokerProcess {
     const args = ['serve', '--runtime-dir', this.runtimeDir, '--state-dir', this.stateDir, '--backend', this.options.backend ?? 'memfd'];
     if (this.options.config) args.push('--config', this.options.config);
     this.log = '';
-    const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SHMBROKER_LOG_LEVEL: 'info' } });
+    const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SHMBROKER_LOG_LEVEL: 'info', ...this.options.env } });
     this.proc = proc;
     const keep = (d: Buffer): void => {
       this.log += d.toString();

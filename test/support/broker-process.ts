@@ -64,7 +64,7 @@ export class BrokerProcess {
   log = '';
 
   constructor(
-    readonly options: { backend?: string; config?: string; dir?: string; extraArgs?: string[] } = {},
+    readonly options: { backend?: string; config?: string; dir?: string; extraArgs?: string[]; env?: NodeJS.ProcessEnv } = {},
   ) {
     this.dir = options.dir ?? makeTempDir();
     this.runtimeDir = path.join(this.dir, 'run');
@@ -86,7 +86,7 @@ export class BrokerProcess {
     if (this.options.config) args.push('--config', this.options.config);
     args.push(...(this.options.extraArgs ?? []));
     this.log = '';
-    const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SHMBROKER_LOG_LEVEL: 'info' } });
+    const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SHMBROKER_LOG_LEVEL: 'info', ...this.options.env } });
     this.proc = proc;
     proc.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
     proc.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
