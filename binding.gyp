@@ -25,6 +25,10 @@
         "NAPI_VERSION=8",
         # C++ exceptions stay off: every error is returned as a pending JS exception.
         "NAPI_DISABLE_CPP_EXCEPTIONS",
+        # A worker being terminated refuses every Node-API call. Without this,
+        # node-addon-api turns the refused throw into a fatal error (abort)
+        # when a libuv callback of ours runs in that window (native/threads.test.ts).
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "_GNU_SOURCE"
       ],
       "cflags!": ["-fexceptions"],

@@ -359,11 +359,30 @@ class SeqpacketSocket : public Napi::ObjectWrap<SeqpacketSocket> {
         HangUp();
         return;
       }
-      Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, rbuf_.data(), static_cast<size_t>(n));
-      Napi::Array arr = Napi::Array::New(env, fds.size());
-      for (size_t k = 0; k < fds.size(); k++) arr.Set(static_cast<uint32_t>(k), Napi::Number::New(env, fds[k]));
-      Emit({Napi::String::New(env, "message"), buf, arr});
+      napi_value args[3];
+      if (!MessageArgs(env, static_cast<size_t>(n), fds, args)) {
+        // The environment refuses JS (a worker being terminated): nobody can
+        // take this packet or any later one. Its fds are ours to close.
+        CloseFds(fds);
+        return;
+      }
+      Emit({args[0], args[1], args[2]});
     }
+  }
+
+  // ('message', Buffer, fd numbers) built with plain Node-API calls, so a
+  // refusal is a status to check rather than an exception to throw.
+  bool MessageArgs(Napi::Env env, size_t n, const std::vector<int>& fds, napi_value* args) {
+    void* copy = nullptr;
+    if (napi_create_string_utf8(env, "message", NAPI_AUTO_LENGTH, &args[0]) != napi_ok) return false;
+    if (napi_create_buffer_copy(env, n, rbuf_.data(), &copy, &args[1]) != napi_ok) return false;
+    if (napi_create_array_with_length(env, fds.size(), &args[2]) != napi_ok) return false;
+    for (size_t k = 0; k < fds.size(); k++) {
+      napi_value v;
+      if (napi_create_int32(env, fds[k], &v) != napi_ok) return false;
+      if (napi_set_element(env, args[2], static_cast<uint32_t>(k), v) != napi_ok) return false;
+    }
+    return true;
   }
 
   void Flush() {
