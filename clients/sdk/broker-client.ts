@@ -71,8 +71,14 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   #sock: native.SeqpacketSocket | undefined;
   #nextRequestId = 1;
   readonly #pending = new Map<number, Pending>();
-  /** Requests not answered yet (release included, though nobody awaits it): what drain() waits for. */
+  /** Requests not answered yet: what drain() waits for. */
   readonly #inflight = new Set<Promise<unknown>>();
+  /**
+   * Request ids of releases sent with no_reply: the broker answers only a
+   * refusal. Requests are answered in order, so a reply to a later request
+   * means every earlier one went through; those ids are dropped then.
+   */
+  readonly #oneWay = new Set<number>();
   readonly #regions = new Map<number, MappedRegion>();
   #closed = false;
   readonly #reconnect: boolean;
@@ -139,6 +145,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     const failure = new UnavailableError('UNAVAILABLE', 'BROKER_DISCONNECTED', `lost the connection to the broker${err ? `: ${err.message}` : ''}`);
     for (const p of this.#pending.values()) p.reject(failure);
     this.#pending.clear();
+    this.#oneWay.clear(); // never answered now: the broker ends those leases with the process, or they are re-offered
     if (this.#closed) return;
     this.emit('disconnect', failure);
     if (this.#reconnect) this.#scheduleReconnect(50);
@@ -190,6 +197,21 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     }
   }
 
+  /**
+   * Tells the broker a lease is released, without a reply to wait for
+   * (ReleaseRequest.no_reply): the broker ends the lease all the same and
+   * answers only a refusal, reported as 'warning' (LEASE_NOT_FOUND is not:
+   * the lease already ended, revoked or re-offered away). Not connected: the
+   * broker ends the lease when this process is gone (or it is re-offered).
+   */
+  #releaseOneWay(leaseId: number): void {
+    const sock = this.#sock;
+    if (!sock || this.#closed) return;
+    const requestId = this.#nextRequestId++;
+    this.#oneWay.add(requestId);
+    sock.send(dataRequestCodec().encode({ requestId, release: { leaseId, noReply: true } }));
+  }
+
   #request(request: Omit<DataRequest, 'requestId'>, fds?: number[]): Promise<{ reply: DataReply__Output; fds: number[] }> {
     const sock = this.#sock;
     if (this.#closed) return Promise.reject(new UnavailableError('UNAVAILABLE', 'CLIENT_CLOSED', 'the client is closed'));
@@ -208,13 +230,27 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   }
 
   /**
-   * Resolves once every request sent so far is answered (or the connection
-   * is gone). A short-lived process calls it before close(): release() does
-   * not wait for the broker's reply, and closing first makes the broker
-   * answer into a closed socket.
+   * Resolves once every request sent so far is answered, and every release
+   * (which the broker does not answer) has left this process's send queue
+   * for the socket, where the broker reads it even after close() (or once
+   * the connection is gone). A short-lived process calls it before close().
    */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.#inflight]);
+    const sock = this.#sock;
+    if (sock && sock.queuedPackets > 0) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          sock.off('drain', done);
+          sock.off('close', done);
+          sock.off('error', done);
+          resolve();
+        };
+        sock.on('drain', done);
+        sock.on('close', done);
+        sock.on('error', done);
+      });
+    }
   }
 
   #onPacket(data: Buffer, fds: number[]): void {
@@ -231,6 +267,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
       if (reply.revocation) this.#onRevocation(reply.revocation.leaseId, reply.revocation.reason, reply.revocation.graceMs);
       return;
     }
+    if (this.#oneWay.size > 0) this.#settleOneWay(reply);
     const pending = this.#pending.get(reply.requestId);
     if (!pending) {
       for (const fd of fds) fs.closeSync(fd);
@@ -241,6 +278,16 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     pending.resolve(reply, fds);
   }
 
+  /** A reply arrived: earlier one-way releases went through; a refusal of one is a 'warning'. */
+  #settleOneWay(reply: DataReply__Output): void {
+    const refused = this.#oneWay.has(reply.requestId) && reply.error;
+    for (const id of this.#oneWay) {
+      if (id > reply.requestId) break; // ids are added in increasing order
+      this.#oneWay.delete(id);
+    }
+    if (refused && refused.reason !== 'LEASE_NOT_FOUND') this.emit('warning', errorFromStatus(refused.code, refused.reason, refused.message));
+  }
+
   #onRevocation(leaseId: number, reason: string, graceMs: number): void {
     const region = this.#regions.get(leaseId);
     if (!region) return;
@@ -248,7 +295,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     this.#updateRef();
     sdkRegionAccess.revoke(region, { reason: reason as RevocationEvent['reason'], graceMs });
     // Tell the broker at once, so it need not wait out the grace period.
-    this.#request({ release: { leaseId } }).catch(() => undefined);
+    this.#releaseOneWay(leaseId);
   }
 
   /** Acquires a region by name and maps it. */
@@ -276,7 +323,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
       // Granted after the caller gave up: hand the lease straight back.
       (late) => {
         for (const fd of late.fds) fs.closeSync(fd);
-        if (late.reply.acquire) this.#request({ release: { leaseId: late.reply.acquire.leaseId } }).catch(() => undefined);
+        if (late.reply.acquire) this.#releaseOneWay(late.reply.acquire.leaseId);
       },
     );
     if (reply.error) {
@@ -303,7 +350,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
     } catch (err) {
       fs.closeSync(fd);
       doorbell?.close();
-      this.#request({ release: { leaseId: a.leaseId } }).catch(() => undefined);
+      this.#releaseOneWay(a.leaseId);
       if (err instanceof ShmbrokerError) throw err;
       const e = err as native.NativeError;
       // One stable reason (the registry's MAP_FAILED); the errno is in the message.
@@ -329,19 +376,11 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   async #release(region: MappedRegion): Promise<void> {
     this.#regions.delete(region.leaseId);
     this.#updateRef();
-    if (!this.#sock) return; // the broker ends the lease when this process is gone
     // The mapping is already gone here, which is all the caller waits for;
-    // the broker's acknowledgement is not worth a round trip on the hot
-    // path (requests on one connection are answered in order, so a later
-    // acquire still follows this release). A refusal is reported as 'warning'.
-    this.#request({ release: { leaseId: region.leaseId } }).then(
-      ({ reply }) => {
-        if (reply.error && reply.error.reason !== 'LEASE_NOT_FOUND') {
-          this.emit('warning', errorFromStatus(reply.error.code, reply.error.reason, reply.error.message));
-        }
-      },
-      () => undefined, // disconnected: the lease ends with the process or is re-offered
-    );
+    // the broker's acknowledgement is not worth a packet on the hot path, so
+    // it sends none (requests on one connection are handled in order, so a
+    // later acquire still follows this release). A refusal is reported as 'warning'.
+    this.#releaseOneWay(region.leaseId);
   }
 
   /** Regions currently held through this client. */

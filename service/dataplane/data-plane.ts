@@ -261,7 +261,7 @@ export class DataPlane implements LeaseNotifier {
           this.requests.acquire(conn, requestId, req.acquire!.region, fromAccessMode(req.acquire!.mode), req.acquire!.wantEvents === true);
           break;
         case 'release':
-          this.requests.release(conn, requestId, req.release!.leaseId);
+          this.requests.release(conn, requestId, req.release!.leaseId, req.release!.noReply === true);
           break;
         case 'offer':
           this.requests.offer(conn, requestId, req.offer!.region, req.offer!.leaseId, fromAccessMode(req.offer!.mode), fds[0]!);

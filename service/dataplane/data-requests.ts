@@ -131,7 +131,13 @@ export class DataRequests {
     }
   }
 
-  release(conn: Connection, requestId: number, leaseId: number): void {
+  /**
+   * Ends the lease (lease-service end(): audited, revoked in the kernel on
+   * kmod, forgotten here). With `noReply` (the SDK's release) nothing is sent
+   * back on success, one packet less per cycle; a refusal is still answered
+   * (the throw below becomes an error reply in DataPlane.onPacket).
+   */
+  release(conn: Connection, requestId: number, leaseId: number, noReply = false): void {
     const lease = this.deps.leases.get(leaseId);
     // Only the connection that holds a lease (or, after a reconnect, the
     // same uid and pid) may release it.
@@ -139,7 +145,7 @@ export class DataRequests {
       throw new NotFoundError('LEASE_NOT_FOUND', `lease ${leaseId} is not held by this client`);
     }
     this.deps.leases.end(lease, 'RELEASED', conn.caller);
-    this.host.acknowledge(conn, { requestId, release: { leaseId } });
+    if (!noReply) this.host.acknowledge(conn, { requestId, release: { leaseId } });
   }
 
   /**
