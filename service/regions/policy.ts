@@ -61,7 +61,7 @@ export class Policy {
   }
 
   /** The grants that give this caller access now, best (rw) first. */
-  matchingGrants(caller: Caller, grants: GrantRecord[], now: number): GrantRecord[] {
+  matchingGrants(caller: Caller, grants: readonly GrantRecord[], now: number): GrantRecord[] {
     const principals = callerPrincipals(caller);
     return grants
       .filter((g) => g.expireTime === null || g.expireTime > now)
@@ -69,7 +69,7 @@ export class Policy {
       .sort((a, b) => (a.mode === b.mode ? a.id - b.id : a.mode === 'rw' ? -1 : 1));
   }
 
-  mayView(caller: Caller, region: RegionRecord, grants: GrantRecord[], now: number): boolean {
+  mayView(caller: Caller, region: RegionRecord, grants: readonly GrantRecord[], now: number): boolean {
     return this.mayManage(caller, region) || this.matchingGrants(caller, grants, now).length > 0;
   }
 
@@ -80,7 +80,7 @@ export class Policy {
   decideAcquire(
     caller: Caller,
     region: RegionRecord,
-    grants: GrantRecord[],
+    grants: readonly GrantRecord[],
     mode: GrantMode,
     now: number,
   ): { allowed: true; grant: GrantRecord | null } | { allowed: false; reason: 'NO_GRANT' | 'GRANT_READ_ONLY' } {

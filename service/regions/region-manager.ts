@@ -111,7 +111,7 @@ export class RegionManager {
   }
 
   /** Who may see a region: the same rule for Get, List and Watch. */
-  mayViewRegion(caller: Caller, region: RegionRecord, grants: GrantRecord[]): boolean {
+  mayViewRegion(caller: Caller, region: RegionRecord, grants: readonly GrantRecord[]): boolean {
     return caller.isAdmin || this.deps.policy.mayView(caller, region, grants, this.now());
   }
 
@@ -283,7 +283,7 @@ export class RegionManager {
     const done = this.deps.auditor.guard({ actor: caller, action: 'DeleteRegion', resource }, () => {
       const r = this.requireManaged(caller, id);
       // Deleting again while it waits for its holders changes nothing.
-      if (r.state === 'DELETING') return { region: r, leases: [] as ReturnType<typeof this.deps.leases.forRegion>, grants: [] as GrantRecord[], again: true };
+      if (r.state === 'DELETING') return { region: r, leases: [] as ReturnType<typeof this.deps.leases.forRegion>, grants: [] as readonly GrantRecord[], again: true };
       const now = this.now();
       return this.deps.auditor.record((append) => {
         const leases = this.deps.leases.forRegion(id);

@@ -18,7 +18,7 @@ export interface RegionChange {
   /** Set for a grant event; absent for a region event. */
   grant?: GrantRecord;
   /** The region's grants when the change happened (who may see it). */
-  grants: GrantRecord[];
+  grants: readonly GrantRecord[];
 }
 
 export interface LoggedChange extends RegionChange {

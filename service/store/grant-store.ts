@@ -2,6 +2,8 @@
 // optionally until an expiry time.
 import type { GrantMode } from '../../proto/wire';
 import type { Db } from './state-db';
+import type { RegionRecord } from './region-store';
+import { policySnapshot, type PolicySnapshot } from './policy-snapshot';
 
 export type { GrantMode };
 
@@ -53,14 +55,18 @@ function fromRow(r: Row): GrantRecord {
 
 export class GrantStore {
   private readonly stmts;
+  /** Each region's grants in memory, in step with this table (policy-snapshot.ts): forRegion() reads no SQLite once warm. */
+  private readonly snapshot: PolicySnapshot<RegionRecord, GrantRecord>;
 
   constructor(db: Db) {
+    this.snapshot = policySnapshot(db);
     this.stmts = {
       insert: db.prepare(
         `INSERT INTO grants (region, grantee_kind, grantee_id, grantee_name, mode, create_time, expire_time, creator_uid, allow_notify)
          VALUES (@region, @granteeKind, @granteeId, @granteeName, @mode, @createTime, @expireTime, @creatorUid, @allowNotifyInt)`,
       ),
       get: db.prepare<[number], Row>('SELECT * FROM grants WHERE id = ?'),
+      regionOf: db.prepare<[number], { region: string }>('SELECT region FROM grants WHERE id = ?'),
       byRegion: db.prepare<[string], Row>('SELECT * FROM grants WHERE region = ? ORDER BY id'),
       pageByRegion: db.prepare<[string, number, number], Row>('SELECT * FROM grants WHERE region = ? AND id > ? ORDER BY id LIMIT ?'),
       pageAll: db.prepare<[number, number], Row>('SELECT * FROM grants WHERE id > ? ORDER BY id LIMIT ?'),
@@ -74,6 +80,7 @@ export class GrantStore {
   }
 
   insert(g: Omit<GrantRecord, 'id'>): GrantRecord {
+    this.snapshot.grantsChanged(g.region);
     const info = this.stmts.insert.run({ ...g, allowNotifyInt: g.allowNotify ? 1 : 0 });
     return { ...g, id: Number(info.lastInsertRowid) };
   }
@@ -83,8 +90,9 @@ export class GrantStore {
     return row && fromRow(row);
   }
 
-  forRegion(region: string): GrantRecord[] {
-    return this.stmts.byRegion.all(region).map(fromRow);
+  /** The region's grants as committed, in id order (frozen: copy to change), from the snapshot once read. */
+  forRegion(region: string): readonly GrantRecord[] {
+    return this.snapshot.grantsOf(region, () => this.stmts.byRegion.all(region).map(fromRow));
   }
 
   page(region: string | undefined, afterId: number, limit: number): GrantRecord[] {
@@ -102,10 +110,13 @@ export class GrantStore {
 
   /** A region going DELETING keeps its row, so its grants do not cascade: they go here. */
   removeForRegion(region: string): void {
+    this.snapshot.grantsChanged(region);
     this.stmts.removeForRegion.run(region);
   }
 
   remove(id: number): boolean {
+    const row = this.stmts.regionOf.get(id);
+    if (row) this.snapshot.grantsChanged(row.region);
     return this.stmts.remove.run(id).changes > 0;
   }
 

@@ -1,6 +1,8 @@
 // Region rows. Callers wrap writes in a transaction together with the quota
 // charge and the audit event they belong with.
 import type { Db } from './state-db';
+import type { GrantRecord } from './grant-store';
+import { policySnapshot, type PolicySnapshot } from './policy-snapshot';
 
 /** What the state column holds; DELETING is derived from delete_time (see the migration). */
 export type StoredRegionState = 'ACTIVE' | 'LOST';
@@ -54,8 +56,11 @@ function fromRow(r: Row): RegionRecord {
 
 export class RegionStore {
   private readonly stmts;
+  /** Region records in memory, in step with this table (policy-snapshot.ts): get() reads no SQLite once warm. */
+  private readonly snapshot: PolicySnapshot<RegionRecord, GrantRecord>;
 
   constructor(db: Db) {
+    this.snapshot = policySnapshot(db);
     this.stmts = {
       insert: db.prepare(
         `INSERT INTO regions (name, size_bytes, owner_uid, owner_gid, backend, hugepages, numa_node, create_time, state, backend_ref)
@@ -73,13 +78,17 @@ export class RegionStore {
   }
 
   insert(r: RegionRecord): void {
+    this.snapshot.regionChanged(r.name);
     const { deleteTime: _deleteTime, ...row } = r;
     this.stmts.insert.run({ ...row, state: r.state === 'LOST' ? 'LOST' : 'ACTIVE', hugepages: r.hugepages ? 1 : 0 });
   }
 
+  /** The record as committed (frozen: copy it to change it), from the snapshot once read. */
   get(name: string): RegionRecord | undefined {
-    const row = this.stmts.get.get(name);
-    return row && fromRow(row);
+    return this.snapshot.region(name, () => {
+      const row = this.stmts.get.get(name);
+      return row && fromRow(row);
+    }) as RegionRecord | undefined;
   }
 
   all(): RegionRecord[] {
@@ -92,15 +101,18 @@ export class RegionStore {
   }
 
   remove(name: string): boolean {
+    this.snapshot.regionChanged(name); // its grants cascade with it
     return this.stmts.remove.run(name).changes > 0;
   }
 
   setState(name: string, state: StoredRegionState): void {
+    this.snapshot.regionChanged(name);
     this.stmts.setState.run(state, name);
   }
 
   /** DeleteRegion with leases still held: the row (and its quota charge) stays until the last ends. */
   markDeleting(name: string, time: number): void {
+    this.snapshot.regionChanged(name);
     this.stmts.markDeleting.run(time, name);
   }
 
