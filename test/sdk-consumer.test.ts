@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BrokerProcess, REPO, makeTempDir, run } from './support/broker-process';
+import { BrokerProcess, REPO, makeTempDir } from './support/broker-process';
+import { expectConsumerRuns } from './support/sdk-consumer-run';
 
 describe('SDK for consumers', () => {
   let broker: BrokerProcess;
@@ -40,19 +41,7 @@ describe('SDK for consumers', () => {
     fs.writeFileSync(program, fs.readFileSync(program, 'utf8').replace('require("../../clients/sdk")', `require(${JSON.stringify(path.join(REPO, 'dist', 'clients', 'sdk'))})`));
     fs.chmodSync(out, 0o755);
 
-    expect((await broker.cli(['region', 'create', 'consumer', '--size', '4KiB'])).code).toBe(0);
-    expect((await broker.cli(['grant', 'create', 'consumer', '--uid', '1001', '--mode', 'rw'])).code).toBe(0);
-    const r = await run(process.execPath, [program, broker.runtimeDir, 'consumer'], { uid: 1001, gid: 1001 });
-    expect(r.stderr).toBe('');
-    expect(JSON.parse(r.stdout.toString())).toEqual({
-      insideByteLength: 4096,
-      releasedAfterBlock: true,
-      bufferAfterBlock: 0,
-      abortedBefore: 'changed my mind',
-      timeout0: 'TimeoutError',
-      missing: 'REGION_NOT_FOUND',
-      readBack: 7,
-    });
+    await expectConsumerRuns(broker, program);
     // Nothing is left held: every lease the program was granted was released.
     const ends = async () => {
       const events: Array<{ action: string; result: string }> = (await broker.json(['audit', 'list', '--region', 'consumer'])).events ?? [];

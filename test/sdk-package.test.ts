@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrokerProcess, REPO, makeTempDir, run } from './support/broker-process';
+import { expectConsumerRuns } from './support/sdk-consumer-run';
 
 /** npm as a user runs it: none of the npm_* variables of an `npm test` around this run leak in. */
 function npm(args: string[], o: SpawnSyncOptions & { cwd: string }) {
@@ -181,19 +182,7 @@ describe('@shmbroker/sdk installed from its tarball', () => {
   });
 
   it('the consumer fixture runs: await using, abort, timeout, typed errors, as uid 1001', async () => {
-    expect((await broker.cli(['region', 'create', 'consumer', '--size', '4KiB'])).code).toBe(0);
-    expect((await broker.cli(['grant', 'create', 'consumer', '--uid', '1001', '--mode', 'rw'])).code).toBe(0);
-    const r = await run(process.execPath, [path.join(consumer, 'out', 'consumer.js'), broker.runtimeDir, 'consumer'], { uid: 1001, gid: 1001 });
-    expect(r.stderr).toBe('');
-    expect(JSON.parse(r.stdout.toString())).toEqual({
-      insideByteLength: 4096,
-      releasedAfterBlock: true,
-      bufferAfterBlock: 0,
-      abortedBefore: 'changed my mind',
-      timeout0: 'TimeoutError',
-      missing: 'REGION_NOT_FOUND',
-      readBack: 7,
-    });
+    await expectConsumerRuns(broker, path.join(consumer, 'out', 'consumer.js'));
   });
 
   it('without a matching prebuilt binary, loading says what to approve', () => {

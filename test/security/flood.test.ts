@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { INDIVIDUAL_PER_INTERVAL } from '../../service/audit/refusal-aggregator';
-import { BrokerProcess, makeTempDir, runNode } from '../support/broker-process';
+import { type BrokerProcess, runNode, startOnSmallStateDisk } from '../support/broker-process';
 
 const U2 = { uid: 1002, gid: 1002 };
 const FLOOD_SECONDS = 15;
@@ -26,32 +26,22 @@ const INTERVAL_S = 2;
 const LEASE_CAP = 100;
 const MALFORMED_RATE = 20;
 
-let dir: string;
 let stateMount: string;
 let broker: BrokerProcess;
+let cleanup: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  dir = makeTempDir('shmbroker-flood-');
-  stateMount = path.join(dir, 'state');
-  fs.mkdirSync(stateMount, { mode: 0o700 });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,mode=0700', 'tmpfs', stateMount]);
-  const config = path.join(dir, 'broker.yaml');
-  fs.writeFileSync(
-    config,
+  ({ broker, stateMount, cleanup } = await startOnSmallStateDisk(
+    'shmbroker-flood-',
+    '64m',
     `dataPlane:\n  maxLeasesPerUid: ${LEASE_CAP}\n  maxConnectsPerSecondPerUid: 50\n  maxMalformedPerSecondPerUid: ${MALFORMED_RATE}\n  refusalAuditIntervalSeconds: ${INTERVAL_S}\n  stateLowWaterBytes: 8388608\n`,
-  );
-  broker = await BrokerProcess.start({ dir, config });
+  ));
   await broker.json(['region', 'create', 'pub', '--size', '4KiB']);
   await broker.json(['grant', 'create', 'pub', '--uid', '1002', '--mode', 'ro']);
 }, 60_000);
 
 afterAll(async () => {
-  await broker?.stop();
-  try {
-    execFileSync('umount', [stateMount]);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  await cleanup?.();
 });
 
 function usedBytes(): number {

@@ -9,36 +9,25 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BrokerProcess, makeTempDir, runNode } from '../support/broker-process';
+import { type BrokerProcess, runNode, startOnSmallStateDisk } from '../support/broker-process';
 
 const U1 = { uid: 1001, gid: 1001 };
 const U2 = { uid: 1002, gid: 1002 };
 const LOW_WATER = 8 * 1024 * 1024;
 
-let dir: string;
 let stateMount: string;
 let broker: BrokerProcess;
 let metricsAddr: string;
+let cleanup: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  dir = makeTempDir('shmbroker-lowwater-');
-  stateMount = path.join(dir, 'state');
-  fs.mkdirSync(stateMount, { mode: 0o700 });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=32m,mode=0700', 'tmpfs', stateMount]);
-  const config = path.join(dir, 'broker.yaml');
-  fs.writeFileSync(config, `dataPlane:\n  stateLowWaterBytes: ${LOW_WATER}\n`);
   metricsAddr = `127.0.0.1:${20000 + (process.pid % 20000)}`;
-  broker = await BrokerProcess.start({ dir, config, extraArgs: ['--metrics-addr', metricsAddr] });
+  ({ broker, stateMount, cleanup } = await startOnSmallStateDisk('shmbroker-lowwater-', '32m', `dataPlane:\n  stateLowWaterBytes: ${LOW_WATER}\n`, ['--metrics-addr', metricsAddr]));
   await broker.json(['region', 'create', 'u1-old', '--size', '4KiB'], U1);
 }, 60_000);
 
 afterAll(async () => {
-  await broker?.stop();
-  try {
-    execFileSync('umount', [stateMount]);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  await cleanup?.();
 });
 
 async function metric(name: string): Promise<number> {
@@ -96,9 +85,21 @@ it('a full state disk: once audit events cannot be written, acquires are refused
   await broker.json(['region', 'create', 'root-pub', '--size', '4KiB']);
   // One acquire with room: lease ids are reserved, so the next acquires need no state write of their own.
   expect((await broker.cli(['region', 'read', 'root-pub', '--length', '1'])).code).toBe(0);
-  const free = Number(fs.statfsSync(stateMount).bavail) * Number(fs.statfsSync(stateMount).bsize);
+  // Fill every free byte. The broker may still be writing behind (the read's
+  // lease and audit rows, within their 10 ms window), so the free space can
+  // shrink between statfs and fallocate: measure again and retry.
   const filler = path.join(stateMount, 'filler-all');
-  execFileSync('fallocate', ['-l', String(free), filler]);
+  for (let attempt = 0; ; attempt++) {
+    const st = fs.statfsSync(stateMount);
+    try {
+      execFileSync('fallocate', ['-l', String(Number(st.bavail) * Number(st.bsize)), filler], { stdio: 'pipe' });
+      break;
+    } catch (err) {
+      if (attempt >= 10) throw err;
+      fs.rmSync(filler, { force: true });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
   const logStart = broker.log.length;
   // Root (an admin: the low-water mark does not apply) acquires until the
   // broker refuses; the first acquires' events queue in memory, their group

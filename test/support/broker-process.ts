@@ -216,3 +216,36 @@ export class NodeChild {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * A broker whose state directory is a tmpfs of `size` (e.g. '32m'): a state
+ * disk small enough for a test to fill. `config` is the broker's YAML.
+ * cleanup() stops the broker, unmounts and removes everything.
+ */
+export async function startOnSmallStateDisk(
+  prefix: string,
+  size: string,
+  config: string,
+  extraArgs: string[] = [],
+): Promise<{ broker: BrokerProcess; stateMount: string; cleanup: () => Promise<void> }> {
+  const dir = makeTempDir(prefix);
+  const stateMount = path.join(dir, 'state');
+  fs.mkdirSync(stateMount, { mode: 0o700 });
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', stateMount], { encoding: 'utf8' });
+  if (mounted.status !== 0) throw new Error(`mount tmpfs on ${stateMount}: ${mounted.stderr}`);
+  const configPath = path.join(dir, 'broker.yaml');
+  fs.writeFileSync(configPath, config);
+  const broker = new BrokerProcess({ dir, config: configPath, extraArgs });
+  const cleanup = async (): Promise<void> => {
+    await broker.stop();
+    spawnSync('umount', [stateMount]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await broker.start();
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  return { broker, stateMount, cleanup };
+}
