@@ -39,7 +39,8 @@ import { RegionManager } from './regions/region-manager';
 import { RegionStore } from './store/region-store';
 import { Revoker } from './leases/revoker';
 import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
-import { openStateDb, type Db } from './store/state-db';
+import { onCommit, openStateDb, type Db } from './store/state-db';
+import { WalCheckpointer } from './store/wal-checkpointer';
 import { CommitBatch } from './store/commit-batch';
 import { onWriteFailure } from './write-failures';
 import { lockStateDir, privatizeStateFiles, type StateLock } from './store/state-dir';
@@ -115,6 +116,7 @@ export class Broker {
   private stopRetention: (() => void) | undefined;
   private stopCountingFailures: (() => void) | undefined;
   private stateLock: StateLock | undefined;
+  private checkpointer: WalCheckpointer | undefined;
   private stateSpace: StateSpace | undefined;
   private controlRefusals: RefusalAggregator | undefined;
   private running!: BrokerConfig;
@@ -186,6 +188,15 @@ export class Broker {
 
     const db = openStateDb(stateDir);
     undo.push(() => db.close());
+    // WAL checkpoints on a worker thread, not inside a commit on the event loop (store/wal-checkpointer.ts).
+    const checkpointer = new WalCheckpointer(db.name, {
+      onFailure: (err) => log.warn({ err: err.message }, 'WAL checkpoint worker stopped; the broker checkpoints inline again'),
+    });
+    onCommit(db, () => checkpointer.poke());
+    undo.push(() => {
+      onCommit(db, undefined);
+      checkpointer.close();
+    });
     const backend = selectBackend(options.backend, log);
     undo.push(() => backend.close());
     const regions = new RegionStore(db);
@@ -328,6 +339,7 @@ export class Broker {
       log.error({ err }, 'audit anchor write failed');
     });
     const broker = new Broker(options, db, backend, audit, quotas, regions, grants, manager, revoker, dataPlane, control, metrics, leases);
+    broker.checkpointer = checkpointer;
     broker.stateLock = stateLock;
     broker.stateSpace = stateSpace;
     broker.controlRefusals = controlRefusals;
@@ -427,6 +439,8 @@ export class Broker {
     this.backend.close();
     this.leases.close();
     this.audit.close();
+    onCommit(this.db, undefined);
+    this.checkpointer?.close();
     this.db.close();
     this.stateLock?.release();
     this.options.log.info('broker stopped');

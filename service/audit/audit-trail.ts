@@ -46,6 +46,7 @@ import { pruneAuditEvents } from './audit-retention';
 import { ensureAuditSchema, initAuditMeta, prepareAuditStatements, type AuditStatements } from './audit-store';
 import type { AuditActor, AuditEvent, AuditEventInput, AuditFilter, AuditTrailOptions, AuditVerifyResult } from './audit-types';
 import { verifyAuditChain } from './audit-verify';
+import { noteCommit } from '../store/state-db';
 
 // The trail is split by concern (issue 14): audit-types (the public types),
 // audit-chain (rows, hashing and signing), audit-store (tables, statements,
@@ -223,6 +224,7 @@ export class AuditTrail extends EventEmitter {
       this.queue = [...batch, ...this.queue]; // kept in order; the next cycle tries again
       throw err;
     }
+    noteCommit(this.db);
     this.written = { seq: last.seq, hash: last.hash };
     for (const r of batch) this.emit('event', rowToEvent(r));
     return true;

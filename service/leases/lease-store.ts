@@ -2,7 +2,7 @@
 // outlived it (kmod kernel grants still mapped by clients, to revoke them;
 // memfd fds a client will offer back). Written behind the lease service
 // (lease-service.ts), in batches; it is never read on the hot path.
-import type { Db } from '../store/state-db';
+import { noteCommit, type Db } from '../store/state-db';
 import type { GrantMode } from '../store/grant-store';
 
 export interface LeaseRecord {
@@ -60,13 +60,18 @@ export class LeaseStore {
       reserveNew: db.prepare<[number]>(`INSERT INTO sqlite_sequence (name, seq) SELECT 'leases', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'leases')`),
       reserve: db.prepare<[number]>(`UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'leases'`),
     };
-    this.apply = db.transaction((changes: Map<number, LeaseRecord | null>, reserveThrough: number) => {
+    const apply = db.transaction((changes: Map<number, LeaseRecord | null>, reserveThrough: number) => {
       for (const [id, rec] of changes) {
         if (rec) this.stmts.insert.run(rec);
         else this.stmts.remove.run(id);
       }
       if (reserveThrough > 0) this.reserveThrough(reserveThrough);
     });
+    this.apply = (changes, reserveThrough) => {
+      const outer = !db.inTransaction;
+      apply(changes, reserveThrough);
+      if (outer) noteCommit(db);
+    };
   }
 
   all(): LeaseRecord[] {

@@ -110,7 +110,10 @@ export function openStateDb(stateDir: string): Db {
     // often; each checkpoint copies the same hot pages (indexes, audit head)
     // once instead of four times. A/B on a warm broker, one sequential
     // client, disk: ~+25 % creates/s, ~-9 % broker CPU per create (noisy:
-    // shared 2-core VM, load 8-15; bench/README.md).
+    // shared 2-core VM, load 8-15; bench/README.md). In the broker this is
+    // the guard only: a worker thread checkpoints after commits and starts
+    // the WAL over before it gets here (store/wal-checkpointer.ts), so the
+    // inline checkpoint finds nothing, or little, left to copy.
     db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
@@ -165,10 +168,35 @@ export function transactionRunners(db: Db): { immediate: Runner; nested: Runner 
   let r = runners.get(db);
   if (!r) {
     const t = db.transaction(<T>(fn: () => T): T => fn());
-    r = { immediate: t.immediate as Runner, nested: t as Runner };
+    const immediate = t.immediate as Runner;
+    r = {
+      immediate: <T>(fn: () => T): T => {
+        if (db.inTransaction) return immediate(fn); // a savepoint: nothing committed yet
+        const value = immediate(fn);
+        noteCommit(db);
+        return value;
+      },
+      nested: t as Runner,
+    };
     runners.set(db, r);
   }
   return r;
+}
+
+const commitListeners = new WeakMap<Db, () => void>();
+
+/**
+ * Who hears that a write transaction committed on `db` (the WAL
+ * checkpointer, store/wal-checkpointer.ts). One listener per database.
+ */
+export function onCommit(db: Db, listener: (() => void) | undefined): void {
+  if (listener) commitListeners.set(db, listener);
+  else commitListeners.delete(db);
+}
+
+/** Tells the commit listener, if any, that a write transaction committed. */
+export function noteCommit(db: Db): void {
+  commitListeners.get(db)?.();
 }
 
 /**
