@@ -81,7 +81,9 @@ class Codec<In extends object, Out> {
 
   encode(message: In): Buffer {
     // fromObject, not verify: it accepts enum names the way the loader emits them.
-    return Buffer.from(this.type.encode(this.type.fromObject(message)).finish());
+    const bytes = this.type.encode(this.type.fromObject(message)).finish();
+    // protobufjs's Node writer already returns a Buffer of its own: no copy.
+    return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   /** Throws on malformed input; callers treat that as a protocol error. */

@@ -86,6 +86,9 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   #reconnectTimer: NodeJS.Timeout | undefined;
   /** The authenticated broker's uid: region fds must be its own. */
   #brokerUid = 0;
+  /** What #updateRef last told which socket. */
+  #refSock: native.SeqpacketSocket | undefined;
+  #refd = true;
 
   private constructor(socketPath: string, options: ConnectOptions) {
     super();
@@ -133,9 +136,15 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
   #updateRef(): void {
     // Like a net.Socket with a listener: the connection keeps the process
     // alive while it waits for a reply or holds regions (whose revocation
-    // notices arrive on it); an idle client does not.
-    if (this.#pending.size > 0 || this.#regions.size > 0) this.#sock?.ref();
-    else this.#sock?.unref();
+    // notices arrive on it); an idle client does not. Only a change reaches
+    // the addon (this runs several times per acquire).
+    const want = this.#pending.size > 0 || this.#regions.size > 0;
+    const sock = this.#sock;
+    if (!sock || (this.#refSock === sock && this.#refd === want)) return;
+    this.#refSock = sock;
+    this.#refd = want;
+    if (want) sock.ref();
+    else sock.unref();
   }
 
   #lost(sock: native.SeqpacketSocket, err?: Error): void {
@@ -345,7 +354,7 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
       if (st.size !== a.sizeBytes) {
         throw new ProtocolError('INTERNAL', 'SIZE_MISMATCH', `region ${name}: the broker said ${a.sizeBytes} bytes, the fd has ${st.size}`);
       }
-      checkRegionFd(fd, this.#brokerUid, a.backend);
+      checkRegionFd(fd, this.#brokerUid, a.backend, st);
       mapping = native.Mapping.map(fd, { length: a.sizeBytes, writable: mode === 'rw', shared: options.shared ?? false });
     } catch (err) {
       fs.closeSync(fd);

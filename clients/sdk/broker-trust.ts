@@ -86,8 +86,8 @@ export function checkPeer(cred: native.PeerCred, socketPath: string, uids: numbe
 }
 
 /** Step 3: a region fd from the broker (uid `brokerUid`), before it is mapped. */
-export function checkRegionFd(fd: number, brokerUid: number, backend: string): void {
-  const st = fs.fstatSync(fd);
+export function checkRegionFd(fd: number, brokerUid: number, backend: string, stat?: fs.Stats): void {
+  const st = stat ?? fs.fstatSync(fd);
   if (!st.isFile()) throw new BrokerNotTrustedError(`the region fd is not a regular file (mode ${st.mode.toString(8)})`);
   if (st.uid !== brokerUid) throw new BrokerNotTrustedError(`the region fd is owned by uid ${st.uid}, not by the broker (uid ${brokerUid})`);
   if ((st.mode & 0o077) !== 0) throw new BrokerNotTrustedError(`the region fd's inode is accessible to group or others (mode ${mode(st)})`);
