@@ -90,27 +90,41 @@ export class DataRequests {
         { region: name, grantId: grant?.id ?? null, pid: caller.pid, uid: caller.uid, mode: mode!, kernelGrantId: opened.kernelGrantId ?? null, createTime: now },
         { durable: opened.kernelGrantId !== undefined },
       );
-      this.host.audit(caller, 'Acquire', resource, 'ALLOWED', undefined, { mode, lease: lease.id, grant: grant ? grantName(name, grant.id) : 'owner-or-admin' });
+      const leaseId = lease.id;
+      const auditAllowed = (): void =>
+        this.host.audit(caller, 'Acquire', resource, 'ALLOWED', undefined, { mode, lease: leaseId, grant: grant ? grantName(name, grant.id) : 'owner-or-admin' });
+      // The reply goes first and the event is chained right after it, in the
+      // same synchronous turn (nothing else runs in between, so the trail's
+      // order is the broker's order): the client maps while the broker
+      // audits, one HMAC and canonical JSON off the acquire's latency. Strict
+      // mode waits for the event's commit before it replies, so it chains it
+      // first. Audited either way, also when the reply cannot be sent.
+      const auditFirst = this.deps.audit.sync === 'strict';
+      if (auditFirst) auditAllowed();
       this.host.attach(conn, lease.id);
       if (bell) this.host.doorbells.attach(name, lease.id);
       closeFds = false;
-      this.host.acknowledge(
-        conn,
-        {
-          requestId,
-          acquire: {
-            leaseId: lease.id,
-            region: name,
-            sizeBytes: region.sizeBytes,
-            mode: toAccessMode(mode!),
-            grant: grant ? grantName(name, grant.id) : '',
-            backend: this.deps.backend.kind,
-            ...(bell ? { events: { mayNotify, pageVersion: EVENT_PAGE.version } } : {}),
+      try {
+        this.host.acknowledge(
+          conn,
+          {
+            requestId,
+            acquire: {
+              leaseId: lease.id,
+              region: name,
+              sizeBytes: region.sizeBytes,
+              mode: toAccessMode(mode!),
+              grant: grant ? grantName(name, grant.id) : '',
+              backend: this.deps.backend.kind,
+              ...(bell ? { events: { mayNotify, pageVersion: EVENT_PAGE.version } } : {}),
+            },
           },
-        },
-        bell ? [opened.fd, bell.page, bell.bell] : [opened.fd],
-        closeSent,
-      );
+          bell ? [opened.fd, bell.page, bell.bell] : [opened.fd],
+          closeSent,
+        );
+      } finally {
+        if (!auditFirst) auditAllowed();
+      }
     } catch (err) {
       if (lease) this.deps.leases.end(lease, 'NOT_DELIVERED', caller);
       else if (opened.kernelGrantId) this.deps.backend.revoke(opened.kernelGrantId);
