@@ -90,10 +90,14 @@ describe('broker logs (memfd, --log-level debug)', () => {
 
   it('every line of a request carries one requestId, and its audit event has the same id', async () => {
     const all = lines(broker.log).map((l) => l.o);
-    const created = all.find((o) => o.msg === 'region created')!;
+    // One info line per create: the audit event's (the handler's own "region created" is debug).
+    const created = all.find((o) => o.msg === 'CreateRegion regions/logs: ALLOWED')!;
     expect(created.requestId).toMatch(/^[0-9a-f]{16}$/);
-    const sameRequest = all.filter((o) => o.requestId === created.requestId).map((o) => o.msg);
-    expect(sameRequest).toEqual(expect.arrayContaining(['region created', 'CreateRegion regions/logs: ALLOWED']));
+    expect(created.audit.details).toMatchObject({ sizeBytes: expect.any(Number), backend: expect.any(String) });
+    expect(created.level).toBe(30);
+    const sameRequest = all.filter((o) => o.requestId === created.requestId);
+    expect(sameRequest.filter((o) => o.level >= 30).map((o) => o.msg)).toEqual(['CreateRegion regions/logs: ALLOWED']);
+    expect(sameRequest.find((o) => o.msg === 'region created')).toMatchObject({ level: 20 });
     const { events } = await broker.json<{ events: any[] }>(['audit', 'list', '--action', 'CreateRegion']); // proto3 JSON: ListAuditEventsResponse
     expect(JSON.parse(events.at(-1).detailsJson).requestId).toBe(created.requestId);
     // Distinct requests, distinct ids.

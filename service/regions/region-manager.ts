@@ -224,7 +224,10 @@ export class RegionManager {
       this.deps.backend.destroy(record);
       throw err;
     }
-    this.deps.log.info({ region: resource, ...peerFields(caller), sizeBytes: input.sizeBytes }, 'region created');
+    // Debug: the audit event's own line (audit/audit-log.ts) says this at
+    // info, with the same request id, peer and more details (one line and
+    // one write(2) per create, not two).
+    this.deps.log.debug({ region: resource, ...peerFields(caller), sizeBytes: input.sizeBytes }, 'region created');
     this.publish({ type: 'ADDED', region: record, grants: [] });
     return record;
   }
@@ -310,7 +313,10 @@ export class RegionManager {
       // Its grants went with it: a watcher sees each go, then the region (or its DELETING state).
       for (const g of grants) this.publish({ type: 'DELETED', region, grant: g, grants });
       this.publish({ type: leases.length === 0 ? 'DELETED' : 'MODIFIED', region, grants: [] });
-      this.deps.log.info({ region: resource, ...peerFields(caller), leases: leases.length }, leases.length === 0 ? 'region deleted' : 'region deleting: waiting for its holders');
+      // A plain delete is the audit event's line at info (details.leases 0);
+      // a region left DELETING for its holders gets its own info line too.
+      if (leases.length === 0) this.deps.log.debug({ region: resource, ...peerFields(caller), leases: 0 }, 'region deleted');
+      else this.deps.log.info({ region: resource, ...peerFields(caller), leases: leases.length }, 'region deleting: waiting for its holders');
     }
     if (leases.length === 0 && !done.again) {
       if (this.deps.backend.kind !== 'kmod') this.deps.backend.destroy(region);
