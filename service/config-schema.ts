@@ -10,7 +10,7 @@
 // type inferred rather than written twice, and zod 4 has no dependencies of
 // its own (a small surface for a privileged process).
 import { z } from 'zod';
-import { GiB, KiB, parseDuration, parseSize } from '../proto/wire';
+import { GiB, KiB, MAX_REVOCATION_GRACE_MS, parseDuration, parseSize } from '../proto/wire';
 import { LOG_LEVELS } from './logger';
 
 /** How the messages name a value the file gave: 'the string "x"', 'a list', 'number 5'. */
@@ -130,7 +130,7 @@ const shape = {
     .transform(withoutNulls)
     .prefault({}),
   maxGrantsPerRegion: int(1, 1_000_000).default(64),
-  revocationGraceMs: duration(3_600_000, '1h').default(1000),
+  revocationGraceMs: duration(MAX_REVOCATION_GRACE_MS, '1h').default(1000),
   metricsAddr: z
     .string({ error: expected('HOST:PORT') })
     .refine((v) => safely(() => parseHostPort(v)) === undefined, { error: (iss) => safely(() => parseHostPort(iss.input as string)) })

@@ -12,8 +12,11 @@ import { loadShmbrokerGrpc } from '../../proto/load';
 import { BrokerNotTrustedError, checkPeer, checkSocketPath, trustedUids } from './broker-trust';
 import { STATUS_DETAILS_KEY, decodeStatus, type RichStatus } from '../../proto/status-details';
 import { errorFromStatus, ShmbrokerError } from './errors';
-import { CONTROL_SOCKET } from '../../proto/wire';
+import { CONTROL_SOCKET, MAX_REVOCATION_GRACE_MS, METHODS_WAITING_FOR_GRACE } from '../../proto/wire';
 import { resolveRuntimeDir } from './runtime-dir';
+
+/** Deadline of a unary call the caller did not set one for. */
+const DEFAULT_DEADLINE_MS = 30_000;
 
 type Callable = (req: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => unknown;
 
@@ -21,7 +24,12 @@ type Callable = (req: unknown, metadata: grpc.Metadata, options: grpc.CallOption
 export interface ControlClientOptions {
   /** The broker's runtime directory (default: $SHMBROKER_RUNTIME_DIR, else /run/shmbroker). */
   runtimeDir?: string;
-  /** Deadline of each unary call, in milliseconds (default 30 s). */
+  /**
+   * Deadline of each unary call, in milliseconds. Default 30 s; for
+   * DeleteRegion and RevokeGrant, which answer once the holders let go or
+   * the broker's revocation grace ran out, 30 s more than the longest grace
+   * a broker accepts (1 h).
+   */
   deadlineMs?: number;
 }
 
@@ -35,14 +43,14 @@ export class ControlClient extends ControlMethods {
   /** The control socket this client talks to. */
   readonly socketPath: string;
   readonly #clients = new Map<string, grpc.Client>();
-  readonly #deadlineMs: number;
+  readonly #deadlineMs: number | undefined;
   #verified: Promise<void> | undefined;
 
   /** @param options - where the broker is, and the deadline of each call */
   constructor(options: ControlClientOptions = {}) {
     super();
     this.socketPath = path.join(resolveRuntimeDir(options.runtimeDir), CONTROL_SOCKET);
-    this.#deadlineMs = options.deadlineMs ?? 30_000;
+    this.#deadlineMs = options.deadlineMs;
   }
 
   #client(service: string): grpc.Client {
@@ -113,11 +121,16 @@ export class ControlClient extends ControlMethods {
     const fn = client[method];
     if (typeof fn !== 'function') return Promise.reject(new Error(`unknown rpc ${service}.${method}`));
     return new Promise<T>((resolve, reject) => {
-      fn.call(client, request, new grpc.Metadata(), { deadline: Date.now() + this.#deadlineMs }, (err, res) => {
+      fn.call(client, request, new grpc.Metadata(), { deadline: Date.now() + this.#deadlineFor(method) }, (err, res) => {
         if (err) reject(toError(err, this.socketPath));
         else resolve(res as T);
       });
     });
+  }
+
+  #deadlineFor(method: string): number {
+    if (this.#deadlineMs !== undefined) return this.#deadlineMs;
+    return METHODS_WAITING_FOR_GRACE.has(method) ? MAX_REVOCATION_GRACE_MS + DEFAULT_DEADLINE_MS : DEFAULT_DEADLINE_MS;
   }
 
   /** Opens a server-streaming rpc; returns the grpc-js stream. Await verify() first. */

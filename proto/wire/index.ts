@@ -8,3 +8,4 @@ export * from './reasons';
 export * from './region-name';
 export * from './sockets';
 export * from './units';
+export * from './revocation';

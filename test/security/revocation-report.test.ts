@@ -73,3 +73,22 @@ it('with nobody holding, delete reports 0 leases still mapped (and still says me
   expect(await broker.json(['region', 'list'])).not.toMatchObject({ regions: [expect.objectContaining({ name: 'regions/quiet' })] });
   expect((await broker.cli(['region', 'delete', 'quiet'])).stderr.toString()).toContain('REGION_NOT_FOUND');
 }, 60_000);
+
+it('a grace longer than 30 s: region delete waits it out and reports, no DEADLINE_EXCEEDED (the CLI, through the SDK\'s ControlClient)', async () => {
+  // DeleteRegion and RevokeGrant answer when the grace ends; the control
+  // client's 30 s default deadline cut them off first (found in the VM suite
+  // with a 20 s grace under load), leaving the caller without the report.
+  fs.writeFileSync(path.join(dir, 'broker.yaml'), 'revocationGraceMs: 31s\n');
+  const reloaded = broker.log.length;
+  process.kill(broker.pid, 'SIGHUP');
+  const deadline = Date.now() + 10_000;
+  while (!broker.log.slice(reloaded).includes('revocationGraceMs') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  expect(broker.log.slice(reloaded)).toContain('revocationGraceMs');
+  await broker.json(['region', 'create', 'slow', '--size', '4KiB']);
+  await broker.json(['grant', 'create', 'slow', '--uid', '1001']);
+  await hostileHolder('slow');
+  const res = await broker.cli(['region', 'delete', 'slow', '-o', 'json'], { timeoutMs: 90_000 });
+  expect(res.stderr.toString()).toBe('');
+  expect(res.code).toBe(0);
+  expect(JSON.parse(res.stdout.toString())).toMatchObject({ name: 'regions/slow', state: 'REGION_STATE_DELETING', leaseCount: 1, revocationAdvisory: true });
+}, 120_000);
