@@ -2,6 +2,11 @@
 // acquire a region by name, get it mapped, release it, and react to
 // revocation notices. The connection re-establishes itself after a broker
 // restart and offers back the regions it still holds.
+//
+// Over ~400 lines on purpose: one connection's state machine (open, lost,
+// reconnect, re-offer), its request table and the leases it holds change
+// together; the mapping (mapped-region.ts), the events (region-events.ts)
+// and the broker's authentication (broker-trust.ts) live apart.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
