@@ -68,7 +68,7 @@ interface NativeServerHandle {
 interface NativeKmodHandle {
   readonly fd: number;
   create(size: number, hugepage: boolean, numaNode: number): bigint;
-  openGrant(regionId: bigint, readOnly: boolean, cloexec: boolean): { fd: number; grantId: bigint };
+  openGrant(regionId: bigint, readOnly: boolean, cloexec: boolean, allowNotify?: boolean): { fd: number; grantId: bigint };
   listGrants(regionId: bigint): bigint[];
   revoke(grantId: bigint): void;
   destroy(regionId: bigint): void;
@@ -87,11 +87,22 @@ interface NativeDoorbellHandle {
   close(): void;
 }
 
+interface NativeKernelDoorbellHandle {
+  readonly fd: number;
+  seq(): number;
+  revoked(): boolean;
+  notify(): number;
+  start(cb: () => void): void;
+  stop(): void;
+  close(): void;
+}
+
 interface Binding {
   setErrorClass(ctor: typeof NativeError): void;
   eventfdCreate(): number;
   dupFd(fd: number): number;
   Doorbell: new (pageFd: number, bellFd: number, mayNotify: boolean) => NativeDoorbellHandle;
+  KernelDoorbell: new (regionFd: number) => NativeKernelDoorbellHandle;
   memfdCreate(name: string, size: number, hugetlb: boolean): number;
   getSeals(fd: number): number;
   closeFd(fd: number): void;
@@ -665,14 +676,19 @@ export class KmodDevice {
     return this.#h.create(sizeBytes, hugepage, numaNode);
   }
 
-  /** SHMBROKER_IOC_OPEN: a grant fd on the region (the caller owns the fd). */
-  openGrant(regionId: bigint, options: { readOnly: boolean; cloexec?: boolean }): { fd: number; grantId: bigint } {
+  /**
+   * SHMBROKER_IOC_OPEN: a grant fd on the region (the caller owns the fd).
+   * allowNotify: SHMBROKER_OPEN_ALLOW_NOTIFY, a read-only grant may NOTIFY
+   * (a read-write one always may).
+   */
+  openGrant(regionId: bigint, options: { readOnly: boolean; cloexec?: boolean; allowNotify?: boolean }): { fd: number; grantId: bigint } {
     checkId('regionId', regionId);
     if (options === undefined) throw new TypeError('options must be an object, got undefined');
-    const o = checkOptions('options', options, ['readOnly', 'cloexec']);
+    const o = checkOptions('options', options, ['readOnly', 'cloexec', 'allowNotify']);
     const readOnly = checkBool('options.readOnly', o.readOnly);
     const cloexec = checkOptBool('options.cloexec', o.cloexec, true);
-    return this.#h.openGrant(regionId, readOnly, cloexec);
+    const allowNotify = checkOptBool('options.allowNotify', o.allowNotify, false);
+    return this.#h.openGrant(regionId, readOnly, cloexec, allowNotify);
   }
 
   /** SHMBROKER_IOC_REVOKE: tears down every mapping of the grant. */
@@ -755,6 +771,63 @@ export class Doorbell {
   }
 
   /** The waiter's epoll fd (readable after a ring), -1 once closed. */
+  get fd(): number {
+    return this.#h.fd;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Idempotent. */
+  close(): void {
+    this.#closed = true;
+    this.#h.close();
+  }
+}
+
+/**
+ * The doorbell of a kmod region: the region's grant fd itself (NOTIFY and
+ * WAIT ioctls, poll). The constructor takes ownership of `regionFd` (pass a
+ * dup of the region fd; closed by close(), also when it throws). The
+ * sequence lives in the kernel; waiting is uv_poll on the fd: no thread, no
+ * spinning, and no broker on the path.
+ */
+export class KernelDoorbell {
+  #h: NativeKernelDoorbellHandle;
+  #closed = false;
+
+  constructor(regionFd: number) {
+    checkFd('regionFd', regionFd);
+    this.#h = new native.KernelDoorbell(regionFd);
+  }
+
+  /** The region's current sequence (number of notifies so far). */
+  seq(): number {
+    return this.#h.seq();
+  }
+
+  /** True once the kernel reported the grant revoked or its region destroyed (as of the last seq(), notify() or wake-up). */
+  revoked(): boolean {
+    return this.#h.revoked();
+  }
+
+  /** SHMBROKER_IOC_NOTIFY: every waiter of the region wakes. Returns the new sequence. NativeError EPERM when the grant may not notify. */
+  notify(): number {
+    return this.#h.notify();
+  }
+
+  /** Calls `onRing` on every wake-up (coalesced) until stop(), or until the grant is revoked (the last call). */
+  start(onRing: () => void): void {
+    if (typeof onRing !== 'function') throw new TypeError('onRing must be a function');
+    this.#h.start(onRing);
+  }
+
+  stop(): void {
+    this.#h.stop();
+  }
+
+  /** The fd polled (the dup of the region fd), -1 once closed. */
   get fd(): number {
     return this.#h.fd;
   }

@@ -7,83 +7,13 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrokerProcess, NodeChild } from './support/broker-process';
+// The ring and waiter programs are shared with the kmod VM suite
+// (test/vm/kmod-events.vm-test.js), which runs them against the kernel's doorbell.
+import programs from './support/event-programs.js';
 
 const BACKEND = process.env.SHMBROKER_TEST_BACKEND ?? 'memfd';
 
-// The ring: u32 head (frames written) at 0, u32 tail (frames read) at 4,
-// 64 slots of 64 bytes from offset 64. Each side re-reads the indices after
-// reading the sequence, so a notify between the two is never lost.
-const RING = `
-const SLOTS = 64, SLOT = 64, BASE = 64;
-const { connect } = require(REPO + '/dist/clients/sdk/index.js');
-(async () => {
-  const [dir, name, role, frames] = process.argv.slice(2);
-  const client = await connect({ runtimeDir: dir });
-  const region = await client.acquire(name, { mode: 'rw', shared: true, events: true });
-  const idx = new Uint32Array(region.buffer, 0, 2);
-  const bytes = new Uint8Array(region.buffer);
-  report({ event: 'ready', mayNotify: region.mayNotify });
-  const total = Number(frames);
-  let sum = 0, wakes = 0, bad = 0;
-  for (let i = 0; i < total; ) {
-    const seen = region.seq;
-    const head = Atomics.load(idx, 0), tail = Atomics.load(idx, 1);
-    if (role === 'producer' && head - tail < SLOTS) {
-      const at = BASE + (head % SLOTS) * SLOT;
-      bytes.fill(head & 0xff, at, at + SLOT);
-      new DataView(region.buffer).setUint32(at, head, true);
-      Atomics.store(idx, 0, head + 1);
-      region.notify();
-      i++;
-      continue;
-    }
-    if (role === 'consumer' && tail < head) {
-      const at = BASE + (tail % SLOTS) * SLOT;
-      const n = new DataView(region.buffer).getUint32(at, true);
-      if (n !== tail || bytes[at + SLOT - 1] !== (tail & 0xff)) bad++;
-      sum += n;
-      Atomics.store(idx, 1, tail + 1);
-      region.notify();
-      i++;
-      continue;
-    }
-    const ev = await region.wait({ after: seen, timeoutMs: 20000 });
-    if (ev.type !== 'notify') { report({ event: 'stuck', ev, head, tail }); process.exit(4); }
-    wakes++;
-  }
-  report({ event: 'done', sum, bad, wakes });
-  await region.release();
-  client.close();
-})().catch((e) => { report({ event: 'error', message: e.message, reason: e.reason }); process.exit(3); });
-`;
-
-// A waiter: acquires (ro or rw), reports its lease's abilities, then reports
-// every event until the loop ends. "wait N [T]" waits once with after=N (timeout T ms).
-const WAITER = `
-const { connect } = require(REPO + '/dist/clients/sdk/index.js');
-const readline = require('node:readline');
-(async () => {
-  const [dir, name, mode, count] = process.argv.slice(2);
-  const client = await connect({ runtimeDir: dir });
-  const regions = [];
-  for (let i = 0; i < Number(count || 1); i++) regions.push(await client.acquire(name, { mode, events: true }));
-  const region = regions[0];
-  let notifyError = null;
-  if (mode === 'ro') { try { region.notify(); } catch (e) { notifyError = { code: e.code, reason: e.reason }; } }
-  report({ event: 'ready', seq: region.seq, mayNotify: region.mayNotify, notifyError });
-  readline.createInterface({ input: process.stdin }).on('line', async (line) => {
-    const [cmd, arg, timeoutMs] = line.split(' ');
-    if (cmd === 'wait') report({ event: 'woke', ev: await region.wait({ after: Number(arg), timeoutMs: Number(timeoutMs || 15000) }) });
-    if (cmd === 'loop') {
-      const evs = await Promise.all(regions.map(async (r) => { const got = []; for await (const ev of r.events()) got.push(ev); return got; }));
-      report({ event: 'loop-ended', last: evs.map((e) => e[e.length - 1]), counts: evs.map((e) => e.length) });
-      client.close();
-    }
-    if (cmd === 'release') await region.release();
-    if (cmd === 'notify') report({ event: 'notified', seq: region.notify() });
-  });
-})().catch((e) => { report({ event: 'error', message: e.message, reason: e.reason }); process.exit(3); });
-`;
+const { RING, WAITER } = programs as { RING: string; WAITER: string };
 
 describe(`region events (${BACKEND})`, () => {
   let broker: BrokerProcess;
@@ -103,7 +33,7 @@ describe(`region events (${BACKEND})`, () => {
     const consumer = new NodeChild(RING, { uid: 1002, args: [broker.runtimeDir, 'ring', 'consumer', String(frames)] });
     const producer = new NodeChild(RING, { uid: 1001, args: [broker.runtimeDir, 'ring', 'producer', String(frames)] });
     try {
-      expect(await consumer.next((o) => o.event === 'ready')).toEqual({ event: 'ready', mayNotify: true });
+      expect(await consumer.next((o) => o.event === 'ready')).toEqual({ event: 'ready', mayNotify: true, backend: BACKEND });
       const got = await consumer.next((o) => o.event !== 'ready', 60_000);
       expect(got).toMatchObject({ event: 'done', bad: 0, sum: (frames * (frames - 1)) / 2 });
       // It slept between frames rather than spinning: each pass through wait() was a real notify.
@@ -200,7 +130,7 @@ sock.send(dataRequestCodec().encode({ requestId: 1, acquire: { region: 'ropage',
     const child = new NodeChild(ATTACK, { uid: 1002, args: [broker.runtimeDir] });
     try {
       expect(await child.next()).toEqual({
-        events: { mayNotify: false, pageVersion: 1 },
+        events: { mayNotify: false, pageVersion: 1, kernel: false },
         fds: 3,
         mapWritable: 'EACCES',
         reopenWritable: 'EACCES',

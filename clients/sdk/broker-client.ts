@@ -345,16 +345,22 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
       throw errorFromStatus(reply.error.code, reply.error.reason, reply.error.message);
     }
     const a = reply.acquire;
-    if (!a || fds.length !== (wantEvents ? 3 : 1) || (a.events !== null) !== wantEvents) {
+    // With events: the event page and the eventfd follow the region fd,
+    // unless the region fd itself is the doorbell (kmod: events.kernel).
+    const kernelEvents = a?.events?.kernel === true;
+    if (!a || fds.length !== (wantEvents && !kernelEvents ? 3 : 1) || (a.events !== null) !== wantEvents) {
       for (const fd of fds) fs.closeSync(fd);
       throw new ProtocolError('INTERNAL', 'MALFORMED_REPLY', `the broker answered an acquire with ${a ? `${fds.length} fds` : reply.reply ?? 'nothing'}`);
     }
     const fd = fds[0]!;
     let mapping: native.Mapping;
-    let doorbell: native.Doorbell | undefined;
+    let doorbell: native.Doorbell | native.KernelDoorbell | undefined;
     try {
-      // The doorbell owns its two fds from here, also when it throws.
-      if (wantEvents) doorbell = new native.Doorbell(fds[1]!, fds[2]!, { mayNotify: a.events!.mayNotify });
+      // The doorbell owns its fds from here, also when it throws (kmod: a
+      // dup of the region fd, so it can outlive the mapping's own fd).
+      if (wantEvents) {
+        doorbell = kernelEvents ? new native.KernelDoorbell(native.dupFd(fd)) : new native.Doorbell(fds[1]!, fds[2]!, { mayNotify: a.events!.mayNotify });
+      }
       const st = fs.fstatSync(fd);
       if (st.size !== a.sizeBytes) {
         throw new ProtocolError('INTERNAL', 'SIZE_MISMATCH', `region ${name}: the broker said ${a.sizeBytes} bytes, the fd has ${st.size}`);

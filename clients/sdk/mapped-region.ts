@@ -39,7 +39,7 @@ interface RegionInit {
   fd: number;
   mapping: native.Mapping;
   onRelease: (region: MappedRegion) => Promise<void>;
-  doorbell?: native.Doorbell;
+  doorbell?: native.Doorbell | native.KernelDoorbell;
   mayNotify?: boolean;
 }
 

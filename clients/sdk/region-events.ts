@@ -1,7 +1,9 @@
 // Doorbells on a mapped region (docs/ARCHITECTURE.md, "Region events"):
 // notify every holder, wait for a notify without spinning or blocking the
-// event loop. The broker handed this process the region's event page and
-// doorbell with the lease; from here on nothing goes through the broker.
+// event loop. On memfd the broker handed this process the region's event
+// page and doorbell with the lease; on kmod the region fd itself is the
+// doorbell (the module's NOTIFY/WAIT ioctls and poll). Either way, from
+// here on nothing goes through the broker.
 import * as native from '../../native';
 import { FailedPreconditionError, PermissionDeniedError } from './errors';
 import type { RevocationEvent } from './mapped-region';
@@ -47,6 +49,8 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+type Bell = native.Doorbell | native.KernelDoorbell;
+
 interface Waiter {
   after: number;
   settle: (ev: RegionEvent) => void;
@@ -54,14 +58,14 @@ interface Waiter {
 
 /** @internal one per MappedRegion acquired with events; the region delegates to it. */
 export class RegionEvents {
-  readonly #bell: native.Doorbell | undefined;
+  readonly #bell: Bell | undefined;
   readonly #mayNotify: boolean;
   readonly #waiters = new Set<Waiter>();
   #lastSeen: number;
   #end: RevokedEvent | ReleasedEvent | undefined;
   #polling = false;
 
-  constructor(bell: native.Doorbell | undefined, mayNotify: boolean) {
+  constructor(bell: Bell | undefined, mayNotify: boolean) {
     this.#bell = bell;
     this.#mayNotify = mayNotify;
     this.#lastSeen = bell ? bell.seq() : 0;
@@ -82,9 +86,18 @@ export class RegionEvents {
 
   notify(): number {
     const bell = this.#require();
-    if (!this.#mayNotify) {
-      throw new PermissionDeniedError('PERMISSION_DENIED', 'NOTIFY_NOT_ALLOWED', 'this lease may wait but not notify (acquire it read-write)');
+    const refused = (): PermissionDeniedError =>
+      new PermissionDeniedError('PERMISSION_DENIED', 'NOTIFY_NOT_ALLOWED', 'this lease may wait but not notify (acquire it read-write)');
+    if (bell instanceof native.KernelDoorbell) {
+      // The kernel decides (EPERM on a read-only grant opened without ALLOW_NOTIFY).
+      try {
+        return bell.notify();
+      } catch (err) {
+        if ((err as native.NativeError).code === 'EPERM') throw refused();
+        throw err;
+      }
     }
+    if (!this.#mayNotify) throw refused();
     return bell.notify();
   }
 
@@ -145,10 +158,19 @@ export class RegionEvents {
   #check(after: number): RegionEvent | undefined {
     if (this.#end) return this.#end;
     const bell = this.#bell!;
-    // The broker rings with the page marked when it deletes the region: the
-    // notice on the data connection follows, but waiters learn it now.
-    if (bell.deleted()) return { type: 'revoked', reason: 'REGION_DELETED' };
-    const seq = bell.seq();
+    let seq: number;
+    if (bell instanceof native.KernelDoorbell) {
+      seq = bell.seq();
+      // The kernel revoked the grant (EPOLLHUP). The broker's notice, which
+      // names the reason, normally arrives first (it precedes the kernel
+      // revocation by the grace period); the kernel only knows "gone".
+      if (bell.revoked()) return { type: 'revoked', reason: 'GRANT_REVOKED' };
+    } else {
+      // The broker rings with the page marked when it deletes the region: the
+      // notice on the data connection follows, but waiters learn it now.
+      if (bell.deleted()) return { type: 'revoked', reason: 'REGION_DELETED' };
+      seq = bell.seq();
+    }
     if (seq === after) return undefined;
     if (seq > this.#lastSeen) this.#lastSeen = seq;
     return { type: 'notify', seq, count: seq - after };
@@ -171,7 +193,7 @@ export class RegionEvents {
     else this.#bell.stop();
   }
 
-  #require(): native.Doorbell {
+  #require(): Bell {
     if (!this.#bell) throw new FailedPreconditionError('FAILED_PRECONDITION', 'EVENTS_NOT_ACQUIRED', 'acquire the region with { events: true } to notify or wait');
     return this.#bell;
   }

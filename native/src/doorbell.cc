@@ -19,7 +19,9 @@
 //    after the edge was consumed. An active poll keeps the loop alive (a
 //    pending wait is like a pending read); stop() lets it go.
 //  - close(): idempotent; stops polling, unmaps, closes the fds.
+#include <linux/shmbroker.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <uv.h>
@@ -217,6 +219,210 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
   napi_async_context actx_ = nullptr;
 };
 
-void InitDoorbell(Napi::Env env, Napi::Object exports) { exports.Set("Doorbell", Doorbell::Class(env)); }
+
+// KernelDoorbell: the doorbell of a kmod region, which is the region's grant
+// fd itself (kmod/include/uapi/linux/shmbroker.h, "Region events"). No
+// broker fd, no event page: the module keeps the sequence and the wait queue.
+//
+//  - new NativeKernelDoorbell(regionFd): takes ownership of the fd (a dup of
+//    the region fd: same open file, so the same "seen" in the kernel).
+//  - seq(): SHMBROKER_IOC_WAIT with NONBLOCK and last_seq = what this handle
+//    last acknowledged, so reading the sequence never moves the file's "seen"
+//    past a value JS has not compared its waiters against.
+//  - revoked(): true once the kernel said the grant is gone (ENOENT to a
+//    seq(), notify() or the wake-up's acknowledgement; no syscall itself).
+//  - notify(): SHMBROKER_IOC_NOTIFY; EPERM comes from the kernel (a read-only
+//    grant opened without ALLOW_NOTIFY), ENOENT once revoked.
+//  - start(cb) / stop(): uv_poll on the region fd. The fd is level-triggered
+//    (readable while the sequence differs from "seen"), so each wake-up
+//    first acknowledges the current sequence (WAIT NONBLOCK with last_seq =
+//    that sequence) and then calls cb(), which re-checks every waiter: "seen"
+//    only ever moves here, right before every waiter is compared with the
+//    sequence it moved to, so no wake-up is lost. EPOLLHUP (revoked) stops
+//    the poll after cb(), so a dead grant does not spin the loop.
+//  - close(): idempotent; stops polling, closes the fd.
+class KernelDoorbell : public Napi::ObjectWrap<KernelDoorbell> {
+ public:
+  static Napi::Function Class(Napi::Env env) {
+    return DefineClass(env, "NativeKernelDoorbell",
+                       {
+                           InstanceMethod<&KernelDoorbell::Seq>("seq"),
+                           InstanceMethod<&KernelDoorbell::Revoked>("revoked"),
+                           InstanceMethod<&KernelDoorbell::Notify>("notify"),
+                           InstanceMethod<&KernelDoorbell::Start>("start"),
+                           InstanceMethod<&KernelDoorbell::Stop>("stop"),
+                           InstanceMethod<&KernelDoorbell::Close>("close"),
+                           InstanceAccessor<&KernelDoorbell::GetFd>("fd"),
+                       });
+  }
+
+  explicit KernelDoorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KernelDoorbell>(info) {
+    Napi::Env env = info.Env();
+    int64_t fd;
+    if (!ArgInt(info, 0, "regionFd", 0, INT32_MAX, &fd)) return;
+    fd_ = static_cast<int>(fd);
+    // The sequence as this handle starts: "seen" is already it (OPEN sets
+    // seen to the region's sequence) unless another holder of this open file
+    // moved it; acknowledging it here makes both agree.
+    uint64_t s = 0;
+    int err = Sync(&s);
+    if (err != 0 && err != ENOENT) {
+      CloseInternal();
+      ThrowErrno(env, err, "ioctl(SHMBROKER_IOC_WAIT)");
+    }
+  }
+
+  ~KernelDoorbell() override {
+    selfRef_ = false;
+    CloseInternal();
+  }
+
+ private:
+  // WAIT NONBLOCK with last_seq = last: sets "seen" to last, reads the sequence.
+  int WaitNonblock(uint64_t last, uint64_t* seq) {
+    struct shmbroker_wait w;
+    std::memset(&w, 0, sizeof w);
+    w.last_seq = last;
+    w.flags = SHMBROKER_WAIT_NONBLOCK;
+    int r;
+    do r = ioctl(fd_, SHMBROKER_IOC_WAIT, &w);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (errno == ENOENT) revoked_ = true;
+      return errno;
+    }
+    *seq = w.seq;
+    return 0;
+  }
+
+  // Acknowledge the current sequence ("seen" = it), so the fd stops polling readable.
+  int Sync(uint64_t* seq) {
+    for (;;) {
+      uint64_t s = 0;
+      int err = WaitNonblock(acked_, &s);
+      if (err != 0) return err;
+      if (s == acked_) {
+        *seq = s;
+        return 0;
+      }
+      acked_ = s;
+    }
+  }
+
+  Napi::Value Seq(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0) THROW_ERRNO(env, EBADF, "doorbell seq");
+    uint64_t s = acked_;
+    // Revoked: the last sequence known (the waiters see revoked() first).
+    if (!revoked_) {
+      int err = WaitNonblock(acked_, &s);
+      if (err != 0 && err != ENOENT) THROW_ERRNO(env, err, "ioctl(SHMBROKER_IOC_WAIT)");
+      if (err == ENOENT) s = acked_;
+    }
+    return Napi::Number::New(env, static_cast<double>(s));
+  }
+
+  // As of the last seq(), notify() or wake-up (no syscall of its own).
+  Napi::Value Revoked(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), revoked_); }
+
+  // notify() -> the new sequence.
+  Napi::Value Notify(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0) THROW_ERRNO(env, EBADF, "doorbell notify");
+    struct shmbroker_notify n;
+    std::memset(&n, 0, sizeof n);
+    int r;
+    do r = ioctl(fd_, SHMBROKER_IOC_NOTIFY, &n);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (errno == ENOENT) revoked_ = true;
+      THROW_ERRNO(env, errno, "ioctl(SHMBROKER_IOC_NOTIFY)");
+    }
+    return Napi::Number::New(env, static_cast<double>(n.seq));
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    REQUIRE_ARGUMENT_FUNCTION(0, callback);
+    if (fd_ < 0) THROW_ERRNO(env, EBADF, "uv_poll_start");
+    if (poll_ == nullptr) {
+      poll_ = NewPoll(env, fd_, this);
+      if (poll_ == nullptr) return Napi::Value();
+      napi_async_init(env, Value(), Napi::String::New(env, "KernelDoorbell"), &actx_);
+    }
+    cb_ = Napi::Persistent(callback);
+    int r = uv_poll_start(poll_, UV_READABLE | UV_DISCONNECT, OnPoll);
+    if (r < 0) THROW_ERRNO(env, -r, "uv_poll_start");
+    if (!selfRef_) {
+      Ref();
+      selfRef_ = true;
+    }
+    return env.Undefined();
+  }
+
+  void StopInternal() {
+    if (poll_ != nullptr) uv_poll_stop(poll_);
+    if (selfRef_) {
+      selfRef_ = false;
+      Unref();
+    }
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    StopInternal();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseInternal();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    KernelDoorbell* self = static_cast<KernelDoorbell*>(handle->data);
+    if (self != nullptr) self->HandlePoll();
+  }
+
+  void HandlePoll() {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    uint64_t s = 0;
+    (void)Sync(&s);  // an error other than ENOENT leaves the fd readable: retried on the next turn
+    // A revoked grant stays EPOLLHUP for good: stop before anyone spins on it.
+    if (revoked_) StopInternal();
+    if (cb_.IsEmpty() || actx_ == nullptr) return;
+    CallFromLoop(env, actx_, Value(), cb_.Value(), {});
+  }
+
+  void CloseInternal() {
+    ClosePoll(&poll_);
+    if (actx_ != nullptr) {
+      napi_async_destroy(Env(), actx_);
+      actx_ = nullptr;
+    }
+    cb_.Reset();
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    if (selfRef_) {
+      selfRef_ = false;
+      Unref();
+    }
+  }
+
+  int fd_ = -1;
+  uint64_t acked_ = 0;
+  bool revoked_ = false;
+  bool selfRef_ = false;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference cb_;
+  napi_async_context actx_ = nullptr;
+};
+
+void InitDoorbell(Napi::Env env, Napi::Object exports) {
+  exports.Set("Doorbell", Doorbell::Class(env));
+  exports.Set("KernelDoorbell", KernelDoorbell::Class(env));
+}
 
 }  // namespace shmb

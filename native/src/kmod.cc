@@ -100,16 +100,20 @@ class KmodDevice : public Napi::ObjectWrap<KmodDevice> {
     return Napi::BigInt::New(env, static_cast<uint64_t>(c.region_id));
   }
 
-  // openGrant(regionId, readOnly, cloexec) -> { fd, grantId }
+  // openGrant(regionId, readOnly, cloexec[, allowNotify]) -> { fd, grantId }
+  // allowNotify: SHMBROKER_OPEN_ALLOW_NOTIFY (a read-only grant may NOTIFY).
   Napi::Value OpenGrant(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     REQUIRE_ARGUMENT_U64(0, regionId);
     REQUIRE_ARGUMENT_BOOL(1, readOnly);
     REQUIRE_ARGUMENT_BOOL(2, cloexec);
+    bool allowNotify = false;
+    if (info.Length() > 3 && !info[3].IsUndefined()) SHMB_RETURN_IF(!::shmb::ArgBool(info, 3, "allowNotify", &allowNotify));
     struct shmbroker_open o;
     std::memset(&o, 0, sizeof(o));
     o.region_id = regionId;
-    o.flags = (readOnly ? SHMBROKER_OPEN_RDONLY : 0) | (cloexec ? SHMBROKER_OPEN_CLOEXEC : 0);
+    o.flags = (readOnly ? SHMBROKER_OPEN_RDONLY : 0) | (cloexec ? SHMBROKER_OPEN_CLOEXEC : 0) |
+              (allowNotify ? SHMBROKER_OPEN_ALLOW_NOTIFY : 0);
     SHMB_RETURN_IF(!Ioctl(env, SHMBROKER_IOC_OPEN, &o, "ioctl(SHMBROKER_IOC_OPEN)"));
     Napi::Object out = Napi::Object::New(env);
     out.Set("fd", Napi::Number::New(env, o.fd));

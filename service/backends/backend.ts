@@ -50,6 +50,12 @@ export interface OpenedRegion {
 
 export interface Backend {
   readonly kind: BackendKind;
+  /**
+   * True when the region fd itself is the region's doorbell (kmod: the
+   * module's NOTIFY/WAIT ioctls and poll on the grant fd), so the broker
+   * hands out no event page or eventfd (docs/ARCHITECTURE.md, "Region events").
+   */
+  readonly kernelEvents: boolean;
   readonly guarantees: BackendGuarantees;
   /** Allocates a region; returns the identity to record (RegionRecord.backendRef). */
   create(name: string, sizeBytes: number, options: CreateOptions): string;
@@ -59,8 +65,13 @@ export interface Backend {
    * released.
    */
   adopt(regions: RegionRecord[]): { lost: string[]; adopted: string[] };
-  /** Opens a new fd on the region for a client, read-only or read-write. */
-  open(region: RegionRecord, mode: GrantMode): OpenedRegion;
+  /**
+   * Opens a new fd on the region for a client, read-only or read-write.
+   * mayNotify: the lease may ring the region's doorbell; where the fd itself
+   * is the doorbell (kmod, `kernelEvents`), the kernel then accepts NOTIFY on
+   * a read-only fd (read-write ones always may).
+   */
+  open(region: RegionRecord, mode: GrantMode, options?: { mayNotify?: boolean }): OpenedRegion;
   /** Cuts off one client's fd and mappings (kmod); a no-op where impossible. */
   revoke(kernelGrantId: string): void;
   /** Releases the region's memory. Idempotent. */

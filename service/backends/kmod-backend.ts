@@ -34,6 +34,7 @@ export function kernelCaps(dir = KMOD_PARAMS): string | null {
 
 export class KmodBackend implements Backend {
   readonly kind = 'kmod' as const;
+  readonly kernelEvents = true;
   readonly guarantees: BackendGuarantees = {
     revocationEnforced: true,
     restartSurvival: true,
@@ -102,9 +103,15 @@ export class KmodBackend implements Backend {
     return { lost, adopted };
   }
 
-  open(region: RegionRecord, mode: GrantMode): OpenedRegion {
+  open(region: RegionRecord, mode: GrantMode, options: { mayNotify?: boolean } = {}): OpenedRegion {
     try {
-      const { fd, grantId } = this.device.openGrant(BigInt(region.backendRef), { readOnly: mode === 'ro', cloexec: true });
+      // ALLOW_NOTIFY exactly when the lease may notify: the kernel then
+      // enforces the grant's allow_notify on the fd itself (EPERM otherwise).
+      const { fd, grantId } = this.device.openGrant(BigInt(region.backendRef), {
+        readOnly: mode === 'ro',
+        cloexec: true,
+        allowNotify: options.mayNotify === true,
+      });
       return { fd, kernelGrantId: grantId.toString() };
     } catch (err) {
       const e = err as native.NativeError;

@@ -49,6 +49,7 @@ function freeHugepageBytes(): number {
 
 export class MemfdBackend implements Backend {
   readonly kind = 'memfd' as const;
+  readonly kernelEvents = false;
   readonly guarantees: BackendGuarantees = {
     revocationEnforced: false,
     restartSurvival: false,
@@ -122,7 +123,7 @@ export class MemfdBackend implements Backend {
     return { lost, adopted };
   }
 
-  open(region: RegionRecord, mode: GrantMode): OpenedRegion {
+  open(region: RegionRecord, mode: GrantMode, _options?: { mayNotify?: boolean }): OpenedRegion {
     const fd = this.fds.get(region.backendRef);
     if (fd === undefined) {
       throw new FailedPreconditionError('REGION_LOST', `region ${region.name} has no memory (lost in a broker restart)`);

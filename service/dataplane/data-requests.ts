@@ -70,20 +70,25 @@ export class DataRequests {
       const lowSpace = this.deps.stateSpace?.refusalFor(caller);
       if (lowSpace) refuse(lowSpace);
     }
-    const opened = this.deps.backend.open(region, mode!);
+    // Permission by grant mode: a lease acquired read-write may notify; a
+    // read-only one may only wait (its event page fd is O_RDONLY; on kmod
+    // the kernel refuses NOTIFY on its fd), unless its grant was made with
+    // allow_notify. On kmod this holds whether or not the lease asked for
+    // events: the fd is the doorbell either way.
+    const mayNotify = mode === 'rw' || decision.grant?.allowNotify === true;
+    const opened = this.deps.backend.open(region, mode!, { mayNotify });
+    // kmod: the region fd itself is the doorbell, nothing more to hand out
+    // (one mechanism per region, so every notify reaches every waiter).
+    const kernelEvents = wantEvents && this.deps.backend.kernelEvents;
     let lease: LeaseRecord | undefined;
     let bell: DoorbellFds | undefined;
-    // Permission by grant mode: a lease acquired read-write may notify; a
-    // read-only one may only wait (its event page fd is O_RDONLY), unless
-    // its grant was made with allow_notify.
-    const mayNotify = mode === 'rw' || decision.grant?.allowNotify === true;
     let closeFds = true;
     const closeSent = (): void => {
       fs.closeSync(opened.fd);
       if (bell) closeAll([bell.page, bell.bell]);
     };
     try {
-      if (wantEvents) bell = this.host.doorbells.open(name, mayNotify);
+      if (wantEvents && !kernelEvents) bell = this.host.doorbells.open(name, mayNotify);
       const grant = decision.grant;
       // In memory; written behind (a kmod lease before its fd leaves: see leases/lease-service.ts).
       lease = this.deps.leases.start(
@@ -117,6 +122,7 @@ export class DataRequests {
               grant: grant ? grantName(name, grant.id) : '',
               backend: this.deps.backend.kind,
               ...(bell ? { events: { mayNotify, pageVersion: EVENT_PAGE.version } } : {}),
+              ...(kernelEvents ? { events: { mayNotify, pageVersion: 0, kernel: true } } : {}),
             },
           },
           bell ? [opened.fd, bell.page, bell.bell] : [opened.fd],

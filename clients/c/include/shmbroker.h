@@ -300,13 +300,19 @@ SHMB_API const char *shmb_region_revoke_reason(const shmb_region *region);
 /* Region events (docs/ARCHITECTURE.md, "Region events")                    */
 /*
  * A region's holders can notify it and wait for notifies without spinning
- * and without the broker: the broker hands each lease that asks for events
- * the region's event page (a 64-bit sequence every notify increments) and
- * its doorbell (an eventfd every holder shares) with the acquire reply.
+ * and without the broker. Each region has a 64-bit sequence every notify
+ * increments. On the kmod backend the region fd itself is the doorbell: the
+ * kernel module keeps the sequence, notify and wait are ioctls on the region
+ * fd (SHMBROKER_IOC_NOTIFY / SHMBROKER_IOC_WAIT), and the fd polls readable
+ * after a notify and hung up (POLLHUP) once the lease is revoked. On memfd
+ * the broker hands each lease that asks for events the region's event page
+ * (holding the sequence) and its doorbell (an eventfd every holder shares)
+ * with the acquire reply. The calls below are the same on both.
  * Notifies are broadcast (every waiter of the region, in every process,
  * wakes) and coalesced (N notifies before a waiter runs may wake it once;
  * the sequence tells how many). A lease acquired read-write may notify; a
- * read-only one may only wait.
+ * read-only one may only wait, unless its grant was made with allow_notify
+ * (on kmod the kernel enforces this on the region fd itself).
  *
  * No lost wake-up: read shmb_region_seq() *before* you look at the shared
  * memory, and pass that value to shmb_region_wait(): it returns at once if
@@ -333,7 +339,7 @@ SHMB_API int shmb_acquire_ex(shmb_client *client, const char *name, enum shmb_mo
 /** 1 if the region was acquired with SHMB_ACQUIRE_EVENTS, else 0. */
 SHMB_API int shmb_region_events_enabled(const shmb_region *region);
 
-/** 1 if this lease may notify (acquired read-write with events), else 0. */
+/** 1 if this lease may notify (acquired read-write with events, or read-only on an allow_notify grant), else 0. */
 SHMB_API int shmb_region_may_notify(const shmb_region *region);
 
 /** The region's sequence: how many notifies so far (0 without events). */
@@ -341,10 +347,11 @@ SHMB_API uint64_t shmb_region_seq(const shmb_region *region);
 
 /**
  * Increment the region's sequence and wake every waiter. Never talks to the
- * broker: one atomic add and one write(2). The new sequence goes to *@p seq
- * (may be NULL).
- * @return 0, -EPERM (wait-only lease), -ENOTSUP (acquired without events),
- *         -ESTALE (lease revoked), or an errno from write(2).
+ * broker: one ioctl(2) on the region fd (kmod), or one atomic add and one
+ * write(2) (memfd). The new sequence goes to *@p seq (may be NULL).
+ * @return 0, -EPERM (wait-only lease; on kmod the kernel's answer),
+ *         -ENOTSUP (acquired without events), -ESTALE (lease revoked), or an
+ *         errno from ioctl(2) / write(2).
  */
 SHMB_API int shmb_region_notify(shmb_region *region, uint64_t *seq);
 
@@ -363,7 +370,11 @@ SHMB_API int shmb_region_wait(shmb_region *region, uint64_t after, int timeout_m
  * A pollable fd for the caller's own event loop (an epoll fd owned by the
  * region, closed by shmb_region_release()): readable after a notify, or
  * when the data socket has a packet. When it is readable, call
- * shmb_region_wait(region, last_seq, 0, &seq).
+ * shmb_region_wait(region, last_seq, 0, &seq). On kmod the epoll set holds
+ * the region fd itself, which may also be polled directly (shmb_region_fd():
+ * readable while a notify is not yet acknowledged by a shmb_region_wait(),
+ * POLLHUP once revoked); this fd adds the data socket, so a revocation
+ * notice wakes the loop a grace period before the kernel revokes.
  * @return the fd, or -ENOTSUP (acquired without events).
  */
 SHMB_API int shmb_region_event_fd(const shmb_region *region);

@@ -694,7 +694,10 @@ SHMB_API int shmb_acquire_ex(shmb_client *c, const char *name, enum shmb_mode mo
     {
         uint64_t size = p.rep.u.acquire.size_bytes;
         shmb_pb_str rname = p.rep.u.acquire.region;
-        int ok = p.nfds == (want_events ? 3 : 1) && p.rep.u.acquire.has_events == want_events &&
+        /* With events, the event page and eventfd follow the region fd,
+         * unless the region fd is the doorbell itself (kmod). */
+        int extra = want_events && !p.rep.u.acquire.kernel_events ? 2 : 0;
+        int ok = p.nfds == 1 + extra && p.rep.u.acquire.has_events == want_events &&
                  r->lease_id != 0 && size != 0 && size <= SIZE_MAX &&
                  p.rep.u.acquire.mode == (int32_t)mode &&
                  (rname.len == 0 ||
@@ -721,7 +724,14 @@ SHMB_API int shmb_acquire_ex(shmb_client *c, const char *name, enum shmb_mode mo
         }
         r->size = (size_t)size;
     }
-    if (want_events) {
+    if (want_events && p.rep.u.acquire.kernel_events) {
+        /* kmod: the region fd is the doorbell (the doorbell borrows it). */
+        rc = shmb_doorbell_open_kernel(fd, p.rep.u.acquire.may_notify, c->fd, &r->bell);
+        if (rc < 0) {
+            close(fd);
+            goto undo_lease;
+        }
+    } else if (want_events) {
         /* The doorbell owns fds 1 and 2 from here, also when it fails. */
         rc = shmb_doorbell_open(p.fds[1], p.fds[2], p.rep.u.acquire.may_notify, c->fd, &r->bell);
         if (rc < 0) {
@@ -949,6 +959,26 @@ SHMB_API int shmb_region_event_fd(const shmb_region *r)
     return r->bell ? shmb_doorbell_fd(r->bell) : -ENOTSUP;
 }
 
+/* The doorbell says the lease is gone: the broker marked the event page
+ * before sending REGION_DELETED (memfd), or the kernel revoked the grant
+ * (kmod, EPOLLHUP). The lease is gone already (a release then finds
+ * nothing). On kmod the broker's notice, sent a grace period before the
+ * kernel revocation, names the reason: read it if it is waiting. */
+static void doorbell_gone(shmb_region *r)
+{
+    if (!shmb_doorbell_is_kernel(r->bell)) {
+        r->revoked = 1;
+        snprintf(r->revoke_reason, sizeof r->revoke_reason, "REGION_DELETED");
+        return;
+    }
+    if (r->client)
+        (void)pump(r->client);
+    if (!r->revoked) {
+        r->revoked = 1;
+        snprintf(r->revoke_reason, sizeof r->revoke_reason, "GRANT_REVOKED");
+    }
+}
+
 SHMB_API int shmb_region_wait(shmb_region *r, uint64_t after, int timeout_ms, uint64_t *seq)
 {
     long long deadline;
@@ -959,15 +989,16 @@ SHMB_API int shmb_region_wait(shmb_region *r, uint64_t after, int timeout_ms, ui
     deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     for (;;) {
         uint64_t s;
-        if (!r->revoked && shmb_doorbell_deleted(r->bell)) {
-            /* The broker marked the page before sending REGION_DELETED:
-             * the lease is gone already (a release then finds nothing). */
-            r->revoked = 1;
-            snprintf(r->revoke_reason, sizeof r->revoke_reason, "REGION_DELETED");
-        }
+        int rc;
+        if (!r->revoked && shmb_doorbell_deleted(r->bell))
+            doorbell_gone(r);
         if (r->revoked)
             return SHMB_EVENT_REVOKED;
-        s = shmb_doorbell_seq(r->bell);
+        rc = shmb_doorbell_check(r->bell, after, &s);
+        if (rc == -ESTALE)
+            continue; /* the kernel revoked the grant: the top of the loop says so */
+        if (rc < 0)
+            return rc;
         if (seq)
             *seq = s;
         if (s != after)

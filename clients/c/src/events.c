@@ -1,7 +1,17 @@
 /*
  * Region doorbells (see events.h and docs/ARCHITECTURE.md, "Region events").
- * Nobody reads the doorbell eventfd: every write to it re-arms each holder's
- * edge-triggered epoll item, so one write wakes every waiter of the region.
+ *
+ * Event page (memfd backend): nobody reads the doorbell eventfd: every write
+ * to it re-arms each holder's edge-triggered epoll item, so one write wakes
+ * every waiter of the region.
+ *
+ * Kernel (kmod backend): the region fd is the doorbell. The module keeps the
+ * sequence; SHMBROKER_IOC_NOTIFY bumps it and wakes every waiter, and the fd
+ * polls readable (level-triggered) while the sequence differs from what this
+ * open file last acknowledged ("seen", set by SHMBROKER_IOC_WAIT's last_seq),
+ * EPOLLHUP once the grant is revoked. A wait acknowledges `after` before it
+ * blocks, so a notify after the caller's read of the sequence keeps the fd
+ * readable: no lost wake-up.
  */
 #define _GNU_SOURCE
 #include "events.h"
@@ -9,7 +19,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/shmbroker.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -27,10 +39,73 @@ struct event_page {
 };
 
 struct shmb_doorbell {
-    struct event_page *page;
+    struct event_page *page; /* NULL in kernel mode */
     int page_fd, bell_fd, ep_fd;
     int may_notify;
+    /* kernel mode: region_fd is the doorbell (borrowed, not closed here) */
+    int kernel, region_fd, revoked;
+    uint64_t acked; /* what "seen" was last set to through this handle */
 };
+
+/* SHMBROKER_IOC_WAIT with NONBLOCK: "seen" = last, the sequence to *seq. */
+static int kwait(shmb_doorbell *d, uint64_t last, uint64_t *seq)
+{
+    struct shmbroker_wait w;
+    int r;
+    memset(&w, 0, sizeof w);
+    w.last_seq = last;
+    w.flags = SHMBROKER_WAIT_NONBLOCK;
+    do
+        r = ioctl(d->region_fd, SHMBROKER_IOC_WAIT, &w);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        if (errno == ENOENT) {
+            d->revoked = 1;
+            return -ESTALE;
+        }
+        return -errno;
+    }
+    d->acked = last;
+    *seq = w.seq;
+    return 0;
+}
+
+int shmb_doorbell_open_kernel(int region_fd, int may_notify, int sock_fd, shmb_doorbell **out)
+{
+    struct epoll_event ev;
+    uint64_t s;
+    int rc;
+    shmb_doorbell *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->page_fd = d->bell_fd = -1;
+    d->kernel = 1;
+    d->region_fd = region_fd;
+    d->may_notify = may_notify;
+    d->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (d->ep_fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    /* Is this a grant fd of a module with events (0.3.0)? Acknowledge the
+     * sequence as it is now (OPEN set "seen" to it already). */
+    if ((rc = kwait(d, 0, &s)) < 0 || (rc = kwait(d, s, &s)) < 0)
+        goto fail;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN; /* level-triggered: readable while seq != seen */
+    ev.data.u32 = TAG_BELL;
+    if (epoll_ctl(d->ep_fd, EPOLL_CTL_ADD, region_fd, &ev) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (sock_fd >= 0 && (rc = shmb_doorbell_watch_socket(d, sock_fd)) < 0)
+        goto fail;
+    *out = d;
+    return 0;
+fail:
+    shmb_doorbell_close(d);
+    return rc;
+}
 
 int shmb_doorbell_open(int page_fd, int bell_fd, int may_notify, int sock_fd, shmb_doorbell **out)
 {
@@ -103,9 +178,16 @@ void shmb_doorbell_close(shmb_doorbell *d)
         munmap(d->page, PAGE_BYTES);
     if (d->ep_fd >= 0)
         close(d->ep_fd);
-    close(d->bell_fd);
-    close(d->page_fd);
+    if (!d->kernel) {
+        close(d->bell_fd);
+        close(d->page_fd);
+    }
     free(d);
+}
+
+int shmb_doorbell_is_kernel(const shmb_doorbell *d)
+{
+    return d->kernel;
 }
 
 int shmb_doorbell_may_notify(const shmb_doorbell *d)
@@ -113,19 +195,65 @@ int shmb_doorbell_may_notify(const shmb_doorbell *d)
     return d->may_notify;
 }
 
-uint64_t shmb_doorbell_seq(const shmb_doorbell *d)
+uint64_t shmb_doorbell_seq(shmb_doorbell *d)
 {
+    uint64_t s = d->acked;
+    if (d->kernel) {
+        /* Reading leaves "seen" where the last wait put it. */
+        if (!d->revoked)
+            (void)kwait(d, d->acked, &s);
+        return s;
+    }
     return __atomic_load_n(&d->page->seq, __ATOMIC_SEQ_CST);
 }
 
 int shmb_doorbell_deleted(const shmb_doorbell *d)
 {
+    if (d->kernel)
+        return d->revoked;
     return (__atomic_load_n(&d->page->flags, __ATOMIC_SEQ_CST) & 1u) != 0;
+}
+
+int shmb_doorbell_check(shmb_doorbell *d, uint64_t after, uint64_t *seq)
+{
+    uint64_t s, again;
+    int rc;
+    if (!d->kernel) {
+        *seq = shmb_doorbell_seq(d);
+        return 0;
+    }
+    if ((rc = kwait(d, after, &s)) < 0)
+        return rc;
+    /* Moved: the caller learns s, so acknowledge it (the fd stops polling
+     * readable until the next notify). */
+    if (s != after && (rc = kwait(d, s, &again)) < 0)
+        return rc;
+    *seq = s;
+    return 0;
 }
 
 int shmb_doorbell_notify(shmb_doorbell *d, uint64_t *seq)
 {
     uint64_t one = 1, s;
+    if (d->kernel) {
+        /* The kernel decides: EPERM on a read-only grant without ALLOW_NOTIFY. */
+        struct shmbroker_notify n;
+        int r;
+        memset(&n, 0, sizeof n);
+        do
+            r = ioctl(d->region_fd, SHMBROKER_IOC_NOTIFY, &n);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (errno == ENOENT) {
+                d->revoked = 1;
+                return -ESTALE;
+            }
+            return -errno;
+        }
+        if (seq)
+            *seq = n.seq;
+        return 0;
+    }
     if (!d->may_notify)
         return -EPERM;
     s = __atomic_add_fetch(&d->page->seq, 1, __ATOMIC_SEQ_CST);

@@ -154,6 +154,7 @@ static void body_region_events(writer *w, const void *m)
     const shmb_pb_reply *r = m;
     f_u64(w, 1, r->u.acquire.may_notify ? 1 : 0);
     f_u64(w, 2, r->u.acquire.page_version);
+    f_u64(w, 3, r->u.acquire.kernel_events ? 1 : 0);
 }
 
 static void body_acquire_rep(writer *w, const void *m)
@@ -450,6 +451,7 @@ static int dec_region_events(reader *r, shmb_pb_reply *p)
         switch (f) {
         case 1: rc = rd_bool(r, wt, &p->u.acquire.may_notify); break;
         case 2: rc = rd_u32(r, wt, &p->u.acquire.page_version); break;
+        case 3: rc = rd_bool(r, wt, &p->u.acquire.kernel_events); break;
         default: rc = r_skip(r, wt); break;
         }
         if (rc < 0)

@@ -74,6 +74,8 @@ typedef struct {
             int has_events;
             int may_notify;
             uint32_t page_version;
+            /* RegionEvents.kernel: the region fd is the doorbell, no more fds. */
+            int kernel_events;
         } acquire;
         struct { uint64_t lease_id; } release;
         struct { int32_t code; shmb_pb_str reason; shmb_pb_str message; } error;

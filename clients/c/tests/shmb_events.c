@@ -2,13 +2,20 @@
  * Region events from C against a real broker (test/clients-c/c-events.test.ts).
  * Finds the broker like any client (SHMBROKER_RUNTIME_DIR etc.).
  *
- *   ring NAME producer|consumer FRAMES
+ *   ring NAME producer|consumer FRAMES [hold]
  *        the ring of test/region-events.test.ts: u32 head at 0, u32 tail at 4,
  *        64 slots of 64 bytes from offset 64; the producer writes FRAMES frames
  *        (slot bytes = frame & 0xff, first u32 = frame number) and notifies,
  *        the consumer checks them, advances tail and notifies. Both sleep in
  *        shmb_region_wait() when they cannot proceed. Prints
- *        "done sum=S bad=B wakes=W".
+ *        "done sum=S bad=B wakes=W". With "hold": prints "acquired
+ *        backend=B" after the acquire and waits for a line on stdin before
+ *        it starts (so the test can stop the broker in between).
+ *   raw-notify NAME ro|rw
+ *        acquires with events, then rings through the library and with the
+ *        bare NOTIFY ioctl on the region fd (kmod: the kernel's own answer,
+ *        no library check in between); prints "notify rc=RC raw=OK|ERRNO
+ *        may_notify=M backend=B".
  *   poll NAME ro|rw N
  *        acquires N leases with events, prints "ready seq=S may_notify=M
  *        notify_rc=RC", then polls their N event fds with poll(2) (the
@@ -21,8 +28,11 @@
 #define _GNU_SOURCE
 #include "shmbroker.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <linux/shmbroker.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +48,19 @@ static int die(const char *what, int rc, shmb_client *c)
     return 2;
 }
 
-static int ring(shmb_client *c, const char *name, int producer, uint32_t frames)
+static int ring(shmb_client *c, const char *name, int producer, uint32_t frames, int hold)
 {
     shmb_region *r;
     int rc = shmb_acquire_ex(c, name, SHMB_MODE_READ_WRITE, SHMB_ACQUIRE_EVENTS, &r);
     if (rc < 0)
         return die("acquire", rc, c);
+    if (hold) {
+        char line[64];
+        printf("acquired backend=%s\n", shmb_region_backend(r));
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin))
+            return 1;
+    }
     uint8_t *mem = shmb_region_data(r);
     uint32_t *head = (uint32_t *)mem, *tail = (uint32_t *)mem + 1;
     uint64_t sum = 0, wakes = 0, bad = 0;
@@ -141,16 +158,35 @@ static int poll_leases(shmb_client *c, const char *name, enum shmb_mode mode, in
     return 0;
 }
 
+static int raw_notify(shmb_client *c, const char *name, enum shmb_mode mode)
+{
+    shmb_region *r;
+    struct shmbroker_notify n;
+    int rc = shmb_acquire_ex(c, name, mode, SHMB_ACQUIRE_EVENTS, &r);
+    if (rc < 0)
+        return die("acquire", rc, c);
+    int lib = shmb_region_notify(r, NULL);
+    memset(&n, 0, sizeof n);
+    int raw = ioctl(shmb_region_fd(r), SHMBROKER_IOC_NOTIFY, &n) < 0 ? errno : 0;
+    printf("notify rc=%d raw=%s may_notify=%d backend=%s\n", lib,
+           raw == 0 ? "OK" : raw == EPERM ? "EPERM" : strerror(raw), shmb_region_may_notify(r), shmb_region_backend(r));
+    fflush(stdout);
+    return shmb_region_release(r) < 0 ? 2 : 0;
+}
+
 int main(int argc, char **argv)
 {
     shmb_client *c;
     int rc;
-    if (argc < 5)
+    if (argc < 4 || (argc < 5 && strcmp(argv[1], "raw-notify") != 0))
         return 1;
     if ((rc = shmb_connect(NULL, &c)) < 0)
         return die("connect", rc, NULL);
     if (strcmp(argv[1], "ring") == 0)
-        rc = ring(c, argv[2], strcmp(argv[3], "producer") == 0, (uint32_t)strtoul(argv[4], NULL, 10));
+        rc = ring(c, argv[2], strcmp(argv[3], "producer") == 0, (uint32_t)strtoul(argv[4], NULL, 10),
+                  argc > 5 && strcmp(argv[5], "hold") == 0);
+    else if (strcmp(argv[1], "raw-notify") == 0)
+        rc = raw_notify(c, argv[2], strcmp(argv[3], "rw") == 0 ? SHMB_MODE_READ_WRITE : SHMB_MODE_READ_ONLY);
     else if (strcmp(argv[1], "poll") == 0)
         rc = poll_leases(c, argv[2], strcmp(argv[3], "rw") == 0 ? SHMB_MODE_READ_WRITE : SHMB_MODE_READ_ONLY, atoi(argv[4]));
     else

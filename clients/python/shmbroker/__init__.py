@@ -294,8 +294,10 @@ class Region:
         return _load().shmb_region_seq(self._handle())
 
     def notify(self) -> int:
-        """Wake every waiter of the region (never through the broker).
-        Returns the new sequence. ShmbrokerError EPERM on a wait-only lease."""
+        """Wake every waiter of the region (never through the broker: on kmod
+        one ioctl on the region fd, which is the doorbell). Returns the new
+        sequence. ShmbrokerError EPERM on a wait-only lease (on kmod the
+        kernel's answer)."""
         out = ctypes.c_uint64()
         rc = _load().shmb_region_notify(self._handle(), ctypes.byref(out))
         if rc < 0:
