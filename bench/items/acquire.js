@@ -13,6 +13,13 @@ const SIZES = [
 module.exports = async function acquire(ctx) {
   const trials = ctx.quick ? 200 : 1500;
   const warmup = ctx.quick ? 30 : 200;
+  // The SDK side warms up longer: a fresh Node client is still compiling the
+  // SDK (and the broker its handlers) for its first ~1,000-2,000 cycles. With
+  // 200 warm-up cycles the p50 of 1,500 trials was 147-174 µs where the same
+  // client after 3,000 measured 86-88 µs (load 12, 2026-12-03; its first 500
+  // trials 167-207 µs, its last 500 106-127 µs): the figure measured V8's
+  // compiler, not an acquire. The C floor has nothing to compile.
+  const sdkWarmup = ctx.quick ? 300 : 3000;
   const rounds = ctx.quick ? 1 : 3;
   const floorBin = buildC('acquire_floor');
   const broker = await Broker.start();
@@ -52,12 +59,12 @@ module.exports = async function acquire(ctx) {
       for (let r = 0; r < rounds; r++) {
         floorNs.push(...runJson(floorBin, [String(s.bytes), String(trials), String(warmup)]).ns);
         const c0 = broker.cpuMs();
-        const w = new Worker('acquire', [broker.runtimeDir, name, String(trials), String(warmup)], { uid });
+        const w = new Worker('acquire', [broker.runtimeDir, name, String(trials), String(sdkWarmup)], { uid });
         const res = await w.done();
         brokerCpuMs += broker.cpuMs() - c0;
         clientCpuUs += res.cpuUs;
         sdkNs.push(...res.ns);
-        const w2 = new Worker('acquire', [broker.runtimeDir, name, String(trials), String(warmup), 'shared'], { uid });
+        const w2 = new Worker('acquire', [broker.runtimeDir, name, String(trials), String(sdkWarmup), 'shared'], { uid });
         sabNs.push(...(await w2.done()).ns);
         floorRelNs.push(...runJson(floorBin, [String(s.bytes), String(trials), String(warmup), '--release']).ns);
       }
@@ -98,7 +105,7 @@ module.exports = async function acquire(ctx) {
         baseline: { label: 'C floor with release round trip, p50', value: relL.p50_us },
         better: 'lower',
       });
-      const cycles = rounds * (trials + warmup);
+      const cycles = rounds * (trials + sdkWarmup);
       ctx.figure({
         id: `acquire.${s.id}.broker_cpu`,
         group: G,
@@ -128,7 +135,7 @@ module.exports = async function acquire(ctx) {
         baseline: { label: 'C floor p50 (whole cycle, both processes)', value: floorL.p50_us },
         better: 'lower',
       });
-      ctx.note(`acquire ${s.label}: ${rounds} round(s) × ${trials} trials per side (after ${warmup} warm-up), SDK client as uid ${uid ?? process.getuid()} through a rw grant`);
+      ctx.note(`acquire ${s.label}: ${rounds} round(s) × ${trials} trials per side (after ${sdkWarmup} warm-up cycles for the SDK client, ${warmup} for the C floor), SDK client as uid ${uid ?? process.getuid()} through a rw grant`);
     }
   } finally {
     admin.close();
