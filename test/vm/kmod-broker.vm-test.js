@@ -11,6 +11,8 @@
 //  - a TTL grant stops working when it expires
 //  - kill -9 of the broker: region content survives, a mapped client keeps
 //    reading and writing through the restart, the SDK re-attaches its lease
+//  - a region deleted while it is held is DELETING, still charged to its
+//    owner and alive in the kernel until its last lease ends (issue 16 item 4)
 //
 // Prints TAP-style lines and the figures (revocation latency, restart time).
 const { spawn } = require('node:child_process');
@@ -40,10 +42,10 @@ async function json(args, o) {
 
 let broker;
 let brokerLog = '';
-async function startBroker() {
+async function startBroker(extraArgs = []) {
   brokerLog = '';
   const t0 = process.hrtime.bigint();
-  broker = spawn(process.execPath, [BIN, 'serve', '--runtime-dir', runtimeDir, '--state-dir', stateDir, '--backend', 'auto'], {
+  broker = spawn(process.execPath, [BIN, 'serve', '--runtime-dir', runtimeDir, '--state-dir', stateDir, '--backend', 'auto', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   broker.stdout.on('data', (d) => (brokerLog += d));
@@ -257,6 +259,55 @@ async function main() {
   ok(r.code === 0 && JSON.parse(r.stdout.toString()).numaNode === 0, 'region create --numa 0 on kmod', r.stderr);
   r = await cli(['region', 'create', 'numa9', '--size', '64KiB', '--numa', '9']);
   ok(r.code === 1 && /BACKEND_REFUSED|INVALID/.test(r.stderr), 'a NUMA node that does not exist is refused', r.stderr);
+
+  // --- delete while held (issue 16 item 4). kmod revocation is enforced:
+  // DeleteRegion gives holders the grace period, then the kernel cuts off
+  // whoever kept a mapping. Meanwhile the region is DELETING, its bytes stay
+  // charged to its owner and its kernel region lives; when the last lease
+  // ends (here: revoked at the end of the grace) it is destroyed and
+  // refunded in one step, before DeleteRegion returns. A 45 s grace leaves
+  // room to look (a CLI call takes seconds under TCG on a loaded host).
+  broker.kill('SIGTERM');
+  await new Promise((res) => broker.once('exit', res));
+  const graceConfig = path.join(work, 'grace.yaml');
+  fs.writeFileSync(graceConfig, 'revocationGraceMs: 45s\n');
+  await startBroker(['--config', graceConfig]);
+  await json(['quota', 'set', '--uid', '1001', '--bytes', '8MiB']);
+  r = await cli(['region', 'create', 'held', '--size', '6MiB'], U1);
+  ok(r.code === 0, 'uid 1001 creates a 6 MiB region under its 8 MiB quota', r.stderr);
+  const usedBytes = async () => Number((await json(['quota', 'show', '--uid', '1001'])).usage?.bytes ?? 0);
+  const kernelIds = () => {
+    const d = native.KmodDevice.open('/dev/shmbroker');
+    try {
+      return d.list().map(String);
+    } finally {
+      d.close();
+    }
+  };
+  const stateDb = new Database(path.join(stateDir, 'shmbroker.db'), { readonly: true });
+  const heldRef = String(stateDb.prepare("SELECT backend_ref FROM regions WHERE name = 'held'").get().backend_ref);
+  stateDb.close();
+  const holder = child(RAW_HOLDER, [runtimeDir, 'held'], U1);
+  ok(Boolean(await holder.next((o) => o.event === 'acquired')), 'uid 1001 maps its region (a raw client that will ignore notices)', holder.stderrText);
+  const deleting = cli(['region', 'delete', 'held', '-o', 'json'], U1);
+  ok(Boolean(await holder.next((o) => o.event === 'notice-ignored')), 'the holder gets the REGION_DELETED notice (and ignores it)');
+  const during = { region: await json(['region', 'get', 'held'], U1), used: await usedBytes(), kernel: kernelIds().includes(heldRef) };
+  ok(during.region.state === 'REGION_STATE_DELETING' && during.region.leaseCount === 1 && during.used === 6 << 20 && during.kernel,
+    'within the grace: DELETING with its 1 lease, still charged, the kernel region alive', JSON.stringify(during));
+  r = await deleting;
+  const deleted = r.code === 0 ? JSON.parse(r.stdout.toString()) : {};
+  ok(deleted.state === 'REGION_STATE_DELETING' && deleted.leaseCount === 1 && !deleted.revocationAdvisory,
+    'DeleteRegion returns after the grace: 1 lease cut off by the kernel, not advisory', r.stderr + r.stdout);
+  // Bounded: a holder that kept its mapping would touch it for ever.
+  const holderExit = await Promise.race([holder.exited(), new Promise((res) => setTimeout(() => res({ stillRunning: true }), 60_000))]);
+  if (holderExit.stillRunning) holder.kill('SIGKILL');
+  const gone = { used: await usedBytes(), kernel: kernelIds().includes(heldRef), listed: ((await json(['region', 'list'], U1)).regions ?? []).filter((x) => x.name === 'regions/held').length };
+  ok(holderExit.signal === 'SIGBUS' && !gone.kernel && gone.used === 0 && gone.listed === 0,
+    'then: the holder died of SIGBUS, the kernel region is destroyed, the bytes refunded, the row gone', JSON.stringify({ holderExit, gone }));
+  r = await cli(['region', 'create', 'held-2', '--size', '6MiB'], U1);
+  ok(r.code === 0, 'the quota has room again', r.stderr);
+  r = await cli(['region', 'delete', 'held-2'], U1);
+  ok(r.code === 0, 'delete held-2', r.stderr);
 
   // --- clean up: the runner checks the module is idle afterwards
   for (const name of ['demo', 'live', 'doomed', 'numa0', ...(hugeOk ? ['huge'] : [])]) {
