@@ -151,7 +151,7 @@ export function register(program: Command, ctx: CliContext): void {
           new Uint8Array(r.buffer).set(data, offset);
         } finally {
           await r.release();
-          await client.drain(); // the release's reply, before close() (see BrokerClient.drain)
+          await client.drain(); // the release packet on its way, before close() (see BrokerClient.drain)
         }
         ctx.print({ name: `regions/${name}`, offset, bytesWritten: data.length }, () => (process.stdout.isTTY ? `wrote ${data.length} bytes` : ''));
       } finally {
@@ -192,7 +192,7 @@ export function register(program: Command, ctx: CliContext): void {
           bytes = Buffer.from(new Uint8Array(r.buffer, offset, length));
         } finally {
           await r.release();
-          await client.drain(); // the release's reply, before close() (see BrokerClient.drain)
+          await client.drain(); // the release packet on its way, before close() (see BrokerClient.drain)
         }
         if (ctx.format() !== 'text') ctx.print({ name: `regions/${name}`, offset, length: bytes.length, base64: bytes.toString('base64') }, () => '');
         else if (o.file !== undefined && o.file !== '-') fs.writeFileSync(o.file, bytes);
