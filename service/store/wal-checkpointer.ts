@@ -35,7 +35,7 @@ const POKE = 0; // 1: commits since the last run
 const STOP = 1; // 1: close and exit
 const CLOSED = 2; // 1: the worker closed its connection
 const RUNS = 3; // checkpoint runs done (for tests and the bench)
-const RESTARTS = 4; // RESTART checkpoints done
+const RESTARTS = 4; // RESTART checkpoints that copied the whole WAL
 
 const WORKER_SOURCE = `
 'use strict';
@@ -78,7 +78,10 @@ try {
     if (r && r.busy === 0 && r.log >= workerData.restartFrames && !Atomics.load(s, ${STOP})) {
       let done = false;
       try {
-        done = restart.get().busy === 0;
+        // Everything copied under the writer's lock: the next write starts the WAL over (busy
+        // only says a reader was still in it at the end, which a write after it will not be).
+        const rr = restart.get();
+        done = rr.log >= 0 && rr.checkpointed === rr.log;
       } catch {
         // the next run tries again
       }
@@ -141,7 +144,7 @@ export class WalCheckpointer {
     return Atomics.load(this.shared, RUNS);
   }
 
-  /** RESTART checkpoints the worker ran (steady writes). */
+  /** RESTART checkpoints that copied the whole WAL (steady writes). */
   get restarts(): number {
     return Atomics.load(this.shared, RESTARTS);
   }
