@@ -43,11 +43,10 @@ describe(`revocation (${BACKEND})`, () => {
     const child = new NodeChild(HOLDER, { uid: 1001, args: [broker.runtimeDir, 'rv', 'ro'] });
     try {
       expect(await child.next((o) => o.event === 'acquired')).toMatchObject({ size: 65536, first: 42, backend: BACKEND });
-      const t0 = Date.now();
-      const revoke = await broker.cli(['grant', 'revoke', g.name]);
-      expect(revoke.code).toBe(0);
-      // The revoke returns once every lease was released (the SDK releases at once) or the grace period ran out.
-      expect(Date.now() - t0).toBeLessThan(10_000);
+      // The revoke returns once every lease was released (the SDK releases
+      // at once) or the grace period ran out; its report says which.
+      const revoke = await broker.json(['grant', 'revoke', g.name]);
+      expect(revoke).toMatchObject({ name: g.name, revocationAdvisory: BACKEND === 'memfd' });
       expect(await child.next((o) => o.event === 'revoked')).toEqual({
         event: 'revoked',
         reason: 'GRANT_REVOKED',
@@ -66,11 +65,13 @@ describe(`revocation (${BACKEND})`, () => {
 
   it('TTL expiry revokes by itself', async () => {
     await broker.json(['region', 'create', 'ttl', '--size', '4KiB']);
-    await broker.json(['grant', 'create', 'ttl', '--uid', '1001', '--mode', 'rw', '--ttl', '2s']);
+    // Long enough for a child Node process to start and acquire on a loaded
+    // machine (with 2 s it sometimes found the grant already expired).
+    await broker.json(['grant', 'create', 'ttl', '--uid', '1001', '--mode', 'rw', '--ttl', '8s']);
     const child = new NodeChild(HOLDER, { uid: 1001, args: [broker.runtimeDir, 'ttl', 'rw'] });
     try {
-      await child.next((o) => o.event === 'acquired');
-      expect(await child.next((o) => o.event === 'revoked', 15_000)).toMatchObject({ reason: 'GRANT_EXPIRED', byteLength: 0 });
+      expect(await child.next((o) => o.event === 'acquired' || o.event === 'error')).toMatchObject({ event: 'acquired' });
+      expect(await child.next((o) => o.event === 'revoked', 30_000)).toMatchObject({ reason: 'GRANT_EXPIRED', byteLength: 0 });
       expect(await child.next((o) => o.event.startsWith('reacquire'))).toMatchObject({ reason: 'REGION_NOT_FOUND' });
     } finally {
       child.kill();
