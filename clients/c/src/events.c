@@ -70,9 +70,30 @@ static int kwait(shmb_doorbell *d, uint64_t last, uint64_t *seq)
     return 0;
 }
 
-int shmb_doorbell_open_kernel(int region_fd, int may_notify, int sock_fd, shmb_doorbell **out)
+/* The last step of both opens: the bell joins the doorbell's epoll set, and
+ * the client's socket too when given. On success the doorbell is the
+ * caller's; on failure it is closed. */
+static int arm(shmb_doorbell *d, int bell, uint32_t events, int sock_fd, shmb_doorbell **out)
 {
     struct epoll_event ev;
+    int rc = 0;
+    memset(&ev, 0, sizeof ev);
+    ev.events = events;
+    ev.data.u32 = TAG_BELL;
+    if (epoll_ctl(d->ep_fd, EPOLL_CTL_ADD, bell, &ev) < 0)
+        rc = -errno;
+    else if (sock_fd >= 0)
+        rc = shmb_doorbell_watch_socket(d, sock_fd);
+    if (rc < 0) {
+        shmb_doorbell_close(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+int shmb_doorbell_open_kernel(int region_fd, int may_notify, int sock_fd, shmb_doorbell **out)
+{
     uint64_t s;
     int rc;
     shmb_doorbell *d = calloc(1, sizeof *d);
@@ -91,17 +112,8 @@ int shmb_doorbell_open_kernel(int region_fd, int may_notify, int sock_fd, shmb_d
      * sequence as it is now (OPEN set "seen" to it already). */
     if ((rc = kwait(d, 0, &s)) < 0 || (rc = kwait(d, s, &s)) < 0)
         goto fail;
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN; /* level-triggered: readable while seq != seen */
-    ev.data.u32 = TAG_BELL;
-    if (epoll_ctl(d->ep_fd, EPOLL_CTL_ADD, region_fd, &ev) < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    if (sock_fd >= 0 && (rc = shmb_doorbell_watch_socket(d, sock_fd)) < 0)
-        goto fail;
-    *out = d;
-    return 0;
+    /* Level-triggered: readable while seq != seen. */
+    return arm(d, region_fd, EPOLLIN, sock_fd, out);
 fail:
     shmb_doorbell_close(d);
     return rc;
@@ -109,7 +121,6 @@ fail:
 
 int shmb_doorbell_open(int page_fd, int bell_fd, int may_notify, int sock_fd, shmb_doorbell **out)
 {
-    struct epoll_event ev;
     shmb_doorbell *d = calloc(1, sizeof *d);
     int rc = 0;
     if (!d) {
@@ -138,17 +149,7 @@ int shmb_doorbell_open(int page_fd, int bell_fd, int may_notify, int sock_fd, sh
     }
     /* Registered before the first read of the sequence: a notify whose
      * increment a later read misses re-arms this item (no lost wake-up). */
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN | EPOLLET;
-    ev.data.u32 = TAG_BELL;
-    if (epoll_ctl(d->ep_fd, EPOLL_CTL_ADD, bell_fd, &ev) < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    if (sock_fd >= 0 && (rc = shmb_doorbell_watch_socket(d, sock_fd)) < 0)
-        goto fail;
-    *out = d;
-    return 0;
+    return arm(d, bell_fd, EPOLLIN | EPOLLET, sock_fd, out);
 fail:
     shmb_doorbell_close(d);
     return rc;
