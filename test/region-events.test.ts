@@ -5,8 +5,9 @@
 // even by attacking its event page fd; revocation, deletion and release wake
 // every waiter; idle waiters cost no CPU.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BrokerProcess, NodeChild } from './support/broker-process';
+import { BrokerProcess, NodeChild, REPO } from './support/broker-process';
 // The ring and waiter programs are shared with the kmod VM suite
 // (test/vm/kmod-events.vm-test.js), which runs them against the kernel's doorbell.
 import programs from './support/event-programs.js';
@@ -14,6 +15,15 @@ import programs from './support/event-programs.js';
 const BACKEND = process.env.SHMBROKER_TEST_BACKEND ?? 'memfd';
 
 const { RING, WAITER } = programs as { RING: string; WAITER: string };
+
+/** README.md's doorbell example, verbatim: the first js block under "### Doorbells". */
+function readmeDoorbellExample(): string {
+  const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Doorbells'));
+  const m = /```js\n([\s\S]*?)```/.exec(section);
+  if (!m) throw new Error('README.md has no js block under "### Doorbells"');
+  return m[1]!;
+}
 
 describe(`region events (${BACKEND})`, () => {
   let broker: BrokerProcess;
@@ -23,6 +33,37 @@ describe(`region events (${BACKEND})`, () => {
   });
   afterAll(async () => {
     await broker?.cleanup();
+  });
+
+  it("README's doorbell example, verbatim, is the consumer (uid 1002) of the ring's producer (uid 1001)", async () => {
+    // Its own broker: the example names its region 'ring'.
+    const own = await BrokerProcess.start({ backend: BACKEND });
+    const frames = 500;
+    await own.json(['region', 'create', 'ring', '--size', '64KiB']);
+    await own.json(['grant', 'create', 'ring', '--uid', '1001', '--mode', 'rw']);
+    await own.json(['grant', 'create', 'ring', '--uid', '1002', '--mode', 'rw']);
+    const consumer = new NodeChild(
+      `
+const { connect } = require(REPO + '/dist/clients/sdk/index.js');
+(async () => {
+  const client = await connect({ runtimeDir: process.argv[2] });
+  const total = Number(process.argv[3]);
+${readmeDoorbellExample()}
+  report({ event: 'done', tail: Atomics.load(new Uint32Array(region.buffer, 0, 2), 1) });
+  await region.release();
+  client.close();
+})().catch((e) => { report({ event: 'error', message: e.message }); process.exit(3); });`,
+      { uid: 1002, args: [own.runtimeDir, String(frames)] },
+    );
+    const producer = new NodeChild(RING, { uid: 1001, args: [own.runtimeDir, 'ring', 'producer', String(frames)] });
+    try {
+      expect(await consumer.next((o) => o.event === 'done' || o.event === 'error', 60_000)).toEqual({ event: 'done', tail: frames });
+      expect(await producer.next((o) => o.event === 'done' || o.event === 'error' || o.event === 'stuck', 60_000)).toMatchObject({ event: 'done' });
+    } finally {
+      consumer.kill();
+      producer.kill();
+      await own.cleanup();
+    }
   });
 
   it('two uids pass frames through a ring buffer with doorbells', async () => {
