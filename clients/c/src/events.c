@@ -47,6 +47,23 @@ struct shmb_doorbell {
     uint64_t acked; /* what "seen" was last set to through this handle */
 };
 
+/* An ioctl on the region fd, retried on EINTR. ENOENT means the grant was
+ * revoked (or the region destroyed): the doorbell is over, -ESTALE. */
+static int kioctl(shmb_doorbell *d, unsigned long cmd, void *arg)
+{
+    int r;
+    do
+        r = ioctl(d->region_fd, cmd, arg);
+    while (r < 0 && errno == EINTR);
+    if (r >= 0)
+        return 0;
+    if (errno == ENOENT) {
+        d->revoked = 1;
+        return -ESTALE;
+    }
+    return -errno;
+}
+
 /* SHMBROKER_IOC_WAIT with NONBLOCK: "seen" = last, the sequence to *seq. */
 static int kwait(shmb_doorbell *d, uint64_t last, uint64_t *seq)
 {
@@ -55,16 +72,8 @@ static int kwait(shmb_doorbell *d, uint64_t last, uint64_t *seq)
     memset(&w, 0, sizeof w);
     w.last_seq = last;
     w.flags = SHMBROKER_WAIT_NONBLOCK;
-    do
-        r = ioctl(d->region_fd, SHMBROKER_IOC_WAIT, &w);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-        if (errno == ENOENT) {
-            d->revoked = 1;
-            return -ESTALE;
-        }
-        return -errno;
-    }
+    if ((r = kioctl(d, SHMBROKER_IOC_WAIT, &w)) < 0)
+        return r;
     d->acked = last;
     *seq = w.seq;
     return 0;
@@ -241,16 +250,8 @@ int shmb_doorbell_notify(shmb_doorbell *d, uint64_t *seq)
         struct shmbroker_notify n;
         int r;
         memset(&n, 0, sizeof n);
-        do
-            r = ioctl(d->region_fd, SHMBROKER_IOC_NOTIFY, &n);
-        while (r < 0 && errno == EINTR);
-        if (r < 0) {
-            if (errno == ENOENT) {
-                d->revoked = 1;
-                return -ESTALE;
-            }
-            return -errno;
-        }
+        if ((r = kioctl(d, SHMBROKER_IOC_NOTIFY, &n)) < 0)
+            return r;
         if (seq)
             *seq = n.seq;
         return 0;
