@@ -33,6 +33,12 @@ export interface Connection {
   process: ProcessIdentity;
   leases: Set<number>;
   closed: boolean;
+  /**
+   * Revocation notices that were queued (the socket buffer was full) since
+   * the queue last emptied. They are the broker's own burst, not replies the
+   * peer left unread, so the slow-reader bound does not count them.
+   */
+  noticesQueued: number;
 }
 
 export interface RateBucket {

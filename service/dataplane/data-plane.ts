@@ -125,7 +125,10 @@ export class DataPlane implements LeaseNotifier {
       return;
     }
     this.perUid.set(caller.uid, count + 1);
-    const conn: Connection = { id: this.nextConnId++, sock, caller, process: processIdentity(caller.pid), leases: new Set(), closed: false };
+    const conn: Connection = { id: this.nextConnId++, sock, caller, process: processIdentity(caller.pid), leases: new Set(), closed: false, noticesQueued: 0 };
+    sock.on('drain', () => {
+      conn.noticesQueued = 0;
+    });
     this.connections.set(conn.id, conn);
     sock.on('message', (data: Buffer, fds: number[]) => withRequest(() => this.onPacket(conn, data, fds)));
     sock.on('error', (err: native.NativeError) => {
@@ -226,7 +229,9 @@ export class DataPlane implements LeaseNotifier {
     // A peer that sends requests but does not read the replies would make the
     // broker queue them without bound, each acquire reply holding a duplicate
     // of a region fd: cut it off before taking on another request.
-    if (conn.sock.queuedPackets >= MAX_QUEUED_REPLIES) {
+    // (A burst of revocation notices, e.g. a revoke of a grant this peer
+    // holds hundreds of leases through, is the broker's doing: not counted.)
+    if (conn.sock.queuedPackets - conn.noticesQueued >= MAX_QUEUED_REPLIES) {
       return this.protocolError(conn, 'SLOW_READER', `${conn.sock.queuedPackets} replies queued for a peer that does not read them`, fds);
     }
     if (data.length > MAX_DATA_PACKET_BYTES) {
@@ -291,9 +296,10 @@ export class DataPlane implements LeaseNotifier {
     }
   }
 
-  send(conn: Connection, reply: DataReply, fds?: number[]): void {
-    if (conn.closed) return;
-    conn.sock.send(dataReplyCodec().encode(reply), fds);
+  /** Sends a packet; false when it was queued behind a full socket buffer (or the connection is closed). */
+  send(conn: Connection, reply: DataReply, fds?: number[]): boolean {
+    if (conn.closed) return false;
+    return conn.sock.send(dataReplyCodec().encode(reply), fds);
   }
 
   /**
@@ -336,7 +342,7 @@ export class DataPlane implements LeaseNotifier {
     // they read the notice below.
     if (reason === 'REGION_DELETED') this.doorbells.regionDeleted(lease.region);
     if (!conn || conn.closed) return false;
-    this.send(conn, { requestId: 0, revocation: { leaseId: lease.id, region: lease.region, reason, graceMs } });
+    if (!this.send(conn, { requestId: 0, revocation: { leaseId: lease.id, region: lease.region, reason, graceMs } })) conn.noticesQueued++;
     this.audit(conn.caller, 'RevocationNotice', regionName(lease.region), 'ALLOWED', reason, { lease: lease.id, graceMs });
     return true;
   }
