@@ -366,7 +366,12 @@ class SeqpacketSocket : public Napi::ObjectWrap<SeqpacketSocket> {
         CloseFds(fds);
         return;
       }
-      Emit({args[0], args[1], args[2]});
+      // Not delivered (the environment stopped running JS meanwhile): the
+      // fds never reached anyone, close them.
+      if (!Emit({args[0], args[1], args[2]})) {
+        CloseFds(fds);
+        return;
+      }
     }
   }
 
@@ -427,9 +432,10 @@ class SeqpacketSocket : public Napi::ObjectWrap<SeqpacketSocket> {
     Emit({Napi::String::New(env, "error"), ErrnoError(env, err, syscall)});
   }
 
-  void Emit(const std::vector<napi_value>& args) {
-    if (closed_ || cb_.IsEmpty() || actx_ == nullptr) return;
-    CallFromLoop(Env(), actx_, Value(), cb_.Value(), args);
+  // False when nobody received the arguments (closed, or JS refused).
+  bool Emit(const std::vector<napi_value>& args) {
+    if (closed_ || cb_.IsEmpty() || actx_ == nullptr) return false;
+    return CallFromLoop(Env(), actx_, Value(), cb_.Value(), args);
   }
 
   void DropQueue() {
@@ -642,9 +648,10 @@ class SeqpacketServer : public Napi::ObjectWrap<SeqpacketServer> {
     Emit({Napi::String::New(env, "error"), ErrnoError(env, err, syscall)});
   }
 
-  void Emit(const std::vector<napi_value>& args) {
-    if (closed_ || cb_.IsEmpty() || actx_ == nullptr) return;
-    CallFromLoop(Env(), actx_, Value(), cb_.Value(), args);
+  // False when nobody received the arguments (closed, or JS refused).
+  bool Emit(const std::vector<napi_value>& args) {
+    if (closed_ || cb_.IsEmpty() || actx_ == nullptr) return false;
+    return CallFromLoop(Env(), actx_, Value(), cb_.Value(), args);
   }
 
   void CloseInternal() {

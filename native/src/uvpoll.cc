@@ -36,19 +36,18 @@ void ClosePoll(uv_poll_t** poll) {
   *poll = nullptr;
 }
 
-void CallFromLoop(Napi::Env env, napi_async_context ctx, napi_value recv, napi_value fn,
+bool CallFromLoop(Napi::Env env, napi_async_context ctx, napi_value recv, napi_value fn,
                   const std::vector<napi_value>& args) {
   napi_value result;
   napi_status st = napi_make_callback(env, ctx, recv, fn, args.size(), args.data(), &result);
-  if (st != napi_ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value err;
-      napi_get_and_clear_last_exception(env, &err);
-      napi_fatal_exception(env, err);
-    }
-  }
+  if (st == napi_ok) return true;
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) return false;
+  napi_value err;
+  napi_get_and_clear_last_exception(env, &err);
+  napi_fatal_exception(env, err);
+  return true;
 }
 
 }  // namespace shmb

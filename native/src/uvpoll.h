@@ -27,7 +27,10 @@ void ClosePoll(uv_poll_t** poll);
 // Calls fn(args...) as a top-level callback from the event loop (so
 // process.nextTick and microtasks run after it). An exception thrown by the
 // JS side is reported like any uncaught exception of an event listener.
-void CallFromLoop(Napi::Env env, napi_async_context ctx, napi_value recv, napi_value fn,
+// True when the callback ran (even if it threw: the exception is reported
+// as uncaught); false when the environment refused to run JS at all (a
+// worker being terminated), so what the arguments hand over is still ours.
+bool CallFromLoop(Napi::Env env, napi_async_context ctx, napi_value recv, napi_value fn,
                   const std::vector<napi_value>& args);
 
 }  // namespace shmb
