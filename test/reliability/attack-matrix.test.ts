@@ -212,11 +212,20 @@ describe('attack matrix (memfd)', () => {
     // The victim's lease was never the attacker's: it is still on record for uid 1001, or
     // ended because its process exited (HOLDER_EXITED); nothing was allowed to uid 1002.
     expect([[], [{ pid, uid: 1001 }]]).toContainEqual(broker.query('SELECT pid, uid FROM leases WHERE id = ?', lease));
+    // The attempt that got the victim's pid (earlier attempts that missed it
+    // were refused the same way, under other pids); data-plane events are
+    // committed behind, within the audit window: wait for it.
+    const deniedToThePid = () =>
+      broker
+        .query<{ action: string; reason: string }>(
+          `SELECT action, reason FROM audit_events WHERE actor_uid = 1002 AND actor_pid = ? AND result = 'DENIED' AND resource = 'regions/victim'`,
+          pid,
+        )
+        .map((d) => `${d.action}:${d.reason}`)
+        .sort();
+    await expect.poll(deniedToThePid, { timeout: 5000, interval: 20 }).toEqual(['Acquire:REGION_NOT_FOUND', 'Acquire:REGION_NOT_FOUND', 'Offer:OFFER_REFUSED']);
+    // Those events are committed, so is anything before them: nothing was allowed to uid 1002.
     expect(broker.query(`SELECT action FROM audit_events WHERE actor_uid = 1002 AND result = 'ALLOWED'`)).toEqual([]);
-    const denied = broker.query<{ action: string; reason: string }>(
-      `SELECT action, reason FROM audit_events WHERE actor_uid = 1002 AND result = 'DENIED' AND resource = 'regions/victim'`,
-    );
-    expect(denied.map((d) => `${d.action}:${d.reason}`).sort()).toEqual(['Acquire:REGION_NOT_FOUND', 'Acquire:REGION_NOT_FOUND', 'Offer:OFFER_REFUSED']);
   });
 
   it('revoke racing acquires: every lease handed out before the revoke gets its notice, none after', async () => {
