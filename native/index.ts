@@ -77,24 +77,22 @@ interface NativeKmodHandle {
   close(): void;
 }
 
-interface NativeDoorbellHandle {
+/** What both doorbell handles of the addon (memfd and kernel) do alike. */
+interface NativeBellHandle {
   readonly fd: number;
   seq(): number;
-  deleted(): boolean;
   notify(): number;
   start(cb: () => void): void;
   stop(): void;
   close(): void;
 }
 
-interface NativeKernelDoorbellHandle {
-  readonly fd: number;
-  seq(): number;
+interface NativeDoorbellHandle extends NativeBellHandle {
+  deleted(): boolean;
+}
+
+interface NativeKernelDoorbellHandle extends NativeBellHandle {
   revoked(): boolean;
-  notify(): number;
-  start(cb: () => void): void;
-  stop(): void;
-  close(): void;
 }
 
 interface Binding {
@@ -729,50 +727,39 @@ export class KmodDevice {
 // Doorbell (docs/ARCHITECTURE.md, "Region events")
 
 /**
- * A region's event page and doorbell eventfd as a client holds them. The
- * constructor takes ownership of both fds (closed by close(), also when it
- * throws). Waiting is edge-triggered epoll on the shared eventfd, polled by
- * libuv: no thread, no spinning.
+ * What both kinds of doorbell do alike: read the sequence, ring, and call
+ * back on every (coalesced) wake-up while started, from the event loop via
+ * uv_poll (no thread, no spinning). Ownership of the fds is the subclass's
+ * constructor's to say.
  */
-export class Doorbell {
-  #h: NativeDoorbellHandle;
+abstract class Bell<H extends NativeBellHandle> {
   #closed = false;
 
-  constructor(pageFd: number, bellFd: number, options: { mayNotify: boolean }) {
-    checkFd('pageFd', pageFd);
-    checkFd('bellFd', bellFd);
-    const o = checkOptions('options', options, ['mayNotify']);
-    this.#h = new native.Doorbell(pageFd, bellFd, checkBool('options.mayNotify', o.mayNotify));
-  }
+  protected constructor(protected readonly h: H) {}
 
   /** The region's current sequence (number of notifies so far). */
   seq(): number {
-    return this.#h.seq();
+    return this.h.seq();
   }
 
-  /** True once the broker marked the region deleted. */
-  deleted(): boolean {
-    return this.#h.deleted();
-  }
-
-  /** Increments the sequence and rings: every waiter of the region wakes. Returns the new sequence. NativeError EPERM on a wait-only lease. */
+  /** Rings: every waiter of the region wakes. Returns the new sequence. NativeError EPERM on a lease that may not notify. */
   notify(): number {
-    return this.#h.notify();
+    return this.h.notify();
   }
 
   /** Calls `onRing` on every wake-up (coalesced) until stop(). While started, the doorbell keeps the event loop alive. */
   start(onRing: () => void): void {
     if (typeof onRing !== 'function') throw new TypeError('onRing must be a function');
-    this.#h.start(onRing);
+    this.h.start(onRing);
   }
 
   stop(): void {
-    this.#h.stop();
+    this.h.stop();
   }
 
-  /** The waiter's epoll fd (readable after a ring), -1 once closed. */
+  /** The fd polled (readable after a ring), -1 once closed. */
   get fd(): number {
-    return this.#h.fd;
+    return this.h.fd;
   }
 
   get closed(): boolean {
@@ -782,7 +769,27 @@ export class Doorbell {
   /** Idempotent. */
   close(): void {
     this.#closed = true;
-    this.#h.close();
+    this.h.close();
+  }
+}
+
+/**
+ * A region's event page and doorbell eventfd as a client holds them (memfd
+ * backend). The constructor takes ownership of both fds (closed by close(),
+ * also when it throws). Waiting is edge-triggered epoll on the shared
+ * eventfd; fd is that epoll fd.
+ */
+export class Doorbell extends Bell<NativeDoorbellHandle> {
+  constructor(pageFd: number, bellFd: number, options: { mayNotify: boolean }) {
+    checkFd('pageFd', pageFd);
+    checkFd('bellFd', bellFd);
+    const o = checkOptions('options', options, ['mayNotify']);
+    super(new native.Doorbell(pageFd, bellFd, checkBool('options.mayNotify', o.mayNotify)));
+  }
+
+  /** True once the broker marked the region deleted. */
+  deleted(): boolean {
+    return this.h.deleted();
   }
 }
 
@@ -790,55 +797,17 @@ export class Doorbell {
  * The doorbell of a kmod region: the region's grant fd itself (NOTIFY and
  * WAIT ioctls, poll). The constructor takes ownership of `regionFd` (pass a
  * dup of the region fd; closed by close(), also when it throws). The
- * sequence lives in the kernel; waiting is uv_poll on the fd: no thread, no
- * spinning, and no broker on the path.
+ * sequence lives in the kernel; fd is that dup; a revoked grant ends the
+ * wake-ups (the last call of `onRing`). No broker on the path.
  */
-export class KernelDoorbell {
-  #h: NativeKernelDoorbellHandle;
-  #closed = false;
-
+export class KernelDoorbell extends Bell<NativeKernelDoorbellHandle> {
   constructor(regionFd: number) {
     checkFd('regionFd', regionFd);
-    this.#h = new native.KernelDoorbell(regionFd);
-  }
-
-  /** The region's current sequence (number of notifies so far). */
-  seq(): number {
-    return this.#h.seq();
+    super(new native.KernelDoorbell(regionFd));
   }
 
   /** True once the kernel reported the grant revoked or its region destroyed (as of the last seq(), notify() or wake-up). */
   revoked(): boolean {
-    return this.#h.revoked();
-  }
-
-  /** SHMBROKER_IOC_NOTIFY: every waiter of the region wakes. Returns the new sequence. NativeError EPERM when the grant may not notify. */
-  notify(): number {
-    return this.#h.notify();
-  }
-
-  /** Calls `onRing` on every wake-up (coalesced) until stop(), or until the grant is revoked (the last call). */
-  start(onRing: () => void): void {
-    if (typeof onRing !== 'function') throw new TypeError('onRing must be a function');
-    this.#h.start(onRing);
-  }
-
-  stop(): void {
-    this.#h.stop();
-  }
-
-  /** The fd polled (the dup of the region fd), -1 once closed. */
-  get fd(): number {
-    return this.#h.fd;
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /** Idempotent. */
-  close(): void {
-    this.#closed = true;
-    this.#h.close();
+    return this.h.revoked();
   }
 }
