@@ -11,6 +11,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrokerProcess, REPO, run, type RunOptions, type RunResult } from '../support/broker-process';
+// The Python ring consumer is shared with the kmod VM suite (test/vm/kmod-events.vm-test.js).
+import programs from '../support/event-programs.js';
 
 const CDIR = path.join(REPO, 'clients', 'c');
 const EVENTS = path.join(CDIR, 'build', 'shmb_events');
@@ -18,40 +20,8 @@ const PYDIR = path.join(REPO, 'clients', 'python');
 const PYTHON = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p)) ?? 'python3';
 const U1 = { uid: 1001, gid: 1001 };
 const U2 = { uid: 1002, gid: 1002 };
+const { PY_RING_CONSUMER } = programs as { PY_RING_CONSUMER: string };
 const backends = (process.env.SHMBROKER_C_TEST_BACKENDS ?? (fs.existsSync('/dev/shmbroker') ? 'memfd,kmod' : 'memfd')).split(',').filter(Boolean);
-
-// The ring of clients/c/tests/shmb_events.c, consumed from Python.
-const PY_RING_CONSUMER = `
-import struct
-c = shmbroker.Client()
-r = c.acquire(sys.argv[1], 'rw', events=True)
-frames = int(sys.argv[2])
-buf = r.buf
-total = bad = wakes = 0
-i = 0
-while i < frames:
-    seen = r.seq
-    head, tail = struct.unpack_from('<II', buf, 0)
-    if tail < head:
-        at = 64 + (tail % 64) * 64
-        n = struct.unpack_from('<I', buf, at)[0]
-        if n != tail or buf[at + 63] != (tail & 0xff):
-            bad += 1
-        total += n
-        struct.pack_into('<I', buf, 4, tail + 1)
-        r.notify()
-        i += 1
-        continue
-    ev = r.wait(seen, 20)
-    if ev.type != 'notify':
-        print('stuck', ev, head, tail, flush=True)
-        sys.exit(4)
-    wakes += 1
-print('done sum=%d bad=%d wakes=%d' % (total, bad, wakes), flush=True)
-del buf
-r.release()
-c.close()
-`;
 
 const PY_ASYNC_WAITER = `
 import asyncio
@@ -173,7 +143,7 @@ for (const backend of backends) {
       const [cmd, args] = py(PY_RING_CONSUMER, ['ring-py', String(frames)]);
       const [p, c] = await Promise.all([run(EVENTS, ['ring', 'ring-py', 'producer', String(frames)], as(U1)), run(cmd, args, as(U2))]);
       ok(p, 'producer');
-      expect(ok(c, 'python consumer')).toMatch(new RegExp(`^done sum=${(frames * (frames - 1)) / 2} bad=0 wakes=\\d+$`, 'm'));
+      expect(ok(c, 'python consumer')).toMatch(new RegExp(`^done sum=${(frames * (frames - 1)) / 2} bad=0 wakes=\\d+ backend=${backend}$`, 'm'));
     }, 120_000);
 
     it('C waiters in their own poll(2) loop wake on a Python notify, then on revocation', async () => {

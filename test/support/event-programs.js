@@ -79,4 +79,40 @@ const readline = require('node:readline');
 })().catch((e) => { report({ event: 'error', message: e.message, reason: e.reason }); process.exit(3); });
 `;
 
-module.exports = { RING, WAITER };
+// The ring of clients/c/tests/shmb_events.c, consumed from Python (uses the
+// binding's prelude: sys and shmbroker imported by the runner). Arguments:
+// region, frames, and the wait timeout in seconds (20; the VM passes more).
+const PY_RING_CONSUMER = `
+import struct
+c = shmbroker.Client()
+r = c.acquire(sys.argv[1], 'rw', events=True)
+frames = int(sys.argv[2])
+timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 20
+buf = r.buf
+total = bad = wakes = 0
+i = 0
+while i < frames:
+    seen = r.seq
+    head, tail = struct.unpack_from('<II', buf, 0)
+    if tail < head:
+        at = 64 + (tail % 64) * 64
+        n = struct.unpack_from('<I', buf, at)[0]
+        if n != tail or buf[at + 63] != (tail & 0xff):
+            bad += 1
+        total += n
+        struct.pack_into('<I', buf, 4, tail + 1)
+        r.notify()
+        i += 1
+        continue
+    ev = r.wait(seen, timeout)
+    if ev.type != 'notify':
+        print('stuck', ev, head, tail, flush=True)
+        sys.exit(4)
+    wakes += 1
+print('done sum=%d bad=%d wakes=%d backend=%s' % (total, bad, wakes, r.backend), flush=True)
+del buf
+r.release()
+c.close()
+`;
+
+module.exports = { RING, WAITER, PY_RING_CONSUMER };

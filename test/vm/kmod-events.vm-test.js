@@ -26,7 +26,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { createTap, run } = require('./guest-lib');
-const { RING, WAITER } = require('../support/event-programs.js');
+const { RING, WAITER, PY_RING_CONSUMER } = require('../support/event-programs.js');
 
 const REPO = path.resolve(__dirname, '..', '..');
 const BIN = path.join(REPO, 'bin', 'shmbroker');
@@ -158,38 +158,6 @@ sock.on('message', (data, fds) => {
 sock.send(dataRequestCodec().encode({ requestId: 1, acquire: { region: process.argv[3], mode: 'ACCESS_MODE_READ_ONLY', wantEvents: true } }));
 `;
 
-const PY_RING_CONSUMER = `
-import struct
-c = shmbroker.Client()
-r = c.acquire(sys.argv[1], 'rw', events=True)
-frames = int(sys.argv[2])
-buf = r.buf
-total = bad = wakes = 0
-i = 0
-while i < frames:
-    seen = r.seq
-    head, tail = struct.unpack_from('<II', buf, 0)
-    if tail < head:
-        at = 64 + (tail % 64) * 64
-        n = struct.unpack_from('<I', buf, at)[0]
-        if n != tail or buf[at + 63] != (tail & 0xff):
-            bad += 1
-        total += n
-        struct.pack_into('<I', buf, 4, tail + 1)
-        r.notify()
-        i += 1
-        continue
-    ev = r.wait(seen, 60)
-    if ev.type != 'notify':
-        print('stuck', ev, head, tail, flush=True)
-        sys.exit(4)
-    wakes += 1
-print('done sum=%d bad=%d wakes=%d backend=%s' % (total, bad, wakes, r.backend), flush=True)
-del buf
-r.release()
-c.close()
-`;
-
 // ro waiter in asyncio (selectors under the hood): may not notify, wakes on
 // notifies, ends with the revoked event.
 const PY_ASYNC_WAITER = `
@@ -288,7 +256,7 @@ async function main() {
   {
     const frames = 150;
     const p = proc([EVENTS, 'ring', 'kev', 'producer', String(frames)], U1);
-    const c = py(PY_RING_CONSUMER, ['kev', String(frames)], U2);
+    const c = py(PY_RING_CONSUMER, ['kev', String(frames), '60'], U2);
     const l = await c.line(/^(done|stuck)/);
     const [pe, ce] = [await p.exited(), await c.exited()];
     ok(new RegExp(`^done sum=${sumOf(base, frames)} bad=0 wakes=\\d+ backend=kmod$`).test(l || '') && pe.code === 0 && ce.code === 0,
