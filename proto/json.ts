@@ -8,13 +8,22 @@
 // go through the wire format once (proto-loader's serializer, protobuf-es's
 // parser), so both libraries agree on what the message is.
 import * as fs from 'node:fs';
-import { createFileRegistry, fromBinary, toJson, type JsonValue, type Registry } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import type { JsonValue, Registry } from '@bufbuild/protobuf';
 import { DESCRIPTOR_SET_PATH, shmbrokerPackageDefinition } from './load';
+
+// protobuf-es is loaded on the first JSON output, not with the CLI: every
+// command, `shmbroker serve` included, loads this module, and loading the
+// library took ~27 ms of a broker's start (issue 19, restart time).
+let es: { pb: typeof import('@bufbuild/protobuf'); wkt: typeof import('@bufbuild/protobuf/wkt') } | undefined;
+function lib(): NonNullable<typeof es> {
+  es ??= { pb: require('@bufbuild/protobuf') as typeof import('@bufbuild/protobuf'), wkt: require('@bufbuild/protobuf/wkt') as typeof import('@bufbuild/protobuf/wkt') };
+  return es;
+}
 
 let registry: Registry | undefined;
 function reg(): Registry {
-  registry ??= createFileRegistry(fromBinary(FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_SET_PATH)));
+  const { pb, wkt } = lib();
+  registry ??= pb.createFileRegistry(pb.fromBinary(wkt.FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_SET_PATH)));
   return registry;
 }
 
@@ -23,5 +32,6 @@ export function toProto3Json(typeName: string, message: object): JsonValue {
   const definition = shmbrokerPackageDefinition()[typeName] as { serialize?: (m: object) => Buffer } | undefined;
   const desc = reg().getMessage(typeName);
   if (!definition?.serialize || !desc) throw new Error(`unknown message type ${typeName}`);
-  return toJson(desc, fromBinary(desc, definition.serialize(message)), { registry: reg() });
+  const { pb } = lib();
+  return pb.toJson(desc, pb.fromBinary(desc, definition.serialize(message)), { registry: reg() });
 }

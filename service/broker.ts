@@ -39,7 +39,7 @@ import { RegionManager } from './regions/region-manager';
 import { RegionStore } from './store/region-store';
 import { Revoker } from './leases/revoker';
 import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
-import { onCommit, openStateDb, type Db } from './store/state-db';
+import { onCommit, openStateDbCheckingInBackground, type Db } from './store/state-db';
 import { WalCheckpointer } from './store/wal-checkpointer';
 import { CommitBatch } from './store/commit-batch';
 import { onWriteFailure } from './write-failures';
@@ -159,9 +159,17 @@ export class Broker {
    */
   static async start(options: BrokerOptions): Promise<Broker> {
     const undo: Array<() => unknown> = [];
+    const started: { checked?: Promise<void> } = {};
     try {
-      return await Broker.open(options, undo);
-    } catch (err) {
+      return await Broker.open(options, undo, started);
+    } catch (failure) {
+      let err = failure;
+      // A corrupt database can fail the start before its integrity check
+      // (which runs beside it) answered: the check's verdict is the reason.
+      // Awaited before the database is closed below.
+      await started.checked?.catch((bad: unknown) => {
+        err = bad;
+      });
       for (const step of undo.reverse()) {
         try {
           await step();
@@ -173,7 +181,7 @@ export class Broker {
     }
   }
 
-  private static async open(options: BrokerOptions, undo: Array<() => unknown>): Promise<Broker> {
+  private static async open(options: BrokerOptions, undo: Array<() => unknown>, started: { checked?: Promise<void> }): Promise<Broker> {
     const { log, config } = options;
     const runtimeDir = ensureSecureDir(options.runtimeDir, { createMode: 0o755, what: 'runtime directory' });
     // 0700 enforced: the database, its WAL and the audit key are nobody else's business.
@@ -186,7 +194,10 @@ export class Broker {
       throw new FailedPreconditionError('ALREADY_RUNNING', `another broker is serving on ${controlPath}`);
     }
 
-    const db = openStateDb(stateDir);
+    // The integrity check runs on a worker thread while the start reads what
+    // it needs; nothing is written before it passed (store/state-db.ts).
+    const { db, checked } = openStateDbCheckingInBackground(stateDir);
+    started.checked = checked;
     undo.push(() => db.close());
     // WAL checkpoints on a worker thread, not inside a commit on the event loop (store/wal-checkpointer.ts).
     const checkpointer = new WalCheckpointer(db.name, {
@@ -201,6 +212,11 @@ export class Broker {
     undo.push(() => backend.close());
     const regions = new RegionStore(db);
     const grants = new GrantStore(db);
+    // Every region on record (the longest read of a restart), read while the check runs.
+    const onRecord = regions.all();
+    // The service definitions (~35 ms of proto parsing) need no state either.
+    const pkg = loadShmbrokerGrpc();
+    await checked;
     const quotas = new QuotaStore(db, config.defaultQuota, { maxGrantsPerRegion: config.maxGrantsPerRegion });
     const audit = new AuditTrail(db, {
       key: loadOrCreateAuditKey(path.join(stateDir, 'audit.key')),
@@ -239,10 +255,13 @@ export class Broker {
     const auditor = new Auditor({ db, audit, batch: commitBatch });
 
     // Re-adopt what survived; what did not is marked LOST, never silently recreated.
-    const { lost, adopted } = backend.adopt(regions.all());
+    const { lost, adopted } = backend.adopt(onRecord);
     auditor.record((append) => {
+      // States from the records read at start, not a SELECT per region (a
+      // restart with ~16,000 memfd regions gone spent 42 ms here).
+      const stateOf = new Map(onRecord.map((r) => [r.name, r.state]));
       for (const name of lost) {
-        if (regions.get(name)?.state !== 'LOST') regions.setState(name, 'LOST');
+        if (stateOf.get(name) !== 'LOST') regions.setState(name, 'LOST');
       }
       append({
         actor: brokerActor(),
@@ -358,7 +377,6 @@ export class Broker {
       stopCountingFailures();
       stopAuditLog();
     };
-    const pkg = loadShmbrokerGrpc();
     control.addService(pkg.BrokerService.service, {
       ...brokerServiceHandlers(manager, (caller) => broker.status(caller)),
       watchRegions: watchRegionsHandler(manager, watch),

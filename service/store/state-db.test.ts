@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GrantStore } from './grant-store';
-import { openStateDb, WAL_AUTOCHECKPOINT_PAGES } from './state-db';
+import { createHash } from 'node:crypto';
+import { openStateDb, openStateDbCheckingInBackground, WAL_AUTOCHECKPOINT_PAGES } from './state-db';
 
 describe('openStateDb', () => {
   let dir: string;
@@ -12,6 +13,47 @@ describe('openStateDb', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'state-db-'));
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  // The broker's open: the integrity check on a worker thread, nothing written until it passed.
+  it('checks an existing database in the background and refuses writes until the check passed', async () => {
+    const first = openStateDb(dir);
+    first.prepare("INSERT INTO regions (name, size_bytes, owner_uid, owner_gid, backend, hugepages, numa_node, create_time, state, backend_ref) VALUES ('r', 4096, 0, 0, 'memfd', 0, -1, 1, 'ACTIVE', '{}')").run();
+    first.close();
+    const { db, checked } = openStateDbCheckingInBackground(dir);
+    try {
+      expect(db.prepare('SELECT count(*) AS n FROM regions').get()).toEqual({ n: 1 }); // reads work at once
+      expect(() => db.prepare("UPDATE regions SET state = 'LOST'").run()).toThrow(/readonly/i);
+      await checked;
+      db.prepare("UPDATE regions SET state = 'LOST'").run();
+      expect(db.prepare('SELECT state FROM regions').get()).toEqual({ state: 'LOST' });
+    } finally {
+      db.close();
+    }
+  });
+
+  it('a database the background check finds corrupt: checked rejects with STATE_DATABASE_UNUSABLE and the file is untouched', async () => {
+    const first = openStateDb(dir);
+    const insert = first.prepare("INSERT INTO regions (name, size_bytes, owner_uid, owner_gid, backend, hugepages, numa_node, create_time, state, backend_ref) VALUES (?, 4096, 0, 0, 'memfd', 0, -1, 1, 'ACTIVE', '{}')");
+    first.transaction(() => {
+      for (let i = 0; i < 2000; i++) insert.run(`region-${i}`);
+    })();
+    first.close(); // checkpoints: everything in the main file, no WAL left
+    const file = path.join(dir, 'shmbroker.db');
+    // A leaf page of the regions table, past the schema pages, overwritten with garbage.
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, 4096 * Math.floor(fs.statSync(file).size / 4096 / 2));
+    fs.closeSync(fd);
+    const sha = () => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+    const before = sha();
+    const { db, checked } = openStateDbCheckingInBackground(dir);
+    try {
+      expect(() => db.prepare("DELETE FROM regions WHERE name = 'region-1'").run()).toThrow();
+      await expect(checked).rejects.toMatchObject({ reason: 'STATE_DATABASE_UNUSABLE', message: expect.stringMatching(/integrity check failed: .*will not reset it silently/) });
+    } finally {
+      db.close();
+    }
+    expect(sha()).toBe(before);
+  });
 
   it('migrates a version-1 database, keeping its grants', () => {
     const v1 = new Database(path.join(dir, 'shmbroker.db'));

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { FailedPreconditionError } from '../errors';
+import { quickCheckInBackground } from './integrity-check';
 
 export type Db = Database.Database;
 
@@ -90,10 +91,42 @@ const MIGRATIONS: string[] = [
   `,
 ];
 
+/** Opens the state database, checks its integrity and applies migrations before returning (tools, backups). */
 export function openStateDb(stateDir: string): Db {
+  return open(stateDir, false).db;
+}
+
+/**
+ * The broker's open (issue 19, restart time): when the database exists and
+ * needs no migration, its integrity check runs on a worker thread
+ * (integrity-check.ts) and `checked` settles with it. Until it resolved the
+ * connection is query_only: the caller may read what it needs to start, but
+ * any write fails, so a corrupt file is never written to. A new database, or
+ * one that needs migrating, is checked inline as openStateDb does, and
+ * `checked` is already resolved. `checked` rejects with the same
+ * STATE_DATABASE_UNUSABLE error an inline check throws.
+ */
+export function openStateDbCheckingInBackground(stateDir: string): { db: Db; checked: Promise<void> } {
+  return open(stateDir, true);
+}
+
+function unusable(file: string, err: unknown): FailedPreconditionError {
+  return new FailedPreconditionError(
+    'STATE_DATABASE_UNUSABLE',
+    `state database ${file} is unusable (${(err as Error).message}); the broker will not reset it silently — restore it from a backup or move it away to start empty`,
+  );
+}
+
+function integrityError(report: string): Error {
+  // SQLite's report spans lines; errors are one line (the CLI contract).
+  return new Error(`integrity check failed: ${report.replace(/\s*\n\s*/g, ' ')}`);
+}
+
+function open(stateDir: string, background: boolean): { db: Db; checked: Promise<void> } {
   const file = path.join(stateDir, DB_FILE);
   const existed = fs.existsSync(file);
   let db: Db;
+  let checked: Promise<void> = Promise.resolve();
   try {
     db = new Database(file, { fileMustExist: existed });
     db.pragma('journal_mode = WAL');
@@ -124,22 +157,38 @@ export function openStateDb(stateDir: string): Db {
     // (ProtectSystem=strict, readOnlyRootFilesystem) or a network /var/tmp
     // made every CreateRegion fail SQLITE_CANTOPEN in the VM bench.
     db.pragma('temp_store = MEMORY');
-    const check = db.pragma('quick_check', { simple: true });
-    // SQLite's report spans lines; errors are one line (the CLI contract).
-    if (check !== 'ok') throw new Error(`integrity check failed: ${String(check).replace(/\s*\n\s*/g, ' ')}`);
-    migrate(db);
+    if (background && existed && !needsMigration(db)) {
+      db.pragma('query_only = ON');
+      const conn = db;
+      checked = quickCheckInBackground(file).then(
+        (report) => {
+          if (report !== 'ok') throw unusable(file, integrityError(report));
+          conn.pragma('query_only = OFF');
+        },
+        (err) => {
+          throw unusable(file, err);
+        },
+      );
+      // Awaited by the caller; a start that failed earlier still reads it (Broker.start).
+      checked.catch(() => undefined);
+    } else {
+      const report = String(db.pragma('quick_check', { simple: true }));
+      if (report !== 'ok') throw integrityError(report);
+      migrate(db);
+    }
   } catch (err) {
-    throw new FailedPreconditionError(
-      'STATE_DATABASE_UNUSABLE',
-      `state database ${file} is unusable (${(err as Error).message}); the broker will not reset it silently — restore it from a backup or move it away to start empty`,
-    );
+    throw unusable(file, err);
   }
   try {
     fs.chmodSync(file, 0o600);
   } catch {
     // best effort: the directory is already 0700
   }
-  return db;
+  return { db, checked };
+}
+
+function needsMigration(db: Db): boolean {
+  return (db.pragma('user_version', { simple: true }) as number) !== MIGRATIONS.length;
 }
 
 function migrate(db: Db): void {
