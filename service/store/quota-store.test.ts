@@ -263,3 +263,60 @@ describe('QuotaStore under concurrency', () => {
     60_000,
   );
 });
+
+// Usage is a sum kept by triggers (issue 19, scale): it must equal the sum of
+// the charge rows after any sequence of charges, refunds and rolled-back
+// transactions, and a database from before the sums gets them filled.
+describe('usage sums', () => {
+  const sums = (): Array<{ kind: string; id: number; bytes: number; regions: number }> =>
+    db.prepare('SELECT kind, id, SUM(bytes) AS bytes, COUNT(*) AS regions FROM quota_charges GROUP BY kind, id ORDER BY kind, id').all() as never;
+  const kept = (): unknown[] => db.prepare('SELECT kind, id, bytes, regions FROM quota_usage WHERE regions > 0 ORDER BY kind, id').all();
+
+  it('equal the charge rows after any charges, refunds and rollbacks', async () => {
+    const fc = await import('fast-check');
+    const q = new QuotaStore(db, {});
+    const op = fc.oneof(
+      fc.record({ t: fc.constant('charge' as const), region: fc.integer({ min: 0, max: 30 }), uid: fc.integer({ min: 1, max: 4 }), gids: fc.uniqueArray(fc.integer({ min: 1, max: 4 }), { maxLength: 3 }), bytes: fc.integer({ min: 1, max: 1 << 20 }), rollback: fc.boolean() }),
+      fc.record({ t: fc.constant('refund' as const), region: fc.integer({ min: 0, max: 30 }), rollback: fc.boolean() }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        db.exec('DELETE FROM quota_charges');
+        for (const o of ops) {
+          try {
+            db.transaction(() => {
+              if (o.t === 'charge') q.chargeRegion(`r${o.region}`, { uid: o.uid, gids: o.gids }, o.bytes);
+              else q.refundRegion(`r${o.region}`);
+              if (o.rollback) throw new Error('roll back');
+            }).immediate();
+          } catch {
+            // a refused charge (already charged) or a rollback: nothing of it may remain
+          }
+          expect(kept()).toEqual(sums());
+        }
+        for (const s of sums()) expect(q.get({ kind: s.kind as 'uid' | 'gid', id: s.id }).usage).toEqual({ bytes: s.bytes, regions: s.regions });
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a charge row cannot be changed behind the sums', () => {
+    const q = new QuotaStore(db, {});
+    q.chargeRegion('r', { uid: 1, gids: [] }, 4096);
+    expect(() => db.prepare("UPDATE quota_charges SET bytes = 1 WHERE region = 'r'").run()).toThrow(/never changed/);
+    expect(q.get({ kind: 'uid', id: 1 }).usage).toEqual({ bytes: 4096, regions: 1 });
+  });
+
+  it('are filled from the charges of a database made before them', () => {
+    db.exec(`CREATE TABLE quota_charges (region TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('uid', 'gid')), id INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (region, kind, id)) WITHOUT ROWID;
+      CREATE INDEX quota_charges_usage ON quota_charges (kind, id, bytes);
+      INSERT INTO quota_charges VALUES ('a', 'uid', 7, 100), ('b', 'uid', 7, 50), ('a', 'gid', 8, 100);`);
+    const q = new QuotaStore(db, {});
+    expect(q.get({ kind: 'uid', id: 7 }).usage).toEqual({ bytes: 150, regions: 2 });
+    expect(q.get({ kind: 'gid', id: 8 }).usage).toEqual({ bytes: 100, regions: 1 });
+    expect(kept()).toEqual(sums());
+    q.refundRegion('a');
+    expect(q.get({ kind: 'uid', id: 7 }).usage).toEqual({ bytes: 50, regions: 1 });
+    expect(q.list().map((i) => subjectName(i.subject))).toEqual(['quotas/uid:7']);
+  });
+});

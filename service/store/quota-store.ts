@@ -1,9 +1,15 @@
 // Quotas per uid and per gid: bytes, region count, and grants per region.
 //
-// Usage is never a counter that can drift: every region's charge is a row in
-// quota_charges (one row per subject it counts against: the owner's uid and
-// each of the owner's gids, primary and supplementary), and usage is the sum
-// of those rows. chargeRegion checks and records the charge with plain
+// Every region's charge is a row in quota_charges (one row per subject it
+// counts against: the owner's uid and each of the owner's gids, primary and
+// supplementary), and usage is the sum of those rows. The sum is kept in
+// quota_usage by triggers on quota_charges, in the very statement that adds
+// or removes a charge (so it commits and rolls back with it and cannot drift
+// from the rows): reading it is one lookup, where summing the rows cost a
+// create O(regions the owner holds) — 365 µs per sum at 10,000 regions, four
+// sums per create for a uid with an explicit quota (issue 19, scale).
+// Charges are added and removed, never changed (a trigger refuses an UPDATE).
+// chargeRegion checks and records the charge with plain
 // statements, so when the lead calls it inside the same db.transaction as
 // the region insert (IMMEDIATE, i.e. holding SQLite's write lock from the
 // start), concurrent creates, even from other processes, serialize and
@@ -54,8 +60,17 @@ export interface QuotaStoreOptions {
   maxGrantsPerRegion?: number;
 }
 
-/** Creates the quota tables if missing. Idempotent. */
+/** Creates the quota tables if missing (and the usage sums, filled from the charges the first time). Idempotent. */
 export function ensureQuotaSchema(db: Database): void {
+  const hadUsage = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quota_usage'").get() !== undefined;
+  db.transaction(() => {
+    createQuotaTables(db);
+    // A database from before the sums: fill them from the charges, in the transaction that creates them.
+    if (!hadUsage) db.exec('INSERT INTO quota_usage (kind, id, bytes, regions) SELECT kind, id, SUM(bytes), COUNT(*) FROM quota_charges GROUP BY kind, id');
+  })();
+}
+
+function createQuotaTables(db: Database): void {
   db.exec(`
     CREATE TABLE IF NOT EXISTS quota_limits (
       kind TEXT NOT NULL CHECK (kind IN ('uid', 'gid')),
@@ -74,7 +89,24 @@ export function ensureQuotaSchema(db: Database): void {
       PRIMARY KEY (region, kind, id)
     ) WITHOUT ROWID;
     DROP INDEX IF EXISTS quota_charges_subject;
-    CREATE INDEX IF NOT EXISTS quota_charges_usage ON quota_charges (kind, id, bytes); -- covers the usage sums
+    DROP INDEX IF EXISTS quota_charges_usage; -- served the sums quota_usage now keeps
+    CREATE TABLE IF NOT EXISTS quota_usage (
+      kind TEXT NOT NULL CHECK (kind IN ('uid', 'gid')),
+      id INTEGER NOT NULL,
+      bytes INTEGER NOT NULL,
+      regions INTEGER NOT NULL,
+      PRIMARY KEY (kind, id)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER IF NOT EXISTS quota_usage_charge AFTER INSERT ON quota_charges BEGIN
+      INSERT INTO quota_usage (kind, id, bytes, regions) VALUES (NEW.kind, NEW.id, NEW.bytes, 1)
+        ON CONFLICT (kind, id) DO UPDATE SET bytes = bytes + excluded.bytes, regions = regions + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS quota_usage_refund AFTER DELETE ON quota_charges BEGIN
+      UPDATE quota_usage SET bytes = bytes - OLD.bytes, regions = regions - 1 WHERE kind = OLD.kind AND id = OLD.id;
+    END;
+    CREATE TRIGGER IF NOT EXISTS quota_charges_fixed BEFORE UPDATE ON quota_charges BEGIN
+      SELECT RAISE(ABORT, 'quota charges are added and removed, never changed');
+    END;
   `);
 }
 
@@ -90,6 +122,8 @@ export function parseSubjectName(name: string): Subject {
   }
   return { kind: m[1] as 'uid' | 'gid', id: Number(m[2]) };
 }
+
+const NO_USAGE: QuotaUsage = Object.freeze({ bytes: 0, regions: 0 });
 
 interface LimitRow {
   bytes: number | null;
@@ -112,9 +146,7 @@ export class QuotaStore {
     this.maxGrantsPerRegion = options.maxGrantsPerRegion;
     this.stmt = {
       limits: db.prepare<[string, number], LimitRow>('SELECT bytes, regions, grants_per_region FROM quota_limits WHERE kind = ? AND id = ?'),
-      usage: db.prepare<[string, number], { bytes: number; regions: number }>(
-        'SELECT COALESCE(SUM(bytes), 0) AS bytes, COUNT(*) AS regions FROM quota_charges WHERE kind = ? AND id = ?',
-      ),
+      usage: db.prepare<[string, number], { bytes: number; regions: number }>('SELECT bytes, regions FROM quota_usage WHERE kind = ? AND id = ?'),
       charged: db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM quota_charges WHERE region = ?'),
       charge: db.prepare<[string, string, number, number]>('INSERT INTO quota_charges (region, kind, id, bytes) VALUES (?, ?, ?, ?)'),
       refund: db.prepare<[string]>('DELETE FROM quota_charges WHERE region = ?'),
@@ -125,7 +157,7 @@ export class QuotaStore {
       ),
       clear: db.prepare<[string, number]>('DELETE FROM quota_limits WHERE kind = ? AND id = ?'),
       subjects: db.prepare<[], { kind: 'uid' | 'gid'; id: number }>(
-        `SELECT kind, id FROM quota_limits UNION SELECT kind, id FROM quota_charges ORDER BY kind DESC, id`,
+        `SELECT kind, id FROM quota_limits UNION SELECT kind, id FROM quota_usage WHERE regions > 0 ORDER BY kind DESC, id`,
       ),
     };
   }
@@ -176,7 +208,7 @@ export class QuotaStore {
       // by a quota set for it explicitly (its usage is still charged).
       if (admin && !explicit) continue;
       if (limits.bytes === undefined && limits.regions === undefined) continue;
-      const usage = this.stmt.usage.get(s.kind, s.id)!;
+      const usage = this.stmt.usage.get(s.kind, s.id) ?? NO_USAGE;
       if (limits.bytes !== undefined && usage.bytes + bytes > limits.bytes) {
         throw new ResourceExhaustedError(
           'QUOTA_BYTES',
@@ -246,7 +278,7 @@ export class QuotaStore {
   get(subject: Subject): QuotaInfo {
     checkSubject(subject);
     const { limits, explicit } = this.effective(subject);
-    const usage = this.stmt.usage.get(subject.kind, subject.id)!;
+    const usage = this.stmt.usage.get(subject.kind, subject.id) ?? NO_USAGE;
     return { subject: { kind: subject.kind, id: subject.id }, limits, usage: { bytes: usage.bytes, regions: usage.regions }, explicit };
   }
 
