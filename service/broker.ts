@@ -13,6 +13,7 @@ import * as native from '../native';
 import { loadShmbrokerGrpc } from '../proto/load';
 import { controlSocketPath, dataSocketPath } from '../proto/wire';
 import type { GetStatusResponse } from '../proto/generated/shmbroker/v1/GetStatusResponse';
+import { brokerStatus } from './broker-status';
 import { AuditTrail, loadOrCreateAuditKey, startAuditRetention } from './audit/audit-trail';
 import { Auditor, brokerActor } from './audit/audited-operation';
 import { auditServiceHandlers } from './rpc/audit-rpc';
@@ -31,7 +32,7 @@ import { KMOD_DEVICE, KmodBackend } from './backends/kmod-backend';
 import { BrokerMetrics } from './metrics';
 import { LeaseStore } from './leases/lease-store';
 import { LeaseService } from './leases/lease-service';
-import type { Logger } from './logger';
+import { intervalLog, type Logger } from './logger';
 import { MemfdBackend } from './backends/memfd-backend';
 import { Policy } from './regions/policy';
 import { QuotaStore } from './store/quota-store';
@@ -233,7 +234,14 @@ export class Broker {
       commitErrors((failures) => log.error({ err: err.message, failures }, 'audit group commit failed; retrying (data-plane acquires are refused until it succeeds)')),
     );
     // Lease endings are audited write-behind, like the rest of the data plane (issue 19).
-    const leases = new LeaseService({ store: new LeaseStore(db), backend, auditor: new Auditor({ db, audit, writeBehind: true }), log, windowMs: audit.windowMs });
+    const leases = new LeaseService({
+      store: new LeaseStore(db),
+      backend,
+      auditor: new Auditor({ db, audit, writeBehind: true }),
+      log,
+      windowMs: audit.windowMs,
+      failureLogIntervalMs: config.dataPlane.refusalAuditIntervalSeconds * 1000,
+    });
     undo.push(() => leases.close());
     if (audit.anchorProblem) log.error({ problem: audit.anchorProblem }, 'AUDIT TRAIL DOES NOT MATCH ITS ANCHOR: the state database was replaced or rolled back');
     // Live copies the running components read at each use: reload() updates them in place.
@@ -412,31 +420,7 @@ export class Broker {
   }
 
   status(caller: Caller): GetStatusResponse {
-    // Admins see the broker's counts; anyone else only their own (regions
-    // they own, grants on them, their data connections): a caller learns
-    // nothing about regions it may not see (issue 16 item 6).
-    const own = caller.isAdmin ? undefined : this.regions.all().filter((r) => r.ownerUid === caller.uid);
-    const totals = own ? { count: own.length, bytes: own.reduce((a, r) => a + r.sizeBytes, 0) } : this.regions.totals();
-    const grantCount = own ? own.reduce((a, r) => a + this.grants.forRegion(r.name).length, 0) : this.grants.count();
-    const g = this.backend.guarantees;
-    return {
-      version: VERSION,
-      backend: this.backend.kind,
-      revocationEnforced: g.revocationEnforced,
-      restartSurvival: g.restartSurvival,
-      readOnlyEnforced: g.readOnlyEnforced,
-      limitations: g.limitations,
-      regionCount: totals.count,
-      regionBytes: totals.bytes,
-      grantCount,
-      dataConnections: this.dataPlane.connectionCount(caller.isAdmin ? undefined : caller.uid),
-      uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
-      callerUid: caller.uid,
-      callerIsAdmin: caller.isAdmin,
-      fdLimit: native.nofileLimit().soft,
-      regionCeiling: this.backend.regionCeiling()?.regions ?? 0,
-      ...(this.stateSpace ? { stateFreeBytes: this.stateSpace.free(), stateLowWaterBytes: this.stateSpace.lowWaterBytes, stateLowSpace: this.stateSpace.low() } : {}),
-    };
+    return brokerStatus({ version: VERSION, regions: this.regions, grants: this.grants, backend: this.backend, dataPlane: this.dataPlane, stateSpace: this.stateSpace, startedAt: this.startedAt }, caller);
   }
 
   async stop(): Promise<void> {
@@ -463,22 +447,4 @@ export class Broker {
     this.stateLock?.release();
     this.options.log.info('broker stopped');
   }
-}
-
-/**
- * Rate-limits a log line to one per interval: the first failure is logged at
- * once, later ones at most once per interval with how many there were, so a
- * failing disk cannot also flood the log (issue 16 item 2).
- */
-function intervalLog(intervalMs: number): (write: (failures: number) => void) => void {
-  let loggedAt = -Infinity;
-  let unlogged = 0;
-  return (write) => {
-    unlogged++;
-    const now = Date.now();
-    if (now - loggedAt < intervalMs) return;
-    write(unlogged);
-    loggedAt = now;
-    unlogged = 0;
-  };
 }

@@ -36,3 +36,27 @@ export function peerFields(peer: { pid: number; uid: number; gid?: number }): Re
   if (peer.gid !== undefined) out['peer.gid'] = peer.gid;
   return out;
 }
+
+/**
+ * Rate-limits a log line to one per interval: the first failure is logged at
+ * once, later ones at most once per interval with how many there were, so a
+ * failing disk cannot also flood the log (issue 16 item 2). The first
+ * failure after a success is logged at once again (reset).
+ */
+export function intervalLog(intervalMs: number): ((write: (failures: number) => void) => void) & { reset(): void } {
+  let loggedAt = -Infinity;
+  let unlogged = 0;
+  const log = (write: (failures: number) => void): void => {
+    unlogged++;
+    const now = Date.now();
+    if (now - loggedAt < intervalMs) return;
+    write(unlogged);
+    loggedAt = now;
+    unlogged = 0;
+  };
+  log.reset = (): void => {
+    loggedAt = -Infinity;
+    unlogged = 0;
+  };
+  return log;
+}

@@ -21,7 +21,7 @@
 import type { Backend } from '../backends/backend';
 import type { Auditor } from '../audit/audited-operation';
 import type { AuditActor } from '../hooks';
-import type { Logger } from '../logger';
+import { intervalLog, type Logger } from '../logger';
 import { regionName } from '../regions/names';
 import type { LeaseRecord, LeaseStore } from './lease-store';
 import { processGone } from './process-liveness';
@@ -44,6 +44,9 @@ export class LeaseService {
   private nextId = 1;
   private reserved = 0;
   private timer: NodeJS.Timeout | undefined;
+  private readonly failureLog: ReturnType<typeof intervalLog>;
+  /** Failed writes since the last one that succeeded. */
+  private failures = 0;
 
   constructor(
     private readonly deps: {
@@ -53,8 +56,11 @@ export class LeaseService {
       auditor: Auditor;
       log: Logger;
       windowMs: number;
+      /** While the store keeps failing, one error line per this many ms (default 60 s), not one per window. */
+      failureLogIntervalMs?: number;
     },
   ) {
+    this.failureLog = intervalLog(deps.failureLogIntervalMs ?? 60_000);
     let max = deps.store.reservedThrough();
     for (const l of deps.store.all()) {
       this.index(l);
@@ -183,10 +189,17 @@ export class LeaseService {
     try {
       this.deps.store.apply(changes, reserveThrough);
       if (reserveThrough > 0) this.reserved = reserveThrough;
+      if (this.failures > 0) {
+        this.deps.log.info({ failures: this.failures, leases: changes.size }, 'lease records written again');
+        this.failures = 0;
+        this.failureLog.reset();
+      }
     } catch (err) {
       // Kept for the next attempt; a newer change of the same lease wins.
       for (const [id, rec] of changes) if (!this.dirty.has(id)) this.dirty.set(id, rec);
-      this.deps.log.error({ err: (err as Error).message, leases: changes.size }, 'could not write lease records; will retry');
+      this.failures++;
+      // Retried every window, logged once per interval (a full disk would write a line every 10 ms).
+      this.failureLog((failures) => this.deps.log.error({ err: (err as Error).message, leases: changes.size, failures }, 'could not write lease records; will retry'));
       this.schedule();
     }
   }
