@@ -49,7 +49,83 @@ struct EventPage {
 
 }  // namespace
 
-class Doorbell : public Napi::ObjectWrap<Doorbell> {
+// What both doorbells do with libuv: poll one fd while someone waits, call
+// the JS callback from the loop after T::HandlePoll() dealt with the wake-up,
+// and keep the JS object alive while polling (a pending wait is like a
+// pending read: a libuv handle keeps its owner). Each doorbell keeps its own
+// fds and its own wake-up rule.
+template <typename T>
+class PolledWrap : public Napi::ObjectWrap<T> {
+ protected:
+  explicit PolledWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<T>(info) {}
+
+  // start(cb): polls `fd` for `events`; the poll handle and its async
+  // context (named `resource`) are made on the first start.
+  Napi::Value StartPoll(const Napi::CallbackInfo& info, int fd, int events, const char* resource) {
+    Napi::Env env = info.Env();
+    REQUIRE_ARGUMENT_FUNCTION(0, callback);
+    if (fd < 0) THROW_ERRNO(env, EBADF, "uv_poll_start");
+    if (poll_ == nullptr) {
+      poll_ = NewPoll(env, fd, this);
+      if (poll_ == nullptr) return Napi::Value();
+      napi_async_init(env, this->Value(), Napi::String::New(env, resource), &actx_);
+    }
+    cb_ = Napi::Persistent(callback);
+    int r = uv_poll_start(poll_, events, OnPoll);
+    if (r < 0) THROW_ERRNO(env, -r, "uv_poll_start");
+    if (!selfRef_) {
+      this->Ref();
+      selfRef_ = true;
+    }
+    return env.Undefined();
+  }
+
+  void StopPoll() {
+    if (poll_ != nullptr) uv_poll_stop(poll_);
+    ReleaseSelf();
+  }
+
+  // Closes the poll handle (libuv stops watching the fd: the caller may
+  // close it next), the async context and the callback.
+  void ClosePollHandle() {
+    ClosePoll(&poll_);
+    if (actx_ != nullptr) {
+      napi_async_destroy(this->Env(), actx_);
+      actx_ = nullptr;
+    }
+    cb_.Reset();
+  }
+
+  void ReleaseSelf() {
+    if (selfRef_) {
+      selfRef_ = false;
+      this->Unref();
+    }
+  }
+
+  // The destructor's: an object being collected has no reference to drop.
+  void ForgetSelf() { selfRef_ = false; }
+
+  void CallBack() {
+    if (cb_.IsEmpty() || actx_ == nullptr) return;
+    CallFromLoop(this->Env(), actx_, this->Value(), cb_.Value(), {});
+  }
+
+ private:
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    auto* self = static_cast<PolledWrap*>(handle->data);
+    if (self == nullptr) return;
+    Napi::HandleScope scope(self->Env());
+    static_cast<T*>(self)->HandlePoll();
+  }
+
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference cb_;
+  napi_async_context actx_ = nullptr;
+  bool selfRef_ = false;
+};
+
+class Doorbell : public PolledWrap<Doorbell> {
  public:
   static Napi::Function Class(Napi::Env env) {
     return DefineClass(env, "NativeDoorbell",
@@ -64,7 +140,7 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
                        });
   }
 
-  explicit Doorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Doorbell>(info) {
+  explicit Doorbell(const Napi::CallbackInfo& info) : PolledWrap<Doorbell>(info) {
     Napi::Env env = info.Env();
     int64_t pageFd, bellFd;
     bool mayNotify;
@@ -89,7 +165,7 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
   }
 
   ~Doorbell() override {
-    selfRef_ = false;
+    ForgetSelf();
     CloseInternal();
   }
 
@@ -134,32 +210,10 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
     return Napi::Number::New(env, static_cast<double>(s));
   }
 
-  Napi::Value Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    REQUIRE_ARGUMENT_FUNCTION(0, callback);
-    if (epFd_ < 0) THROW_ERRNO(env, EBADF, "uv_poll_start");
-    if (poll_ == nullptr) {
-      poll_ = NewPoll(env, epFd_, this);
-      if (poll_ == nullptr) return Napi::Value();
-      napi_async_init(env, Value(), Napi::String::New(env, "Doorbell"), &actx_);
-    }
-    cb_ = Napi::Persistent(callback);
-    int r = uv_poll_start(poll_, UV_READABLE, OnPoll);
-    if (r < 0) THROW_ERRNO(env, -r, "uv_poll_start");
-    if (!selfRef_) {
-      // Polling keeps this object alive, like a libuv handle keeps its owner.
-      Ref();
-      selfRef_ = true;
-    }
-    return env.Undefined();
-  }
+  Napi::Value Start(const Napi::CallbackInfo& info) { return StartPoll(info, epFd_, UV_READABLE, "Doorbell"); }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) uv_poll_stop(poll_);
-    if (selfRef_) {
-      selfRef_ = false;
-      Unref();
-    }
+    StopPoll();
     return info.Env().Undefined();
   }
 
@@ -170,29 +224,17 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
 
   Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), epFd_); }
 
-  static void OnPoll(uv_poll_t* handle, int status, int events) {
-    Doorbell* self = static_cast<Doorbell*>(handle->data);
-    if (self != nullptr) self->HandlePoll();
-  }
-
+  friend class PolledWrap<Doorbell>;
   void HandlePoll() {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
     // Consume the edge so the epoll fd is quiet until the next notify.
     struct epoll_event ev;
     while (epoll_wait(epFd_, &ev, 1, 0) < 0 && errno == EINTR) {
     }
-    if (cb_.IsEmpty() || actx_ == nullptr) return;
-    CallFromLoop(env, actx_, Value(), cb_.Value(), {});
+    CallBack();
   }
 
   void CloseInternal() {
-    ClosePoll(&poll_);
-    if (actx_ != nullptr) {
-      napi_async_destroy(Env(), actx_);
-      actx_ = nullptr;
-    }
-    cb_.Reset();
+    ClosePollHandle();
     if (page_ != nullptr) {
       munmap(page_, kPageSize);
       page_ = nullptr;
@@ -202,21 +244,14 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
       if (*fd >= 0) close(*fd);
       *fd = -1;
     }
-    if (selfRef_) {
-      selfRef_ = false;
-      Unref();
-    }
+    ReleaseSelf();
   }
 
   int pageFd_ = -1;
   int bellFd_ = -1;
   int epFd_ = -1;
   bool mayNotify_ = false;
-  bool selfRef_ = false;
   EventPage* page_ = nullptr;
-  uv_poll_t* poll_ = nullptr;
-  Napi::FunctionReference cb_;
-  napi_async_context actx_ = nullptr;
 };
 
 
@@ -241,7 +276,7 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
 //    sequence it moved to, so no wake-up is lost. EPOLLHUP (revoked) stops
 //    the poll after cb(), so a dead grant does not spin the loop.
 //  - close(): idempotent; stops polling, closes the fd.
-class KernelDoorbell : public Napi::ObjectWrap<KernelDoorbell> {
+class KernelDoorbell : public PolledWrap<KernelDoorbell> {
  public:
   static Napi::Function Class(Napi::Env env) {
     return DefineClass(env, "NativeKernelDoorbell",
@@ -256,7 +291,7 @@ class KernelDoorbell : public Napi::ObjectWrap<KernelDoorbell> {
                        });
   }
 
-  explicit KernelDoorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KernelDoorbell>(info) {
+  explicit KernelDoorbell(const Napi::CallbackInfo& info) : PolledWrap<KernelDoorbell>(info) {
     Napi::Env env = info.Env();
     int64_t fd;
     if (!ArgInt(info, 0, "regionFd", 0, INT32_MAX, &fd)) return;
@@ -273,7 +308,7 @@ class KernelDoorbell : public Napi::ObjectWrap<KernelDoorbell> {
   }
 
   ~KernelDoorbell() override {
-    selfRef_ = false;
+    ForgetSelf();
     CloseInternal();
   }
 
@@ -341,35 +376,10 @@ class KernelDoorbell : public Napi::ObjectWrap<KernelDoorbell> {
     return Napi::Number::New(env, static_cast<double>(n.seq));
   }
 
-  Napi::Value Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    REQUIRE_ARGUMENT_FUNCTION(0, callback);
-    if (fd_ < 0) THROW_ERRNO(env, EBADF, "uv_poll_start");
-    if (poll_ == nullptr) {
-      poll_ = NewPoll(env, fd_, this);
-      if (poll_ == nullptr) return Napi::Value();
-      napi_async_init(env, Value(), Napi::String::New(env, "KernelDoorbell"), &actx_);
-    }
-    cb_ = Napi::Persistent(callback);
-    int r = uv_poll_start(poll_, UV_READABLE | UV_DISCONNECT, OnPoll);
-    if (r < 0) THROW_ERRNO(env, -r, "uv_poll_start");
-    if (!selfRef_) {
-      Ref();
-      selfRef_ = true;
-    }
-    return env.Undefined();
-  }
-
-  void StopInternal() {
-    if (poll_ != nullptr) uv_poll_stop(poll_);
-    if (selfRef_) {
-      selfRef_ = false;
-      Unref();
-    }
-  }
+  Napi::Value Start(const Napi::CallbackInfo& info) { return StartPoll(info, fd_, UV_READABLE | UV_DISCONNECT, "KernelDoorbell"); }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    StopInternal();
+    StopPoll();
     return info.Env().Undefined();
   }
 
@@ -380,44 +390,25 @@ class KernelDoorbell : public Napi::ObjectWrap<KernelDoorbell> {
 
   Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
 
-  static void OnPoll(uv_poll_t* handle, int status, int events) {
-    KernelDoorbell* self = static_cast<KernelDoorbell*>(handle->data);
-    if (self != nullptr) self->HandlePoll();
-  }
-
+  friend class PolledWrap<KernelDoorbell>;
   void HandlePoll() {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
     uint64_t s = 0;
     (void)Sync(&s);  // an error other than ENOENT leaves the fd readable: retried on the next turn
     // A revoked grant stays EPOLLHUP for good: stop before anyone spins on it.
-    if (revoked_) StopInternal();
-    if (cb_.IsEmpty() || actx_ == nullptr) return;
-    CallFromLoop(env, actx_, Value(), cb_.Value(), {});
+    if (revoked_) StopPoll();
+    CallBack();
   }
 
   void CloseInternal() {
-    ClosePoll(&poll_);
-    if (actx_ != nullptr) {
-      napi_async_destroy(Env(), actx_);
-      actx_ = nullptr;
-    }
-    cb_.Reset();
+    ClosePollHandle();
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
-    if (selfRef_) {
-      selfRef_ = false;
-      Unref();
-    }
+    ReleaseSelf();
   }
 
   int fd_ = -1;
   uint64_t acked_ = 0;
   bool revoked_ = false;
-  bool selfRef_ = false;
-  uv_poll_t* poll_ = nullptr;
-  Napi::FunctionReference cb_;
-  napi_async_context actx_ = nullptr;
 };
 
 void InitDoorbell(Napi::Env env, Napi::Object exports) {

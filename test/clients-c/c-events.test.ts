@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrokerProcess, REPO, run, type RunOptions, type RunResult } from '../support/broker-process';
-// The Python ring consumer is shared with the kmod VM suite (test/vm/kmod-events.vm-test.js).
+// The Python programs are shared with the kmod VM suite (test/vm/kmod-events.vm-test.js).
 import programs from '../support/event-programs.js';
 
 const CDIR = path.join(REPO, 'clients', 'c');
@@ -20,38 +20,8 @@ const PYDIR = path.join(REPO, 'clients', 'python');
 const PYTHON = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p)) ?? 'python3';
 const U1 = { uid: 1001, gid: 1001 };
 const U2 = { uid: 1002, gid: 1002 };
-const { PY_RING_CONSUMER } = programs as { PY_RING_CONSUMER: string };
+const { PY_RING_CONSUMER, PY_ASYNC_WAITER, PY_NOTIFIER } = programs as Record<'PY_RING_CONSUMER' | 'PY_ASYNC_WAITER' | 'PY_NOTIFIER', string>;
 const backends = (process.env.SHMBROKER_C_TEST_BACKENDS ?? (fs.existsSync('/dev/shmbroker') ? 'memfd,kmod' : 'memfd')).split(',').filter(Boolean);
-
-const PY_ASYNC_WAITER = `
-import asyncio
-async def main():
-    c = shmbroker.Client()
-    r = c.acquire(sys.argv[1], 'ro', events=True)
-    try:
-        r.notify()
-    except shmbroker.ShmbrokerError as e:
-        print('notify refused', e.errno == 1, flush=True)
-    print('ready', r.seq, flush=True)
-    seq = r.seq
-    while True:
-        ev = await asyncio.wait_for(r.wait_async(seq), 30)
-        print('event', ev.type, ev.seq, ev.count, flush=True)
-        if ev.type != 'notify':
-            break
-        seq = ev.seq
-    r.release()
-    c.close()
-asyncio.run(main())
-`;
-
-const PY_NOTIFIER = `
-c = shmbroker.Client()
-r = c.acquire(sys.argv[1], 'rw', events=True)
-print('notified', r.notify(), r.may_notify, flush=True)
-r.release()
-c.close()
-`;
 
 /** A process whose stdout lines the test waits for. */
 function spawnLines(cmd: string, args: string[], o: RunOptions & { env?: NodeJS.ProcessEnv }) {

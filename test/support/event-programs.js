@@ -115,4 +115,40 @@ r.release()
 c.close()
 `;
 
-module.exports = { RING, WAITER, PY_RING_CONSUMER };
+// A read-only waiter in asyncio (selectors under the hood): says whether it
+// may notify, wakes on notifies, ends with the revoked event.
+//   argv: region, and the wait timeout in seconds (30; the VM passes more).
+const PY_ASYNC_WAITER = `
+import asyncio
+timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 30
+async def main():
+    c = shmbroker.Client()
+    r = c.acquire(sys.argv[1], 'ro', events=True)
+    try:
+        r.notify()
+        print('notify allowed', flush=True)
+    except shmbroker.ShmbrokerError as e:
+        print('notify refused', e.errno == 1, flush=True)
+    print('ready', r.seq, flush=True)
+    seq = r.seq
+    while True:
+        ev = await asyncio.wait_for(r.wait_async(seq), timeout)
+        print('event', ev.type, ev.seq, ev.count, flush=True)
+        if ev.type != 'notify':
+            break
+        seq = ev.seq
+    r.release()
+    c.close()
+asyncio.run(main())
+`;
+
+// One notify: argv region and mode (rw unless given).
+const PY_NOTIFIER = `
+c = shmbroker.Client()
+r = c.acquire(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else 'rw', events=True)
+print('notified', r.notify(), r.may_notify, flush=True)
+r.release()
+c.close()
+`;
+
+module.exports = { RING, WAITER, PY_RING_CONSUMER, PY_ASYNC_WAITER, PY_NOTIFIER };

@@ -15,89 +15,19 @@
 //    owner and alive in the kernel until its last lease ends (issue 16 item 4)
 //
 // Prints TAP-style lines and the figures (revocation latency, restart time).
-const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { createTap, run } = require('./guest-lib');
+const { REPO, U1, U2, workDirs, createTap, brokerHarness, nodeChild, killChildren } = require('./guest-lib');
 
-const REPO = path.resolve(__dirname, '..', '..');
-const BIN = path.join(REPO, 'bin', 'shmbroker');
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmod-broker-'));
-fs.chmodSync(work, 0o755);
-const runtimeDir = path.join(work, 'run');
-const stateDir = path.join(work, 'state');
-const U1 = { uid: 1001, gid: 1001 };
-const U2 = { uid: 1002, gid: 1002 };
+const { work, runtimeDir, stateDir } = workDirs('kmod-broker-');
 
 const { ok, finish } = createTap();
 
-const cli = (args, o) => run([process.execPath, BIN, '--runtime-dir', runtimeDir, ...args], o);
-async function json(args, o) {
-  const r = await cli([...args, '-o', 'json'], o);
-  if (r.code !== 0) throw new Error(`shmbroker ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout.toString());
-}
-
-let broker;
-let brokerLog = '';
-async function startBroker(extraArgs = []) {
-  brokerLog = '';
-  const t0 = process.hrtime.bigint();
-  broker = spawn(process.execPath, [BIN, 'serve', '--runtime-dir', runtimeDir, '--state-dir', stateDir, '--backend', 'auto', ...extraArgs], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  broker.stdout.on('data', (d) => (brokerLog += d));
-  broker.stderr.on('data', (d) => (brokerLog += d));
-  while (!brokerLog.includes('"broker serving"')) {
-    if (broker.exitCode !== null) throw new Error(`broker exited: ${brokerLog}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return Number(process.hrtime.bigint() - t0) / 1e6;
-}
-async function kill9() {
-  const exited = new Promise((r) => broker.once('exit', r));
-  broker.kill('SIGKILL');
-  await exited;
-}
-
+const broker = brokerHarness({ runtimeDir, stateDir, backend: 'auto' });
+const { cli, json } = broker;
 /** A child node process reporting JSON lines. */
-function child(script, args, o = {}) {
-  const file = path.join(work, `child-${crypto.randomBytes(4).toString('hex')}.js`);
-  fs.writeFileSync(file, `const REPO = ${JSON.stringify(REPO)};\nconst report = (o) => process.stdout.write(JSON.stringify(o) + '\\n');\n${script}`);
-  fs.chmodSync(file, 0o644);
-  let argv = [process.execPath, file, ...args];
-  if (o.uid !== undefined) argv = ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid}`, '--clear-groups', '--', ...argv];
-  const p = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines = [];
-  let buf = '';
-  p.stderrText = '';
-  p.stdout.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (line.trim()) lines.push(JSON.parse(line));
-    }
-  });
-  p.stderr.on('data', (d) => (p.stderrText += d));
-  p.next = async (pred, timeoutMs = 60000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = lines.findIndex(pred);
-      if (i >= 0) return lines.splice(0, i + 1)[i];
-      if (p.exitCode !== null || p.signalCode !== null || Date.now() > deadline) return undefined;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
-  p.exited = () =>
-    p.exitCode !== null || p.signalCode !== null
-      ? Promise.resolve({ code: p.exitCode, signal: p.signalCode })
-      : new Promise((r) => p.once('exit', (code, signal) => r({ code, signal })));
-  return p;
-}
+const child = (script, args, o) => nodeChild(work, script, args, o);
 
 const SDK_HOLDER = `
 const { connect } = require(REPO + '/dist/clients/sdk/index.js');
@@ -150,7 +80,7 @@ const { connect } = require(REPO + '/dist/clients/sdk/index.js');
 })().catch((e) => { report({ event: 'error', message: e.message }); process.exit(3); });`;
 
 async function main() {
-  const startMs = await startBroker();
+  const startMs = await broker.start();
   const status = await json(['status']);
   ok(status.backend === 'kmod', 'serve --backend auto picks kmod when /dev/shmbroker exists', JSON.stringify(status));
   ok(status.revocationEnforced && status.restartSurvival && status.readOnlyEnforced, 'status reports kmod guarantees', JSON.stringify(status));
@@ -192,7 +122,7 @@ async function main() {
   const ignored = await raw.next((o) => o.event === 'notice-ignored');
   const rawExit = await raw.exited();
   ok(ignored && rawExit.signal === 'SIGBUS', 'the raw client that ignored the notice died of SIGBUS', JSON.stringify(rawExit));
-  const lat = /"revocationMs":([0-9.]+)/.exec(brokerLog.slice(brokerLog.lastIndexOf('revocation complete') - 400));
+  const lat = /"revocationMs":([0-9.]+)/.exec(broker.log.slice(broker.log.lastIndexOf('revocation complete') - 400));
   r = await cli(['region', 'read', 'demo'], U1);
   ok(r.code === 1 && r.stderr.includes('REGION_NOT_FOUND'), 'after revoke uid 1001 can no longer read', r.stderr);
 
@@ -212,7 +142,7 @@ async function main() {
   ok(Boolean(await writer.next((o) => o.event === 'acquired')), 'writer maps the region rw', writer.stderrText);
   await json(['region', 'create', 'doomed', '--size', '4KiB']);
   const before = (await json(['region', 'list'])).regions;
-  await kill9();
+  await broker.kill9();
   // While the broker is down: a kernel region nobody recorded appears, and a
   // recorded one vanishes. Reconciliation must destroy the first and mark the
   // second LOST.
@@ -225,7 +155,7 @@ async function main() {
   db.close();
   dev.destroy(BigInt(doomedRef));
   dev.close();
-  const restartMs = await startBroker();
+  const restartMs = await broker.start();
   const after = (await json(['region', 'list'])).regions;
   const states = Object.fromEntries(after.map((x) => [x.name, x.state]));
   ok(
@@ -267,11 +197,11 @@ async function main() {
   // ends (here: revoked at the end of the grace) it is destroyed and
   // refunded in one step, before DeleteRegion returns. A 45 s grace leaves
   // room to look (a CLI call takes seconds under TCG on a loaded host).
-  broker.kill('SIGTERM');
-  await new Promise((res) => broker.once('exit', res));
+  broker.proc.kill('SIGTERM');
+  await new Promise((res) => broker.proc.once('exit', res));
   const graceConfig = path.join(work, 'grace.yaml');
   fs.writeFileSync(graceConfig, 'revocationGraceMs: 45s\n');
-  await startBroker(['--config', graceConfig]);
+  await broker.start(['--config', graceConfig]);
   await json(['quota', 'set', '--uid', '1001', '--bytes', '8MiB']);
   r = await cli(['region', 'create', 'held', '--size', '6MiB'], U1);
   ok(r.code === 0, 'uid 1001 creates a 6 MiB region under its 8 MiB quota', r.stderr);
@@ -314,8 +244,8 @@ async function main() {
     r = await cli(['region', 'delete', name]);
     ok(r.code === 0, `delete ${name}`, r.stderr);
   }
-  broker.kill('SIGTERM');
-  await new Promise((res) => broker.once('exit', res));
+  broker.proc.kill('SIGTERM');
+  await new Promise((res) => broker.proc.once('exit', res));
   const regionsLeft = fs.readdirSync('/sys/module/shmbroker').length >= 0 ? Number((fs.readFileSync('/sys/module/shmbroker/refcnt', 'utf8') || '0').trim()) : 0;
   console.log(`# figures: broker start ${startMs.toFixed(0)} ms, restart after kill -9 ${restartMs.toFixed(0)} ms (both under TCG emulation), revocation notice-to-kernel-revoke ${lat ? lat[1] : '?'} ms (grace 1000 ms, SDK released early; the raw client held it to the grace end), module refcnt after cleanup ${regionsLeft}`);
   finish();
@@ -324,8 +254,9 @@ async function main() {
 main().catch((err) => {
   console.log(`not ok - ${err.stack}`);
   try {
-    broker?.kill('SIGKILL');
+    broker.proc?.kill('SIGKILL');
+    killChildren();
   } catch {}
-  console.log(`# broker log:\n${brokerLog.split('\n').map((l) => `# ${l}`).join('\n')}`);
+  console.log(`# broker log:\n${broker.log.split('\n').map((l) => `# ${l}`).join('\n')}`);
   process.exit(1);
 });

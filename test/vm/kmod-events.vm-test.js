@@ -20,23 +20,13 @@
 //    SIGSTOPped (SDK and C)
 //
 // Prints TAP-style lines and "N passed, N failed".
-const { spawn } = require('node:child_process');
-const crypto = require('node:crypto');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { createTap, run } = require('./guest-lib');
-const { RING, WAITER, PY_RING_CONSUMER } = require('../support/event-programs.js');
+const { REPO, U1, U2, NOBODY, workDirs, createTap, brokerHarness, proc: spawnProc, nodeChild, killChildren } = require('./guest-lib');
+const { RING, WAITER, PY_RING_CONSUMER, PY_ASYNC_WAITER, PY_NOTIFIER } = require('../support/event-programs.js');
 
-const REPO = path.resolve(__dirname, '..', '..');
-const BIN = path.join(REPO, 'bin', 'shmbroker');
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmod-events-'));
-fs.chmodSync(work, 0o755);
-const runtimeDir = path.join(work, 'run');
-const stateDir = path.join(work, 'state');
-const U1 = { uid: 1001, gid: 1001 };
-const U2 = { uid: 1002, gid: 1002 };
-const U3 = { uid: 65534, gid: 65534 };
+const { work, runtimeDir, stateDir } = workDirs('kmod-events-');
+const U3 = NOBODY;
 const CBUILD = process.env.SHMB_C_BUILD || path.join(REPO, 'clients', 'c', 'build');
 const EVENTS = path.join(CBUILD, 'shmb_events');
 const PYTHON = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p)) || 'python3';
@@ -45,86 +35,10 @@ const ENV = { ...process.env, SHMBROKER_RUNTIME_DIR: runtimeDir, SHMBROKER_LIB: 
 
 const { ok, finish } = createTap();
 
-const cli = (args, o) => run([process.execPath, BIN, '--runtime-dir', runtimeDir, ...args], o);
-async function json(args) {
-  const r = await cli([...args, '-o', 'json']);
-  if (r.code !== 0) throw new Error(`shmbroker ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout.toString());
-}
-
-let broker;
-let brokerLog = '';
-async function startBroker() {
-  broker = spawn(process.execPath, [BIN, 'serve', '--runtime-dir', runtimeDir, '--state-dir', stateDir, '--backend', 'kmod'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  broker.stdout.on('data', (d) => (brokerLog += d));
-  broker.stderr.on('data', (d) => (brokerLog += d));
-  while (!brokerLog.includes('"broker serving"')) {
-    if (broker.exitCode !== null) throw new Error(`broker exited: ${brokerLog}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-const children = [];
-/** A process whose stdout the test reads: JSON lines (node children) or text lines. */
-function proc(argv, o = {}) {
-  if (o.uid !== undefined) argv = ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid}`, '--clear-groups', '--', ...argv];
-  const p = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: ENV });
-  children.push(p);
-  let out = '';
-  p.stderrText = '';
-  p.stdout.on('data', (d) => (out += d));
-  p.stderr.on('data', (d) => (p.stderrText += d));
-  p.stdin.on('error', () => {});
-  p.out = () => out;
-  p.send = (line) => p.stdin.write(`${line}\n`);
-  const alive = () => p.exitCode === null && p.signalCode === null;
-  /** The first text line matching re (consumed up to it), or undefined on exit/timeout. */
-  p.line = async (re, timeoutMs = 120000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const lines = out.split('\n');
-      const i = lines.slice(0, -1).findIndex((l) => re.test(l));
-      if (i >= 0) {
-        out = lines.slice(i + 1).join('\n');
-        return lines[i];
-      }
-      if (!alive() || Date.now() > deadline) return undefined;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
-  /** The next JSON line matching pred. */
-  p.next = async (pred = () => true, timeoutMs = 120000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const lines = out.split('\n');
-      for (let i = 0; i < lines.length - 1; i++) {
-        let o;
-        try {
-          o = JSON.parse(lines[i]);
-        } catch {
-          continue;
-        }
-        if (pred(o)) {
-          out = lines.slice(i + 1).join('\n');
-          return o;
-        }
-      }
-      if (!alive() || Date.now() > deadline) return undefined;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
-  p.exited = () =>
-    !alive() ? Promise.resolve({ code: p.exitCode, signal: p.signalCode }) : new Promise((r) => p.once('exit', (code, signal) => r({ code, signal })));
-  return p;
-}
-function node(script, args, who) {
-  const file = path.join(work, `child-${crypto.randomBytes(4).toString('hex')}.js`);
-  fs.writeFileSync(file, `const REPO = ${JSON.stringify(REPO)};\nconst report = (o) => process.stdout.write(JSON.stringify(o) + '\\n');\n${script}`);
-  fs.chmodSync(file, 0o644);
-  return proc([process.execPath, file, ...args], who);
-}
+const broker = brokerHarness({ runtimeDir, stateDir, backend: 'kmod' });
+const { cli, json } = broker;
+const proc = (argv, who) => spawnProc(argv, who, ENV);
+const node = (script, args, who) => nodeChild(work, script, args, who, ENV);
 const py = (script, args, who) =>
   proc([PYTHON, '-c', `import sys; sys.path.insert(0, ${JSON.stringify(PYDIR)}); import shmbroker\n${script}`, ...args], who);
 
@@ -158,39 +72,6 @@ sock.on('message', (data, fds) => {
 sock.send(dataRequestCodec().encode({ requestId: 1, acquire: { region: process.argv[3], mode: 'ACCESS_MODE_READ_ONLY', wantEvents: true } }));
 `;
 
-// ro waiter in asyncio (selectors under the hood): may not notify, wakes on
-// notifies, ends with the revoked event.
-const PY_ASYNC_WAITER = `
-import asyncio
-async def main():
-    c = shmbroker.Client()
-    r = c.acquire(sys.argv[1], 'ro', events=True)
-    try:
-        r.notify()
-        print('notify allowed', flush=True)
-    except shmbroker.ShmbrokerError as e:
-        print('notify refused', e.errno == 1, flush=True)
-    print('ready', r.seq, flush=True)
-    seq = r.seq
-    while True:
-        ev = await asyncio.wait_for(r.wait_async(seq), 120)
-        print('event', ev.type, ev.seq, ev.count, flush=True)
-        if ev.type != 'notify':
-            break
-        seq = ev.seq
-    r.release()
-    c.close()
-asyncio.run(main())
-`;
-
-const PY_NOTIFIER = `
-c = shmbroker.Client()
-r = c.acquire(sys.argv[1], sys.argv[2], events=True)
-print('notified', r.notify(), r.may_notify, flush=True)
-r.release()
-c.close()
-`;
-
 // Two regions and few processes: under emulation every node start (a CLI
 // call included) costs seconds, and the whole script must fit in one guest step.
 //   kev (64 KiB): 1001 rw, 1002 rw: the rings (SDK, C, C->Python, C with the
@@ -204,7 +85,7 @@ async function main() {
     ok(false, '/dev/shmbroker exists');
     return;
   }
-  await startBroker();
+  await broker.start();
   ok(true, 'broker (kmod) starts');
   await region('kev', [[U1, 'rw'], [U2, 'rw']]);
   const [, kroRo] = await region('kro', [[U1, 'rw'], [U2, 'ro'], [U3, 'ro', ['--allow-notify']]], '4KiB');
@@ -320,9 +201,9 @@ async function main() {
     const p = proc([EVENTS, 'ring', 'kev', 'producer', String(frames), 'hold'], U1);
     const c = proc([EVENTS, 'ring', 'kev', 'consumer', String(frames), 'hold'], U2);
     const acq = [await p.line(/^acquired/), await c.line(/^acquired/)];
-    broker.kill('SIGSTOP');
+    broker.proc.kill('SIGSTOP');
     // The stop is delivered asynchronously: go on once the broker is in state T.
-    const isStopped = () => fs.readFileSync(`/proc/${broker.pid}/stat`, 'utf8').split(') ')[1].startsWith('T');
+    const isStopped = () => fs.readFileSync(`/proc/${broker.proc.pid}/stat`, 'utf8').split(') ')[1].startsWith('T');
     let stopped = false;
     for (let i = 0; i < 500 && !(stopped = isStopped()); i++) await new Promise((r) => setTimeout(r, 20));
     for (const w of waiters) w.send(`wait ${seq} 120000`);
@@ -335,7 +216,7 @@ async function main() {
     const l = await c.line(/^done /);
     const pl = await p.line(/^done /);
     const stillStopped = isStopped();
-    broker.kill('SIGCONT');
+    broker.proc.kill('SIGCONT');
     ok(stopped && stillStopped && n && n.seq === seq + 1 && woke.every((e) => same(e && e.ev, { type: 'notify', seq: seq + 1, count: 1 })),
       'SDK: notify (uid 1001) and wait (uid 1002, two processes) work while the broker is SIGSTOPped', { stopped, stillStopped, n, woke });
     ok(stopped && stillStopped && acq.every((a) => a === 'acquired backend=kmod') && new RegExp(`^done sum=${sumOf(base, frames)} bad=0 wakes=\\d+$`).test(l || '') && pl,
@@ -374,7 +255,7 @@ async function main() {
   // 6. Delete kev while an SDK (2 leases) and a Python asyncio waiter wait.
   {
     const deleted = node(WAITER, [runtimeDir, 'kev', 'ro', '2'], U1);
-    const waiter = py(PY_ASYNC_WAITER, ['kev'], U2);
+    const waiter = py(PY_ASYNC_WAITER, ['kev', '120'], U2);
     const dr = await deleted.next((o) => o.event === 'ready');
     const refused = await waiter.line(/^notify /);
     const ready = await waiter.line(/^ready /);
@@ -400,9 +281,10 @@ async function main() {
 main()
   .catch((e) => ok(false, 'kmod events suite ran', e.stack))
   .finally(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    if (broker && broker.exitCode === null) {
-      broker.kill('SIGCONT');
+    killChildren();
+    const b = broker.proc;
+    if (b && b.exitCode === null) {
+      b.kill('SIGCONT');
       // kmod regions outlive the broker: delete them, or the module stays busy.
       for (const name of REGIONS) await cli(['region', 'delete', name]);
       for (let i = 0; i < 100; i++) {
@@ -410,8 +292,8 @@ main()
         if (r.code !== 0 || (JSON.parse(r.stdout.toString()).regions || []).length === 0) break;
         await new Promise((res) => setTimeout(res, 200));
       }
-      broker.kill('SIGTERM');
-      await new Promise((r) => broker.once('exit', r));
+      b.kill('SIGTERM');
+      await new Promise((r) => b.once('exit', r));
     }
     fs.rmSync(work, { recursive: true, force: true });
     finish();

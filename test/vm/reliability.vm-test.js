@@ -6,18 +6,14 @@
 // programs are compiled here into /tmp (the repo is read-only in the guest).
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { createTap, run } = require('./guest-lib');
+const { createTap, run, workDirs } = require('./guest-lib');
 
 const REPO = path.resolve(__dirname, '..', '..');
 const BIN = path.join(REPO, 'bin', 'shmbroker');
 const native = require(path.join(REPO, 'dist', 'native', 'index.js'));
 const { ControlClient } = require(path.join(REPO, 'dist', 'clients', 'sdk', 'control-client.js'));
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmod-reliability-'));
-fs.chmodSync(work, 0o755);
-const runtimeDir = path.join(work, 'run');
-const stateDir = path.join(work, 'state');
+const { work, runtimeDir, stateDir } = workDirs('kmod-reliability-');
 const FUZZ_CALLS = Number(process.env.SHMBROKER_KMOD_FUZZ_CALLS || 100000);
 const DP_CASES = Number(process.env.SHMBROKER_VM_DP_FUZZ_CASES || 1000);
 const KILLS = Number(process.env.SHMBROKER_VM_KILLS || 3);
