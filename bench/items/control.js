@@ -12,6 +12,9 @@ const { Broker, Worker, latency, granteeUid, buildC, runJson } = require('../lib
 // The empty unary baseline gets its own warm-up (200 calls, bench/workers/unary.js).
 let WARM_ROUNDS = 300;
 
+const minOf = (xs) => xs.reduce((a, b) => (BigInt(b) < BigInt(a) ? b : a));
+const maxOf = (xs) => xs.reduce((a, b) => (BigInt(b) > BigInt(a) ? b : a));
+
 async function runClients(broker, n, count, inflight, tag) {
   const workers = Array.from(
     { length: n },
@@ -33,8 +36,11 @@ async function runClients(broker, n, count, inflight, tag) {
     const merged = {};
     for (const op of ['create', 'grant', 'delete']) {
       const ns = results.flatMap((r) => r[op].ns);
-      // Aggregate rate: all clients' calls over the longest client's phase.
-      const wall = Math.max(...results.map((r) => r[op].wallNs)) / 1e9;
+      // Aggregate rate: all clients' calls over the span from the first
+      // client's start to the last one's end (one monotonic clock), not over
+      // the longest client's own phase, which left out the time the clients
+      // (told "go" one after the other) did not overlap.
+      const wall = Number(BigInt(maxOf(results.map((r) => r[op].endNs))) - BigInt(minOf(results.map((r) => r[op].startNs)))) / 1e9;
       merged[op] = { ...latency(ns), opsPerS: ns.length / wall, brokerCpuUsPerCall: (brokerCpuMs[op] * 1000) / (n * count) };
     }
     const totalCpuMs = brokerCpuMs.create + brokerCpuMs.grant + brokerCpuMs.delete;
