@@ -37,10 +37,13 @@ function createTap({ detailAlways = false } = {}) {
   return { ok, finish };
 }
 
+/** argv run as o's { uid, gid } (setpriv, no supplementary groups), or as it is. */
+const asUid = (argv, o) => (o && o.uid !== undefined ? ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid ?? o.uid}`, '--clear-groups', '--', ...argv] : argv);
+
 /** Runs argv to completion; { uid, gid } drops privileges with setpriv, input goes to stdin. */
 function run(argv, o = {}) {
   return new Promise((resolve) => {
-    if (o.uid !== undefined) argv = ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid ?? o.uid}`, '--clear-groups', '--', ...argv];
+    argv = asUid(argv, o);
     const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     const out = [];
     let err = '';
@@ -64,7 +67,6 @@ function workDirs(prefix) {
   return { work, runtimeDir: path.join(work, 'run'), stateDir: path.join(work, 'state') };
 }
 
-const asUid = (argv, o) => (o && o.uid !== undefined ? ['setpriv', `--reuid=${o.uid}`, `--regid=${o.gid ?? o.uid}`, '--clear-groups', '--', ...argv] : argv);
 
 /**
  * One broker of a suite and its CLI: cli(args, o) and json(args, o) on its
