@@ -37,6 +37,8 @@ import { MemfdBackend } from './backends/memfd-backend';
 import { Policy } from './regions/policy';
 import { QuotaStore } from './store/quota-store';
 import { RegionManager } from './regions/region-manager';
+import { GrantManager } from './regions/grant-manager';
+import { RegionAccess } from './regions/region-access';
 import { RegionStore } from './store/region-store';
 import { Revoker } from './leases/revoker';
 import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
@@ -288,13 +290,9 @@ export class Broker {
     const watch = new RegionWatch();
     // One view of the state filesystem's free space for both planes, status and metrics (issue 16 item 2).
     const stateSpace = new StateSpace(stateDir, config.dataPlane.stateLowWaterBytes);
-    const manager = new RegionManager({
-      ...core,
-      stateSpace,
-      watch,
-      quotas,
-      limits: live.limits,
-    });
+    const access = new RegionAccess({ ...core, stateSpace });
+    const manager = new RegionManager({ ...core, access, watch, quotas, limits: live.limits });
+    const grantManager = new GrantManager({ ...core, access, watch, quotas, limits: live.limits });
     const dataPlane = new DataPlane({
       ...core,
       limits: live.dataPlane,
@@ -310,7 +308,7 @@ export class Broker {
     const finished = manager.finishPendingDeletions();
     if (finished > 0) log.info({ regions: finished }, 'finished deleting regions whose holders are gone');
     revoker.setExpiryHandler(async () => {
-      await manager.expireGrants();
+      await grantManager.expireGrants();
       revoker.scheduleExpiry(grants.nextExpiry());
     });
 
@@ -386,8 +384,8 @@ export class Broker {
       stopAuditLog();
     };
     control.addService(pkg.BrokerService.service, {
-      ...brokerServiceHandlers(manager, (caller) => broker.status(caller)),
-      watchRegions: watchRegionsHandler(manager, watch),
+      ...brokerServiceHandlers({ regions: manager, grants: grantManager }, (caller) => broker.status(caller)),
+      watchRegions: watchRegionsHandler({ regions: manager, grants: grantManager, access }, watch),
     });
     control.addService(pkg.QuotaService.service, quotaServiceHandlers({ quotas, auditor }));
     control.addService(pkg.AuditService.service, auditServiceHandlers({ audit, auditor }));

@@ -1,4 +1,4 @@
-// What the control plane (RegionManager) and the data plane (DataPlane)
+// What the control plane (RegionManager, GrantManager) and the data plane (DataPlane)
 // both work on: the state, the backend, the policy, the audit trail and the
 // revoker. Built once by Broker.start.
 import type { Auditor } from './audit/audited-operation';

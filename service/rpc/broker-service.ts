@@ -1,6 +1,7 @@
 // shmbroker.v1.BrokerService: translates between the proto messages and the
-// RegionManager. Validation of names happens here (so messages name the
-// request field); policy and state changes happen in the manager.
+// RegionManager (regions) and GrantManager (grants). Validation of names
+// happens here (so messages name the request field); policy and state
+// changes happen in the managers.
 import type { Grant } from '../../proto/generated/shmbroker/v1/Grant';
 import type { Region } from '../../proto/generated/shmbroker/v1/Region';
 import type { CreateRegionRequest__Output } from '../../proto/generated/shmbroker/v1/CreateRegionRequest';
@@ -15,6 +16,7 @@ import { InvalidArgumentError } from '../errors';
 import type { GrantRecord } from '../store/grant-store';
 import { grantName, parseGrantName, parseRegionName, regionName, requireAccessMode, validateRegionId } from '../regions/names';
 import type { RegionManager } from '../regions/region-manager';
+import type { GrantManager } from '../regions/grant-manager';
 import type { RegionRecord } from '../store/region-store';
 
 function timestamp(ms: number): { seconds: number; nanos: number } {
@@ -71,7 +73,11 @@ export function grantToProto(g: GrantRecord): Grant {
   };
 }
 
-export function brokerServiceHandlers(manager: RegionManager, status: (caller: Caller) => GetStatusResponse): Record<string, UnaryHandler> {
+export function brokerServiceHandlers(
+  plane: { regions: RegionManager; grants: GrantManager },
+  status: (caller: Caller) => GetStatusResponse,
+): Record<string, UnaryHandler> {
+  const { regions: manager, grants: grantManager } = plane;
   const toProto = (r: RegionRecord): Region => regionToProto(r, manager.regionExtras(r.name));
   return {
     async createRegion(caller, req: CreateRegionRequest__Output): Promise<Region> {
@@ -113,7 +119,7 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
         ttlMs = Number(g.expireTime.seconds) * 1000 + Math.floor(g.expireTime.nanos / 1e6) - Date.now();
         if (ttlMs <= 0) throw new InvalidArgumentError('INVALID_TTL', 'grant.expire_time is in the past', { field: 'grant.expire_time' });
       }
-      const created = await manager.createGrant(caller, {
+      const created = await grantManager.createGrant(caller, {
         region,
         grantee:
           g.grantee === 'uid'
@@ -130,15 +136,15 @@ export function brokerServiceHandlers(manager: RegionManager, status: (caller: C
       return grantToProto(created);
     },
     getGrant(caller, req: { name: string }): Grant {
-      return grantToProto(manager.getGrant(caller, parseGrantName(req.name)));
+      return grantToProto(grantManager.getGrant(caller, parseGrantName(req.name)));
     },
     listGrants(caller, req: ListGrantsRequest__Output) {
       const parent = req.parent === 'regions/-' || req.parent === '' ? undefined : parseRegionName(req.parent, 'parent');
-      const { grants, next } = manager.listGrants(caller, parent, req.pageSize, req.pageToken, req.filter);
+      const { grants, next } = grantManager.listGrants(caller, parent, req.pageSize, req.pageToken, req.filter);
       return { grants: grants.map(grantToProto), nextPageToken: next };
     },
     async revokeGrant(caller, req: { name: string }): Promise<Grant> {
-      const { grant, outcome } = await manager.revokeGrant(caller, parseGrantName(req.name));
+      const { grant, outcome } = await grantManager.revokeGrant(caller, parseGrantName(req.name));
       // What the revocation could not take back travels in the grant's output-only fields (issue 16 item 7).
       return { ...grantToProto(grant), leaseCount: outcome.leasesStillMapped, revocationAdvisory: outcome.revocationAdvisory };
     },
