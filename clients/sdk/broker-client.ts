@@ -3,10 +3,11 @@
 // revocation notices. The connection re-establishes itself after a broker
 // restart and offers back the regions it still holds.
 //
-// Over ~400 lines on purpose: one connection's state machine (open, lost,
-// reconnect, re-offer), its request table and the leases it holds change
-// together; the mapping (mapped-region.ts), the events (region-events.ts)
-// and the broker's authentication (broker-trust.ts) live apart.
+// One connection's state machine (open, lost, reconnect, re-offer), its
+// request table and the leases it holds change together, so they stay in
+// this file; the mapping (mapped-region.ts), the events (region-events.ts),
+// the broker's authentication (broker-trust.ts) and the abort of a wait
+// (until-aborted.ts) live apart.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -19,6 +20,7 @@ import { BrokerNotTrustedError, checkPeer, checkRegionFd, checkSocketPath, trust
 import { sdkRegionAccess, type MappedRegion, type Mode, type RevocationEvent } from './mapped-region';
 import { DATA_SOCKET, isValidRegionId, parseGrantMode, REGION_ID_PATTERN, toAccessMode } from '../../proto/wire';
 import { resolveRuntimeDir } from './runtime-dir';
+import { untilAborted } from './until-aborted';
 
 /** Options of connect(). */
 export interface ConnectOptions {
@@ -433,31 +435,4 @@ export class BrokerClient extends EventEmitter<BrokerClientEvents> {
  */
 export async function connect(options?: ConnectOptions): Promise<BrokerClient> {
   return BrokerClient.connect(options);
-}
-
-/** Resolves like `work`, or rejects with signal.reason once it aborts; a result that comes later goes to `late`. */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, late: (value: T) => void): Promise<T> {
-  if (!signal) return work;
-  return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    const onAbort = (): void => {
-      settled = true;
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        if (settled) return late(value);
-        settled = true;
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        if (settled) return;
-        settled = true;
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
