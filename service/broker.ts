@@ -87,6 +87,8 @@ function selectBackend(kind: BrokerOptions['backend'], log: Logger): Backend {
     try {
       return new KmodBackend(log);
     } catch (err) {
+      // Another broker owns the module: never fall back to memfd beside it.
+      if (err instanceof FailedPreconditionError && err.reason === 'ALREADY_RUNNING') throw err;
       if (kind === 'kmod') {
         throw new FailedPreconditionError('KMOD_UNAVAILABLE', `--backend kmod: cannot open ${KMOD_DEVICE}: ${(err as Error).message} (is shmbroker.ko loaded?)`);
       }

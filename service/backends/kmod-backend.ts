@@ -46,6 +46,8 @@ export class KmodBackend implements Backend {
   };
 
   private readonly device: native.KmodDevice;
+  /** The device fd whose flock says this broker owns the module's regions (ownDevice). */
+  private readonly ownership: number;
 
   constructor(
     private readonly log: Logger,
@@ -58,6 +60,12 @@ export class KmodBackend implements Backend {
       if ((err as native.NativeError).code === 'EPERM') {
         throw new Error(`${(err as Error).message}: opening ${devicePath} needs CAP_IPC_LOCK`);
       }
+      throw err;
+    }
+    try {
+      this.ownership = ownDevice(devicePath);
+    } catch (err) {
+      this.device.close();
       throw err;
     }
   }
@@ -150,5 +158,54 @@ export class KmodBackend implements Backend {
 
   close(): void {
     this.device.close();
+    fs.closeSync(this.ownership);
   }
+}
+
+/**
+ * One broker owns the module's regions. At start a broker destroys every
+ * kernel region its own database does not know (adopt), so a second kmod
+ * broker with another state directory would wipe the first one's live
+ * regions. An exclusive flock on the device node, held for the backend's
+ * life and dropped by the kernel however the process ends (kill -9
+ * included, so a restart is never refused by a dead broker), refuses the
+ * second one before it touches the module. Returns the fd that holds it.
+ */
+function ownDevice(devicePath: string): number {
+  const fd = fs.openSync(devicePath, fs.constants.O_RDONLY); // libuv opens close-on-exec
+  let held = false;
+  try {
+    held = native.flockExclusive(fd);
+  } finally {
+    if (!held) fs.closeSync(fd);
+  }
+  if (held) return fd;
+  const pid = lockHolder(devicePath);
+  throw new FailedPreconditionError(
+    'ALREADY_RUNNING',
+    `the regions of ${devicePath} belong to another broker (pid ${pid ?? 'unknown'}, holding a lock on ${devicePath}); stop it first`,
+  );
+}
+
+/** The pid holding a lock on `file`, from /proc/locks ("1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"), or null. */
+export function lockHolder(file: string, locks = '/proc/locks'): number | null {
+  let text: string;
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+    text = fs.readFileSync(locks, 'utf8');
+  } catch {
+    return null;
+  }
+  // glibc's encoding of the filesystem's dev_t, as /proc/locks prints it (%02x:%02x:%lu).
+  const major = Math.floor(st.dev / 256) % 4096;
+  const minor = (st.dev % 256) + (Math.floor(st.dev / 4096) & ~0xff);
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    const at = f.findIndex((x) => /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(x));
+    if (at < 1 || f[1] === '->') continue; // "->" lines are waiters, not holders
+    const [ma, mi, ino] = f[at]!.split(':');
+    if (parseInt(ma!, 16) === major && parseInt(mi!, 16) === minor && Number(ino) === st.ino) return Number(f[at - 1]);
+  }
+  return null;
 }

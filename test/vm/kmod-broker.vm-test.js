@@ -11,6 +11,8 @@
 //  - a TTL grant stops working when it expires
 //  - kill -9 of the broker: region content survives, a mapped client keeps
 //    reading and writing through the restart, the SDK re-attaches its lease
+//  - a second kmod broker (other state directory) is refused and the first
+//    one's regions stay in the kernel
 //  - a region deleted while it is held is DELETING, still charged to its
 //    owner and alive in the kernel until its last lease ends (issue 16 item 4)
 //
@@ -170,6 +172,32 @@ async function main() {
   ok(!live.includes(String(orphan)), 'a kernel region the database does not know is destroyed', JSON.stringify({ orphan: String(orphan), live }));
   r = await cli(['region', 'read', 'demo']);
   ok(r.code === 0 && r.stdout.equals(data), 'region content survives kill -9 of the broker', r.stderr);
+
+  // --- one broker per module: a broker destroys at start every kernel region
+  // its own database does not know, so a second kmod broker (its own state
+  // and runtime directories) would wipe the first's live regions. It must be
+  // refused before it touches the module, naming the first broker's pid.
+  const otherDirs = workDirs('kmod-broker-second-');
+  const second = brokerHarness({ runtimeDir: otherDirs.runtimeDir, stateDir: otherDirs.stateDir, backend: 'kmod' });
+  let secondErr = '';
+  try {
+    await second.start();
+    await second.kill9();
+  } catch (e) {
+    secondErr = e.message;
+  }
+  ok(
+    secondErr.includes('ALREADY_RUNNING') && secondErr.includes('/dev/shmbroker') && secondErr.includes(`pid ${broker.proc.pid}`),
+    'a second kmod broker is refused (ALREADY_RUNNING, with the first broker\'s pid)',
+    secondErr.slice(-600) || 'it started',
+  );
+  const devAfter = native.KmodDevice.open('/dev/shmbroker');
+  const stillLive = devAfter.list().map(String);
+  devAfter.close();
+  const refs = new Database(path.join(stateDir, 'shmbroker.db'), { readonly: true }).prepare("SELECT backend_ref FROM regions WHERE state = 'ACTIVE'").all().map((x) => x.backend_ref);
+  ok(refs.length > 0 && refs.every((ref) => stillLive.includes(ref)), "the first broker's regions are all still in the kernel", JSON.stringify({ refs, stillLive }));
+  r = await cli(['region', 'read', 'demo']);
+  ok(r.code === 0 && r.stdout.equals(data), "the first broker still serves its region's bytes", r.stderr);
   const rec = await writer.next((o) => o.event === 'reconnected', 30000);
   ok(rec && rec.revoked === false, 'the SDK reconnected and re-attached its lease', JSON.stringify(rec) + writer.stderrText);
   const peek1 = (await cli(['region', 'read', 'live', '--length', '4'])).stdout.readUInt32LE(0);
