@@ -10,7 +10,7 @@ import { FailedPreconditionError, InvalidArgumentError } from '../errors';
 import type { GranteeKind, GrantMode, GrantRecord } from '../store/grant-store';
 import type { QuotaCharger } from '../hooks';
 import { grantName, grantNotFound, regionName, regionNotFound } from './names';
-import { decodePageToken, encodePageToken, pageSize } from '../store/paging';
+import { decodePageToken, filteredPage, pageSize } from '../store/paging';
 import { parseSubject } from '../identity/pods/principals';
 import { brokerActor } from '../audit/audited-operation';
 import type { BrokerCore } from '../core';
@@ -112,32 +112,26 @@ export class GrantManager {
     const limit = pageSize(size);
     const match = parseListFilter(filter, GRANT_FILTER, 'Grant');
     const list = `grants:${region ?? '-'}${match.key ? `?${match.key}` : ''}`;
-    let after = decodePageToken<number>(list, token, 'number') ?? 0;
+    const after = decodePageToken<number>(list, token, 'number') ?? 0;
     if (region !== undefined) {
       this.deps.auditor.guard({ actor: caller, action: 'ListGrants', resource: regionName(region) }, () => {
         this.deps.access.requireVisible(caller, region);
       });
     }
-    const out: GrantRecord[] = [];
     const owners = new Map<string, number | undefined>();
     const visible = (g: GrantRecord): boolean => {
       if (!owners.has(g.region)) owners.set(g.region, this.deps.regions.get(g.region)?.ownerUid);
       return this.deps.access.mayViewGrant(caller, g, owners.get(g.region));
     };
-    for (;;) {
-      const batch = this.deps.grants.page(region, after, limit + 1);
-      for (const g of batch) {
-        if (visible(g) && match.test(g)) out.push(g);
-        if (out.length > limit) break;
-      }
-      if (out.length > limit || batch.length <= limit) break;
-      after = batch[batch.length - 1]!.id;
-    }
-    if (out.length > limit) {
-      out.length = limit;
-      return { grants: out, next: encodePageToken(list, out[limit - 1]!.id) };
-    }
-    return { grants: out, next: '' };
+    const page = filteredPage(
+      list,
+      limit,
+      after,
+      (from, count) => this.deps.grants.page(region, from, count),
+      (g) => g.id,
+      (g) => visible(g) && match.test(g),
+    );
+    return { grants: page.items, next: page.next };
   }
 
   /** One grant, for admins, the region's owner and the grantee; NOT_FOUND for anyone else, as for a missing one. */

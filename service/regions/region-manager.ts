@@ -13,7 +13,7 @@ import { callerGids } from '../identity/caller';
 import { AlreadyExistsError, InvalidArgumentError, PermissionDeniedError } from '../errors';
 import type { QuotaCharger } from '../hooks';
 import { regionName } from './names';
-import { decodePageToken, encodePageToken, pageSize } from '../store/paging';
+import { decodePageToken, filteredPage, pageSize } from '../store/paging';
 import type { GrantRecord } from '../store/grant-store';
 import type { RegionRecord } from '../store/region-store';
 import { brokerActor } from '../audit/audited-operation';
@@ -154,22 +154,16 @@ export class RegionManager {
     const match = parseListFilter(filter, REGION_FILTER, 'Region');
     // A token pages the list it came from, filter included (AIP-158).
     const list = match.key ? `regions?${match.key}` : 'regions';
-    let after = decodePageToken<string>(list, token, 'string') ?? '';
-    const out: RegionRecord[] = [];
-    for (;;) {
-      const batch = this.deps.regions.page(after, limit + 1);
-      for (const r of batch) {
-        if (this.deps.access.mayViewRegion(caller, r, this.deps.grants.forRegion(r.name)) && match.test(r)) out.push(r);
-        if (out.length > limit) break;
-      }
-      if (out.length > limit || batch.length <= limit) break;
-      after = batch[batch.length - 1]!.name;
-    }
-    if (out.length > limit) {
-      out.length = limit;
-      return { regions: out, next: encodePageToken(list, out[limit - 1]!.name) };
-    }
-    return { regions: out, next: '' };
+    const after = decodePageToken<string>(list, token, 'string') ?? '';
+    const page = filteredPage(
+      list,
+      limit,
+      after,
+      (from, count) => this.deps.regions.page(from, count),
+      (r) => r.name,
+      (r) => this.deps.access.mayViewRegion(caller, r, this.deps.grants.forRegion(r.name)) && match.test(r),
+    );
+    return { regions: page.items, next: page.next };
   }
 
   /** What a Region message adds to the row. */

@@ -36,3 +36,32 @@ export function decodePageToken<T extends string | number>(list: string, token: 
   }
   return p.a as T;
 }
+
+/**
+ * One page of a list whose rows the caller filters (visibility, AIP-160):
+ * reads the store in batches of limit + 1 after `after` and keeps what
+ * `keep` accepts, until `limit` rows are kept or the store ends. The token
+ * of the next page holds the key of the last row returned; '' at the end.
+ */
+export function filteredPage<T, K extends string | number>(
+  list: string,
+  limit: number,
+  after: K,
+  read: (after: K, count: number) => T[],
+  keyOf: (row: T) => K,
+  keep: (row: T) => boolean,
+): { items: T[]; next: string } {
+  const out: T[] = [];
+  for (;;) {
+    const batch = read(after, limit + 1);
+    for (const row of batch) {
+      if (keep(row)) out.push(row);
+      if (out.length > limit) break;
+    }
+    if (out.length > limit || batch.length <= limit) break;
+    after = keyOf(batch[batch.length - 1]!);
+  }
+  if (out.length <= limit) return { items: out, next: '' };
+  out.length = limit;
+  return { items: out, next: encodePageToken(list, keyOf(out[limit - 1]!)) };
+}
