@@ -83,9 +83,15 @@ export interface Backend {
   offer(region: RegionRecord, fd: number): boolean;
   /**
    * Regions this backend can hold at most, where something other than memory
-   * bounds it (memfd: one broker fd per region, so RLIMIT_NOFILE); undefined
-   * where nothing does (kmod: a region holds no broker fd).
+   * bounds it (memfd: one broker fd per region, so RLIMIT_NOFILE; kmod: the
+   * module's max_regions, which an admin may change at any time); undefined
+   * where nothing says.
    */
-  regionCeiling(): { regions: number; fdLimit: number; reserved: number } | undefined;
+  regionCeiling(): RegionCeiling | undefined;
   close(): void;
+}
+
+/** The most regions a backend can hold. */
+export interface RegionCeiling {
+  regions: number;
 }

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../../native';
-import type { Backend, BackendGuarantees, CreateOptions, OpenedRegion } from './backend';
+import type { Backend, BackendGuarantees, CreateOptions, OpenedRegion, RegionCeiling } from './backend';
 import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '../errors';
 import type { GrantMode } from '../store/grant-store';
 import type { Logger } from '../logger';
@@ -14,6 +14,16 @@ import type { RegionRecord } from '../store/region-store';
 export const KMOD_DEVICE = '/dev/shmbroker';
 // The module's limits, readable by anyone (kmod/README.md "Module parameters").
 export const KMOD_PARAMS = '/sys/module/shmbroker/parameters';
+
+/** A numeric module parameter (sysfs), or null where it cannot be read. */
+function readParam(dir: string, name: string): number | null {
+  try {
+    const v = Number(fs.readFileSync(path.join(dir, name), 'utf8').trim());
+    return Number.isSafeInteger(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
 
 /** The module's caps as one line for `status`, or null where sysfs does not say. */
 export function kernelCaps(dir = KMOD_PARAMS): string | null {
@@ -52,6 +62,7 @@ export class KmodBackend implements Backend {
   constructor(
     private readonly log: Logger,
     devicePath = KMOD_DEVICE,
+    private readonly paramsDir = KMOD_PARAMS,
   ) {
     try {
       this.device = native.KmodDevice.open(devicePath);
@@ -79,6 +90,18 @@ export class KmodBackend implements Backend {
       return id.toString();
     } catch (err) {
       const e = err as native.NativeError;
+      if (e.code === 'ENOSPC') {
+        // The module says ENOSPC for its region count and for its byte total
+        // alike: name the one that was reached, so the fix is obvious.
+        const max = readParam(this.paramsDir, 'max_regions');
+        if (max !== null && this.device.list().length >= max) {
+          throw new ResourceExhaustedError(
+            'BACKEND_EXHAUSTED',
+            `cannot allocate ${sizeBytes} bytes: the kernel module holds at most ${max} regions and has that many ` +
+              `(max_regions; raise it in ${this.paramsDir}/max_regions or the module's options)`,
+          );
+        }
+      }
       if (e.code === 'ENOMEM' || e.code === 'ENOSPC' || e.code === 'EMFILE') {
         throw new ResourceExhaustedError('BACKEND_EXHAUSTED', `the kernel could not allocate ${sizeBytes} bytes${options.hugepages ? ' of huge pages' : ''}: ${e.message}`);
       }
@@ -152,8 +175,9 @@ export class KmodBackend implements Backend {
     return false;
   }
 
-  regionCeiling(): undefined {
-    return undefined; // a kernel region holds no fd in the broker
+  regionCeiling(): RegionCeiling | undefined {
+    const regions = readParam(this.paramsDir, 'max_regions');
+    return regions === null ? undefined : { regions };
   }
 
   close(): void {

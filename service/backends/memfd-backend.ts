@@ -5,7 +5,7 @@
 // /proc/PID/fd/N for writing. What it cannot do is stated in `guarantees`.
 import * as fs from 'node:fs';
 import * as native from '../../native';
-import { checkAlignment, type Backend, type BackendGuarantees, type CreateOptions, type OpenedRegion } from './backend';
+import { checkAlignment, type Backend, type BackendGuarantees, type CreateOptions, type OpenedRegion, type RegionCeiling } from './backend';
 import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '../errors';
 import type { GrantMode } from '../store/grant-store';
 import type { RegionRecord } from '../store/region-store';
@@ -65,7 +65,7 @@ export class MemfdBackend implements Backend {
   /** One fd per region: RLIMIT_NOFILE (raised to its hard limit at start) less what connections and the database need. */
   private readonly ceiling = memfdCeiling(native.nofileLimit(true).soft);
 
-  regionCeiling(): { regions: number; fdLimit: number; reserved: number } {
+  regionCeiling(): RegionCeiling & { fdLimit: number; reserved: number } {
     return this.ceiling;
   }
 

@@ -91,11 +91,33 @@ async function main() {
   ok((status.limitations || []).some((l) => l.includes(`all regions together at ${totalCap} bytes`) && l.includes('memory cgroup')),
     'status shows the kernel module\'s max_total_bytes cap', JSON.stringify(status.limitations));
 
+  // --- the module's max_regions is the kmod region ceiling: status reports
+  // it as it is now, and a create past it names the limit (not "could not
+  // allocate"); the module says ENOSPC for the count and the byte total alike.
+  const maxRegionsParam = '/sys/module/shmbroker/parameters/max_regions';
+  const maxRegionsWas = fs.readFileSync(maxRegionsParam, 'utf8').trim();
+  let r;
+  fs.writeFileSync(maxRegionsParam, '1');
+  try {
+    ok(Number((await json(['status'])).regionCeiling) === 1, "status reports the module's max_regions as the region ceiling");
+    r = await cli(['status']);
+    ok(r.stdout.toString().includes("region ceiling:      1 (the kernel module's max_regions)"), 'status (text) says what bounds it', r.stdout.toString());
+    await json(['region', 'create', 'cap-1', '--size', '4KiB']);
+    r = await cli(['region', 'create', 'cap-2', '--size', '4KiB']);
+    ok(r.code === 1 && r.stderr.includes('BACKEND_EXHAUSTED') && r.stderr.includes('at most 1 regions') && r.stderr.includes('max_regions'),
+      'a create past max_regions is refused naming the limit', r.stderr);
+  } finally {
+    fs.writeFileSync(maxRegionsParam, maxRegionsWas);
+  }
+  r = await cli(['region', 'create', 'cap-2', '--size', '4KiB']);
+  ok(r.code === 0, 'with the limit raised again the same create succeeds', r.stderr);
+  for (const n of ['cap-1', 'cap-2']) await json(['region', 'delete', n]);
+
   // --- the Foundation CLI scenario, unchanged
   const data = crypto.randomBytes(1024 * 1024);
   const created = await json(['region', 'create', 'demo', '--size', '1MiB']);
   ok(created.backend === 'kmod' && created.sizeBytes === '1048576', 'region create on kmod'); // proto3 JSON: uint64 as a string
-  let r = await cli(['region', 'write', 'demo'], { input: data });
+  r = await cli(['region', 'write', 'demo'], { input: data });
   ok(r.code === 0, 'root writes the region from stdin', r.stderr);
   await json(['grant', 'create', 'demo', '--uid', '1001', '--mode', 'ro']);
   r = await cli(['region', 'read', 'demo'], U1);
