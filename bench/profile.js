@@ -11,19 +11,15 @@
 // Profiles land in a temp dir, printed at the end (open them in Chrome DevTools).
 const fs = require('node:fs');
 const path = require('node:path');
-const { Broker, Worker, sdk, granteeUid, makeTempDir } = require('./lib/common');
+const { Broker, Worker, sdk, granteeUid, makeTempDir, lanes } = require('./lib/common');
 const { summarise } = require('./lib/cpuprofile');
 
 async function main() {
   const [what = 'acquire', a1, a2, a3] = process.argv.slice(2);
   const inflight = Number(a3 ?? 1);
   // COUNT calls of fn(i), `inflight` at a time.
-  const lanes = async (count, fn) => {
-    let next = 0;
-    await Promise.all(Array.from({ length: inflight }, async () => {
-      for (let i = next++; i < count; i = next++) await fn(i);
-    }));
-  };
+  const inLanes = (count, fn) => lanes(count, inflight, fn);
+
   const dir = makeTempDir('shmbroker-profile-');
   fs.chmodSync(dir, 0o777);
   const disk = what === 'create' && a2 === 'disk';
@@ -33,7 +29,7 @@ async function main() {
   let marker;
   if (what === 'create') {
     // A running broker, not one compiling its handlers: warm up, then mark the start of the measured part.
-    await lanes(Number(a1 ?? 2000), (i) => c.call('BrokerService', 'CreateRegion', { regionId: `w${i}`, region: { sizeBytes: 4096 } }));
+    await inLanes(Number(a1 ?? 2000), (i) => c.call('BrokerService', 'CreateRegion', { regionId: `w${i}`, region: { sizeBytes: 4096 } }));
     for (let i = 0; i < 200; i++) await c.call('BrokerService', 'GetStatus', {});
     marker = 'getStatus';
   }
@@ -49,7 +45,7 @@ async function main() {
     await w.done();
   } else if (what === 'create') {
     n = Number(a1 ?? 2000);
-    await lanes(n, (i) => c.call('BrokerService', 'CreateRegion', { regionId: `x${i}`, region: { sizeBytes: 4096 } }));
+    await inLanes(n, (i) => c.call('BrokerService', 'CreateRegion', { regionId: `x${i}`, region: { sizeBytes: 4096 } }));
   } else throw new Error(`unknown: ${what}`);
   const cpu = b.cpuMs() - c0;
   console.log(`${n} ${what} in ${Date.now() - t0} ms; broker CPU ${((cpu * 1000) / n).toFixed(0)} µs per ${what} (${disk ? 'disk' : 'tmpfs'}, ${inflight} in flight; load ${require('node:os').loadavg().map((x) => x.toFixed(2)).join(' ')})`);

@@ -268,4 +268,13 @@ function granteeUid() {
   return process.getuid() === 0 ? 65534 : undefined;
 }
 
-module.exports = { procCpuMs, REPO, BIN, BUILD, quantile, median, p99, latency, sleep, loadAvg, buildC, runJson, makeTempDir, Broker, Worker, sdk, granteeUid };
+/** Calls fn(0) .. fn(count - 1), `inflight` at a time (each lane takes the next index when its call ends). */
+async function lanes(count, inflight, fn) {
+  let next = 0;
+  async function lane() {
+    for (let i = next++; i < count; i = next++) await fn(i);
+  }
+  await Promise.all(Array.from({ length: inflight }, lane));
+}
+
+module.exports = { procCpuMs, REPO, BIN, BUILD, quantile, median, p99, latency, sleep, loadAvg, buildC, runJson, makeTempDir, Broker, Worker, sdk, granteeUid, lanes };

@@ -9,24 +9,18 @@
 // and reports {phaseDone} (so the caller can read the broker's CPU per phase),
 // then reports the result.
 const readline = require('node:readline');
-const { sdk } = require('../lib/common');
+const { sdk, lanes } = require('../lib/common');
 
 async function phase(count, inflight, call) {
   const ns = new Array(count);
-  let next = 0;
   // process.hrtime is CLOCK_MONOTONIC, one clock for every process on the
   // host: the caller spans several clients' phases with these two stamps.
   const t0 = process.hrtime.bigint();
-  async function lane() {
-    for (;;) {
-      const i = next++;
-      if (i >= count) return;
-      const s = process.hrtime.bigint();
-      await call(i);
-      ns[i] = Number(process.hrtime.bigint() - s);
-    }
-  }
-  await Promise.all(Array.from({ length: inflight }, lane));
+  await lanes(count, inflight, async (i) => {
+    const s = process.hrtime.bigint();
+    await call(i);
+    ns[i] = Number(process.hrtime.bigint() - s);
+  });
   const t1 = process.hrtime.bigint();
   return { ns, wallNs: Number(t1 - t0), startNs: String(t0), endNs: String(t1) };
 }
