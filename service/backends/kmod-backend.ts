@@ -194,6 +194,11 @@ export class KmodBackend implements Backend {
  * life and dropped by the kernel however the process ends (kill -9
  * included, so a restart is never refused by a dead broker), refuses the
  * second one before it touches the module. Returns the fd that holds it.
+ * The lock lives on the node's inode: brokers that share the node (the
+ * host's /dev, or a bind mount of it) exclude each other; a container given
+ * its own node by a device plugin does not see the lock, and there the
+ * state directory's lock (one hostPath for every broker pod) keeps a second
+ * broker out.
  */
 function ownDevice(devicePath: string): number {
   const fd = fs.openSync(devicePath, fs.constants.O_RDONLY); // libuv opens close-on-exec
@@ -214,22 +219,22 @@ function ownDevice(devicePath: string): number {
 /** The pid holding a lock on `file`, from /proc/locks ("1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"), or null. */
 export function lockHolder(file: string, locks = '/proc/locks'): number | null {
   let text: string;
-  let st: fs.Stats;
+  let st: fs.BigIntStats;
   try {
-    st = fs.statSync(file);
+    st = fs.statSync(file, { bigint: true });
     text = fs.readFileSync(locks, 'utf8');
   } catch {
     return null;
   }
   // glibc's encoding of the filesystem's dev_t, as /proc/locks prints it (%02x:%02x:%lu).
-  const major = Math.floor(st.dev / 256) % 4096;
-  const minor = (st.dev % 256) + (Math.floor(st.dev / 4096) & ~0xff);
+  const major = ((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn);
+  const minor = (st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn);
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     const at = f.findIndex((x) => /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(x));
     if (at < 1 || f[1] === '->') continue; // "->" lines are waiters, not holders
     const [ma, mi, ino] = f[at]!.split(':');
-    if (parseInt(ma!, 16) === major && parseInt(mi!, 16) === minor && Number(ino) === st.ino) return Number(f[at - 1]);
+    if (BigInt(`0x${ma}`) === major && BigInt(`0x${mi}`) === minor && BigInt(ino!) === st.ino) return Number(f[at - 1]);
   }
   return null;
 }
