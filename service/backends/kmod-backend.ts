@@ -27,15 +27,8 @@ function readParam(dir: string, name: string): number | null {
 
 /** The module's caps as one line for `status`, or null where sysfs does not say. */
 export function kernelCaps(dir = KMOD_PARAMS): string | null {
-  const read = (name: string): bigint | null => {
-    try {
-      return BigInt(fs.readFileSync(path.join(dir, name), 'utf8').trim());
-    } catch {
-      return null;
-    }
-  };
-  const total = read('max_total_bytes');
-  const region = read('max_region_bytes');
+  const total = readParam(dir, 'max_total_bytes');
+  const region = readParam(dir, 'max_region_bytes');
   if (total === null || region === null) return null;
   return `the kernel module caps all regions together at ${total} bytes and one region at ${region} bytes ` +
     `(${dir}); region pages are unswappable and invisible to the OOM killer, so the broker's memory cgroup ` +
