@@ -9,7 +9,7 @@
 // The guest CPU is emulated (qemu TCG, no KVM) and runs everything, broker
 // and client alike, 10-40x slower than the host: times are reported, but
 // only RSS per record and ratios within the run mean anything. Filling
-// 200,000 records takes most of an hour here, hence opt-in.
+// 200,000 records takes 15-30 minutes here, hence opt-in.
 const path = require('node:path');
 const { REPO } = require('../lib/common');
 const { scaleFigures } = require('../lib/scale-run');
@@ -21,7 +21,7 @@ module.exports = async function scaleKmod(ctx) {
   const pages = ctx.quick ? 1 : 5;
   const hold = ctx.quick ? 50 : 1000;
   const script = [
-    // Room for N regions plus the probes and the List baseline's 1,000 (on the second broker).
+    // Room for N regions plus the probes (the empty broker's 1,000 are deleted before the fill).
     `echo ${N + 5000} > /sys/module/shmbroker/parameters/max_regions`,
     `step scale node bench/workers/scale-run.js kmod /tmp ${N} ${probe} ${pages} ${hold} 65534 32`,
   ].join('\n');

@@ -211,9 +211,8 @@ async function measureScale(o) {
     out.lostInHolder = re.lost;
     const status = await c.call('BrokerService', 'GetStatus', {});
     out.regionsAfter = Number(status.regionCount);
+    // The broker's own ceiling: memfd's fd budget, kmod's max_regions.
     out.regionCeiling = Number(status.regionCeiling ?? 0);
-    // On kmod the ceiling is the module's max_regions (no broker fd per region).
-    if (backend === 'kmod') out.regionCeiling = Number(fs.readFileSync('/sys/module/shmbroker/parameters/max_regions', 'utf8'));
     out.rssRestarted = broker.rss();
     return out;
   } finally {

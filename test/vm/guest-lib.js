@@ -67,7 +67,6 @@ function workDirs(prefix) {
   return { work, runtimeDir: path.join(work, 'run'), stateDir: path.join(work, 'state') };
 }
 
-
 /**
  * One broker of a suite and its CLI: cli(args, o) and json(args, o) on its
  * runtime directory; start(extraArgs) spawns `shmbroker serve` and resolves

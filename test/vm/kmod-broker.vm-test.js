@@ -216,7 +216,9 @@ async function main() {
   const devAfter = native.KmodDevice.open('/dev/shmbroker');
   const stillLive = devAfter.list().map(String);
   devAfter.close();
-  const refs = new Database(path.join(stateDir, 'shmbroker.db'), { readonly: true }).prepare("SELECT backend_ref FROM regions WHERE state = 'ACTIVE'").all().map((x) => x.backend_ref);
+  const dbNow = new Database(path.join(stateDir, 'shmbroker.db'), { readonly: true });
+  const refs = dbNow.prepare("SELECT backend_ref FROM regions WHERE state = 'ACTIVE'").all().map((x) => x.backend_ref);
+  dbNow.close();
   ok(refs.length > 0 && refs.every((ref) => stillLive.includes(ref)), "the first broker's regions are all still in the kernel", JSON.stringify({ refs, stillLive }));
   r = await cli(['region', 'read', 'demo']);
   ok(r.code === 0 && r.stdout.equals(data), "the first broker still serves its region's bytes", r.stderr);
