@@ -5,7 +5,7 @@
 // may not see (issue 16 item 6).
 import * as native from '../native';
 import type { GetStatusResponse } from '../proto/generated/shmbroker/v1/GetStatusResponse';
-import type { Backend } from './backends/backend';
+import type { Backend, RegionCeiling } from './backends/backend';
 import type { DataPlane } from './dataplane/data-plane';
 import type { Caller } from './identity/caller';
 import type { GrantStore } from './store/grant-store';
@@ -44,7 +44,11 @@ export function brokerStatus(src: StatusSources, caller: Caller): GetStatusRespo
     callerUid: caller.uid,
     callerIsAdmin: caller.isAdmin,
     fdLimit: native.nofileLimit().soft,
-    regionCeiling: src.backend.regionCeiling()?.regions ?? 0,
+    ...ceilingFields(src.backend.regionCeiling()),
     ...(space ? { stateFreeBytes: space.free(), stateLowWaterBytes: space.lowWaterBytes, stateLowSpace: space.low() } : {}),
   };
+}
+
+function ceilingFields(c: RegionCeiling | undefined): { regionCeiling: number; regionCeilingSource: string } {
+  return c ? { regionCeiling: c.regions, regionCeilingSource: c.source } : { regionCeiling: 0, regionCeilingSource: '' };
 }

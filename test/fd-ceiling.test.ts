@@ -51,6 +51,7 @@ describe('fd ceiling (memfd)', () => {
     const ceiling = Number(status.regionCeiling);
     expect(ceiling).toBeGreaterThan(0);
     expect(ceiling).toBeLessThan(HARD);
+    expect(status.regionCeilingSource).toBe(`one fd per region; RLIMIT_NOFILE ${HARD}`);
     const text = await broker.cli(['status']);
     expect(text.stdout.toString()).toContain(`region ceiling:      ${ceiling} (one fd per region; RLIMIT_NOFILE ${HARD})`);
 

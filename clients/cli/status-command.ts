@@ -20,7 +20,7 @@ export function register(program: Command, ctx: CliContext): void {
           `restart survival:    ${yes(s.restartSurvival)}`,
           ...(s.limitations as string[]).map((l, i) => `${i === 0 ? 'limitations:         ' : '                     '}- ${l}`),
           `regions:             ${s.regionCount} (${formatBytes(Number(s.regionBytes))})`,
-          `region ceiling:      ${Number(s.regionCeiling) > 0 ? `${s.regionCeiling} (${s.backend === 'kmod' ? "the kernel module's max_regions" : `one fd per region; RLIMIT_NOFILE ${s.fdLimit}`})` : `none known (RLIMIT_NOFILE ${s.fdLimit})`}`,
+          `region ceiling:      ${Number(s.regionCeiling) > 0 ? `${s.regionCeiling} (${s.regionCeilingSource})` : `none known (RLIMIT_NOFILE ${s.fdLimit})`}`,
           `grants:              ${s.grantCount}`,
           `data connections:    ${s.dataConnections}`,
           `state disk free:     ${formatBytes(Number(s.stateFreeBytes ?? 0))}${Number(s.stateLowWaterBytes ?? 0) > 0 ? ` (low-water mark ${formatBytes(Number(s.stateLowWaterBytes))}${s.stateLowSpace ? ': LOW, only admins are served' : ''})` : ''}`,

@@ -94,4 +94,6 @@ export interface Backend {
 /** The most regions a backend can hold. */
 export interface RegionCeiling {
   regions: number;
+  /** What sets it, in words (status prints it beside the number). */
+  source: string;
 }

@@ -170,7 +170,7 @@ export class KmodBackend implements Backend {
 
   regionCeiling(): RegionCeiling | undefined {
     const regions = readParam(this.paramsDir, 'max_regions');
-    return regions === null ? undefined : { regions };
+    return regions === null ? undefined : { regions, source: "the kernel module's max_regions" };
   }
 
   close(): void {

@@ -191,8 +191,8 @@ export class MemfdBackend implements Backend {
 }
 
 /** fds kept free of regions: connections, the database, the acquire path's own short-lived fds. */
-export function memfdCeiling(fdLimit: number): { regions: number; fdLimit: number; reserved: number } {
+export function memfdCeiling(fdLimit: number): RegionCeiling & { fdLimit: number; reserved: number } {
   const limit = fdLimit < 0 ? 1 << 30 : fdLimit;
   const reserved = Math.min(limit - 1, Math.max(256, Math.floor(limit * 0.05)));
-  return { regions: limit - reserved, fdLimit: limit, reserved };
+  return { regions: limit - reserved, source: `one fd per region; RLIMIT_NOFILE ${limit}`, fdLimit: limit, reserved };
 }

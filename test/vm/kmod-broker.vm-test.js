@@ -99,7 +99,8 @@ async function main() {
   let r;
   fs.writeFileSync(maxRegionsParam, '1');
   try {
-    ok(Number((await json(['status'])).regionCeiling) === 1, "status reports the module's max_regions as the region ceiling");
+    const st = await json(['status']);
+    ok(Number(st.regionCeiling) === 1 && st.regionCeilingSource === "the kernel module's max_regions", "status reports the module's max_regions as the region ceiling, and says so", st);
     r = await cli(['status']);
     ok(r.stdout.toString().includes("region ceiling:      1 (the kernel module's max_regions)"), 'status (text) says what bounds it', r.stdout.toString());
     await json(['region', 'create', 'cap-1', '--size', '4KiB']);
