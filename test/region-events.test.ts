@@ -222,6 +222,45 @@ sock.send(dataRequestCodec().encode({ requestId: 1, acquire: { region: 'ropage',
     }
   });
 
+  it('after the lease ended: events() yields how it ended and stops, seq keeps its last value, notify is LEASE_ENDED', async () => {
+    // Reproducer: events() read the sequence from the closed doorbell first,
+    // so a loop started after a revoke threw EBADF instead of yielding 'revoked'.
+    await broker.json(['region', 'create', 'gone', '--size', '4KiB']);
+    const g = await broker.json(['grant', 'create', 'gone', '--uid', '1002', '--mode', 'rw']);
+    const revoked = new NodeChild(WAITER, { uid: 1002, args: [broker.runtimeDir, 'gone', 'rw'] });
+    const released = new NodeChild(WAITER, { uid: 1002, args: [broker.runtimeDir, 'gone', 'rw'] });
+    try {
+      const ready = await revoked.next((o) => o.event === 'ready');
+      await released.next((o) => o.event === 'ready');
+      released.send('notify');
+      const rung = await released.next((o) => o.event === 'notified');
+      expect(rung.seq).toBe(ready.seq + 1);
+      released.send('release');
+      released.send('ended');
+      expect(await released.next((o) => o.event === 'ended')).toEqual({
+        event: 'ended',
+        events: [],
+        seq: rung.seq,
+        notify: { code: 'FAILED_PRECONDITION', reason: 'LEASE_ENDED' },
+      });
+      revoked.send(`wait ${ready.seq}`);
+      expect(await revoked.next((o) => o.event === 'woke')).toEqual({ event: 'woke', ev: { type: 'notify', seq: rung.seq, count: 1 } });
+      expect((await broker.cli(['grant', 'revoke', g.name])).code).toBe(0);
+      revoked.send(`wait ${rung.seq}`);
+      expect(await revoked.next((o) => o.event === 'woke')).toEqual({ event: 'woke', ev: { type: 'revoked', reason: 'GRANT_REVOKED' } });
+      revoked.send('ended');
+      expect(await revoked.next((o) => o.event === 'ended' || o.event === 'error')).toEqual({
+        event: 'ended',
+        events: [{ type: 'revoked', reason: 'GRANT_REVOKED' }],
+        seq: rung.seq,
+        notify: { code: 'FAILED_PRECONDITION', reason: 'LEASE_ENDED' },
+      });
+    } finally {
+      revoked.kill();
+      released.kill();
+    }
+  });
+
   it('64 idle waiters use no CPU', async () => {
     await broker.json(['region', 'create', 'idle', '--size', '4KiB']);
     await broker.json(['grant', 'create', 'idle', '--uid', '1002', '--mode', 'ro']);

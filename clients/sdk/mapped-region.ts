@@ -114,12 +114,12 @@ export class MappedRegion extends EventEmitter<MappedRegionEvents> {
     return this.#events.mayNotify;
   }
 
-  /** The region's event sequence: how many notifies so far. */
+  /** The region's event sequence: how many notifies so far (once released or revoked, the sequence at that moment). */
   get seq(): number {
     return this.#events.seq();
   }
 
-  /** Wakes every waiter on the region, in every process. Returns the new sequence. Never goes through the broker. */
+  /** Wakes every waiter on the region, in every process. Returns the new sequence. Never goes through the broker. Throws LEASE_ENDED once released or revoked. */
   notify(): number {
     return this.#events.notify();
   }

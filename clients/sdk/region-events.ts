@@ -63,6 +63,8 @@ export class RegionEvents {
   readonly #waiters = new Set<Waiter>();
   #lastSeen: number;
   #end: RevokedEvent | ReleasedEvent | undefined;
+  /** The sequence when the lease ended (the doorbell is closed from then on). */
+  #endSeq = 0;
   #polling = false;
 
   constructor(bell: Bell | undefined, mayNotify: boolean) {
@@ -79,13 +81,18 @@ export class RegionEvents {
     return this.#bell !== undefined && this.#mayNotify;
   }
 
-  /** The region's current sequence. */
+  /** The region's current sequence; once the lease ended, the sequence it ended at. */
   seq(): number {
-    return this.#require().seq();
+    const bell = this.#require();
+    return this.#end ? this.#endSeq : bell.seq();
   }
 
   notify(): number {
     const bell = this.#require();
+    if (this.#end) {
+      const how = this.#end.type === 'revoked' ? `revoked (${this.#end.reason})` : 'released';
+      throw new FailedPreconditionError('FAILED_PRECONDITION', 'LEASE_ENDED', `this lease was ${how}: acquire the region again to notify`);
+    }
     const refused = (): PermissionDeniedError =>
       new PermissionDeniedError('PERMISSION_DENIED', 'NOTIFY_NOT_ALLOWED', 'this lease may wait but not notify (acquire it read-write)');
     if (bell instanceof native.KernelDoorbell) {
@@ -133,7 +140,8 @@ export class RegionEvents {
 
   /** Every notify (coalesced) until the lease ends; the last event is 'revoked' when it was revoked. */
   async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<NotifyEvent | RevokedEvent, void, undefined> {
-    let after = this.#require().seq();
+    // Started after the lease ended, the first wait() gives how it ended.
+    let after = this.seq();
     for (;;) {
       const ev = await this.wait({ after, ...(options.signal ? { signal: options.signal } : {}) });
       if (ev.type === 'notify') {
@@ -149,6 +157,12 @@ export class RegionEvents {
   /** The lease ended: every waiter wakes with `ev`, and the doorbell closes with the lease. */
   end(ev: RevokedEvent | ReleasedEvent): void {
     if (this.#end || !this.#bell) return;
+    try {
+      this.#endSeq = this.#bell.seq();
+    } catch {
+      // A kmod region fd the kernel already revoked: the last one seen.
+      this.#endSeq = this.#lastSeen;
+    }
     this.#end = ev;
     for (const w of [...this.#waiters]) w.settle(ev);
     this.#bell.close();

@@ -118,6 +118,7 @@ export const REASONS = {
   MAP_FAILED: { code: 'INTERNAL', origin: 'sdk', message: 'cannot map region {region}: {error}' },
   NOTIFY_NOT_ALLOWED: { code: 'PERMISSION_DENIED', origin: 'sdk', message: 'this lease may wait but not notify (acquire it read-write)' },
   EVENTS_NOT_ACQUIRED: { code: 'FAILED_PRECONDITION', origin: 'sdk', message: 'acquire the region with the events option to notify or wait' },
+  LEASE_ENDED: { code: 'FAILED_PRECONDITION', origin: 'sdk', message: 'this lease was {how} (released, or revoked with its reason): acquire the region again to notify' },
 
   // The command line, locally.
   USAGE: { code: 'INVALID_ARGUMENT', origin: 'cli', message: '{problem} (USAGE; see --help)' },

@@ -11,7 +11,9 @@ const RING = `
 const SLOTS = 64, SLOT = 64, BASE = 64;
 const { connect } = require(REPO + '/dist/clients/sdk/index.js');
 (async () => {
-  const [dir, name, role, frames] = process.argv.slice(2);
+  // WAIT_MS: how long one wait may see nothing before the run counts as stuck
+  // (the VM suite gives more: the other side may still be starting under TCG).
+  const [dir, name, role, frames, waitMs = '20000'] = process.argv.slice(2);
   const client = await connect({ runtimeDir: dir });
   const region = await client.acquire(name, { mode: 'rw', shared: true, events: true });
   const idx = new Uint32Array(region.buffer, 0, 2);
@@ -41,7 +43,7 @@ const { connect } = require(REPO + '/dist/clients/sdk/index.js');
       i++;
       continue;
     }
-    const ev = await region.wait({ after: seen, timeoutMs: 20000 });
+    const ev = await region.wait({ after: seen, timeoutMs: Number(waitMs) });
     if (ev.type !== 'notify') { report({ event: 'stuck', ev, head, tail }); process.exit(4); }
     wakes++;
   }
@@ -53,6 +55,7 @@ const { connect } = require(REPO + '/dist/clients/sdk/index.js');
 
 // A waiter: acquires (ro or rw), reports its lease's abilities, then reports
 // every event until the loop ends. "wait N [T]" waits once with after=N (timeout T ms).
+// "ended" (after the lease ended): what events(), seq and notify() give then.
 const WAITER = `
 const { connect } = require(REPO + '/dist/clients/sdk/index.js');
 const readline = require('node:readline');
@@ -74,6 +77,13 @@ const readline = require('node:readline');
       client.close();
     }
     if (cmd === 'release') await region.release();
+    if (cmd === 'ended') {
+      const after = [];
+      for await (const ev of region.events()) after.push(ev);
+      let notify = 'ok';
+      try { region.notify(); } catch (e) { notify = { code: e.code, reason: e.reason }; }
+      report({ event: 'ended', events: after, seq: region.seq, notify });
+    }
     if (cmd === 'notify') report({ event: 'notified', seq: region.notify() });
   });
 })().catch((e) => { report({ event: 'error', message: e.message, reason: e.reason }); process.exit(3); });

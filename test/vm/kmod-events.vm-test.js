@@ -31,7 +31,12 @@ const CBUILD = process.env.SHMB_C_BUILD || path.join(REPO, 'clients', 'c', 'buil
 const EVENTS = path.join(CBUILD, 'shmb_events');
 const PYTHON = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p)) || 'python3';
 const PYDIR = path.join(REPO, 'clients', 'python');
-const ENV = { ...process.env, SHMBROKER_RUNTIME_DIR: runtimeDir, SHMBROKER_LIB: path.join(CBUILD, 'libshmbroker.so.0') };
+// How long a ring's side waits for the other before it counts as stuck: the
+// other side may be a Node or Python process still starting under emulation
+// (seconds each, more on a loaded host), and the consumer's first wait spans
+// the producer's whole start.
+const WAIT_MS = 120_000;
+const ENV = { ...process.env, SHMBROKER_RUNTIME_DIR: runtimeDir, SHMBROKER_LIB: path.join(CBUILD, 'libshmbroker.so.0'), SHMB_EVENTS_WAIT_MS: String(WAIT_MS) };
 
 const { ok, finish } = createTap();
 
@@ -118,9 +123,9 @@ async function main() {
     // way (64 slots), and neither waited often enough to be sure the consumer did
     // (CI, 2026-12-03: consumer wakes 0, producer 1). Either side's wake is a
     // doorbell wake, so the check counts both.
-    const consumer = node(RING, [runtimeDir, 'kev', 'consumer', String(frames)], U2);
+    const consumer = node(RING, [runtimeDir, 'kev', 'consumer', String(frames), String(WAIT_MS)], U2);
     const ready = await consumer.next((o) => o.event === 'ready');
-    const producer = node(RING, [runtimeDir, 'kev', 'producer', String(frames)], U1);
+    const producer = node(RING, [runtimeDir, 'kev', 'producer', String(frames), String(WAIT_MS)], U1);
     const done = await consumer.next((o) => o.event !== 'ready');
     const pdone = await producer.next((o) => o.event === 'done');
     ok(
@@ -143,7 +148,7 @@ async function main() {
   {
     const frames = 150;
     const p = proc([EVENTS, 'ring', 'kev', 'producer', String(frames)], U1);
-    const c = py(PY_RING_CONSUMER, ['kev', String(frames), '60'], U2);
+    const c = py(PY_RING_CONSUMER, ['kev', String(frames), String(WAIT_MS / 1000)], U2);
     const l = await c.line(/^(done|stuck)/);
     const [pe, ce] = [await p.exited(), await c.exited()];
     ok(new RegExp(`^done sum=${sumOf(base, frames)} bad=0 wakes=\\d+ backend=kmod$`).test(l || '') && pe.code === 0 && ce.code === 0,

@@ -10,7 +10,10 @@
  *        shmb_region_wait() when they cannot proceed. Prints
  *        "done sum=S bad=B wakes=W". With "hold": prints "acquired
  *        backend=B" after the acquire and waits for a line on stdin before
- *        it starts (so the test can stop the broker in between).
+ *        it starts (so the test can stop the broker in between). A wait that
+ *        sees nothing for SHMB_EVENTS_WAIT_MS (default 20000; the VM suite,
+ *        where the other side's process may still be starting, sets more)
+ *        ends the run with status 3.
  *   raw-notify NAME ro|rw
  *        acquires with events, then rings through the library and with the
  *        bare NOTIFY ioctl on the region fd (kmod: the kernel's own answer,
@@ -64,6 +67,8 @@ static int ring(shmb_client *c, const char *name, int producer, uint32_t frames,
     uint8_t *mem = shmb_region_data(r);
     uint32_t *head = (uint32_t *)mem, *tail = (uint32_t *)mem + 1;
     uint64_t sum = 0, wakes = 0, bad = 0;
+    const char *env = getenv("SHMB_EVENTS_WAIT_MS");
+    int wait_ms = env && atoi(env) > 0 ? atoi(env) : 20000;
     for (uint32_t i = 0; i < frames;) {
         /* The sequence first, then the indices: a notify between the two
          * makes the wait below return at once. */
@@ -92,7 +97,7 @@ static int ring(shmb_client *c, const char *name, int producer, uint32_t frames,
             i++;
             continue;
         }
-        rc = shmb_region_wait(r, seen, 20000, NULL);
+        rc = shmb_region_wait(r, seen, wait_ms, NULL);
         if (rc != SHMB_EVENT_NOTIFY) {
             fprintf(stderr, "shmb_events: wait returned %d (head %u tail %u)\n", rc, h, t);
             return 3;
