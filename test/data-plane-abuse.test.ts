@@ -35,8 +35,8 @@ function nextReply(sock: native.SeqpacketSocket): Promise<{ reply: any; fds: num
 }
 
 async function settle(b: BrokerProcess, expected: number): Promise<number> {
-  // The broker closes fds as it processes hang-ups; give it a moment.
-  for (let i = 0; i < 100 && b.fdCount() !== expected; i++) await new Promise((r) => setTimeout(r, 20));
+  // The broker closes fds as it processes hang-ups: look until it has (15 s at most).
+  for (const until = Date.now() + 15_000; b.fdCount() !== expected && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
   return b.fdCount();
 }
 
@@ -54,8 +54,14 @@ describe('data-plane abuse', () => {
     warm.send(valid);
     (await first).fds.forEach((fd) => fs.closeSync(fd));
     warm.close();
-    await new Promise((r) => setTimeout(r, 1500));
+    // The baseline is the count once the broker has handled that hang-up:
+    // unchanged for 500 ms (10 s at most), not whatever it was after a fixed pause.
     baselineFds = broker.fdCount();
+    for (let stable = Date.now(), until = Date.now() + 10_000; Date.now() - stable < 500 && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 20));
+      const n = broker.fdCount();
+      if (n !== baselineFds) [baselineFds, stable] = [n, Date.now()];
+    }
   });
   afterAll(async () => {
     await broker?.cleanup();

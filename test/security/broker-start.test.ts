@@ -140,7 +140,9 @@ for _ in range(2):
     const exited = new Promise<number | null>((r) => broker.once('exit', (c) => r(c)));
     broker.kill('SIGTERM');
     expect(await exited).toBe(0);
-    await new Promise((r) => setTimeout(r, 100));
+    // The listener prints what it received: give it time to be scheduled (a
+    // broker that never sent STOPPING=1 fails after the deadline).
+    for (const until = Date.now() + 10_000; !heard.includes('STOPPING=1') && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
     expect(heard).toContain('STOPPING=1');
   }, 60_000);
 });
