@@ -226,7 +226,9 @@ describe('PodWatcher against a local pods API', () => {
     await until(() => server.openWatches === 1);
     const t0 = Date.now();
     await watcher.stop();
-    expect(Date.now() - t0).toBeLessThan(500);
+    // What this guards against is waiting out the watch's 30 s server-side
+    // timeout; a loaded machine may add a scheduling delay, never seconds.
+    expect(Date.now() - t0).toBeLessThan(5000);
     await until(() => server.openWatches === 0);
   });
 });
