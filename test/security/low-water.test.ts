@@ -85,6 +85,10 @@ it('a full state disk: once audit events cannot be written, acquires are refused
   await broker.json(['region', 'create', 'root-pub', '--size', '4KiB']);
   // One acquire with room: lease ids are reserved, so the next acquires need no state write of their own.
   expect((await broker.cli(['region', 'read', 'root-pub', '--length', '1'])).code).toBe(0);
+  // Its events are committed behind the reply (10 ms window): wait until they
+  // are on disk, or a commit delayed by a loaded machine lands on the full disk
+  // and the trail fails closed before the first acquire below.
+  await expect.poll(() => metric('shmbroker_audit_window_events'), { timeout: 10_000, interval: 20 }).toBe(0);
   // Fill every free byte. The broker may still be writing behind (the read's
   // lease and audit rows, within their 10 ms window), so the free space can
   // shrink between statfs and fallocate: measure again and retry.
