@@ -2,7 +2,8 @@
 // 2. Control plane: CreateRegion + CreateGrant + DeleteRegion over gRPC on the
 // Unix socket; one client, and 8 clients (8 processes) at once. ops/s and
 // p50/p99 per call. Goal: at least 5,000 creates/s from one client.
-const { Broker, Worker, latency, granteeUid, buildC, runJson } = require('../lib/common');
+const fs = require('node:fs');
+const { Broker, Worker, latency, granteeUid, buildC, runJson, makeTempDir, procCpuMs } = require('../lib/common');
 
 // Warm-up rounds (create+grant+delete) each client makes before it is timed.
 // A broker compiles its handlers (V8 TurboFan) over the first ~2,000 calls
@@ -110,19 +111,7 @@ module.exports = async function control(ctx) {
   for (const v of variants) {
     const broker = await Broker.start({ base: v.base });
     try {
-      // The empty unary baseline runs on the same broker, before and after
-      // the CreateRegion phases, so load drifts hit both sides.
-      const unaryCount = v.count * 2;
-      const u1a = await runUnary(broker, unaryCount, 1);
-      const u16a = await runUnary(broker, unaryCount, 16);
-      const one = await runClients(broker, 1, v.count, 1, 'one');
-      const pipe = await runClients(broker, 1, v.count, 16, 'pipe');
-      const eight = await runClients(broker, 8, Math.ceil(v.count / 4), 1, 'eight');
-      const u1b = await runUnary(broker, unaryCount, 1);
-      const u16b = await runUnary(broker, unaryCount, 16);
-      const mean = (a, b, k) => (a[k] + b[k]) / 2;
-      const unary1 = { opsPerS: mean(u1a, u1b, 'opsPerS'), p50_us: mean(u1a, u1b, 'p50_us'), cpu: mean(u1a, u1b, 'brokerCpuUsPerCall') };
-      const unary16 = { opsPerS: mean(u16a, u16b, 'opsPerS'), p50_us: mean(u16a, u16b, 'p50_us') };
+      const { u1a, u1b, u16a, u16b, unary1, unary16, one, pipe, eight } = await measure(broker, v.count);
       ctx.figure({
         id: `control.${v.id}.unary.one.ops`,
         group: G,
@@ -259,4 +248,74 @@ module.exports = async function control(ctx) {
       await broker.cleanup();
     }
   }
+
+  // The floor of the three ratios: the same clients against a grpc-js server
+  // whose CreateRegion does nothing (bench/workers/noop-control.js). A
+  // CreateRegion that allocates, charges, audits and commits cannot beat it.
+  const count = ctx.quick ? 100 : 3000;
+  const floor = await NoopServer.start();
+  try {
+    const { unary1, unary16, one, pipe, eight } = await measure(floor, count);
+    const rows = [
+      ['one', one.merged.create.opsPerS, unary1.opsPerS, 'CreateRegion, 1 client, one call at a time', 'empty unary, one at a time, same server'],
+      ['inflight16', pipe.merged.create.opsPerS, unary16.opsPerS, 'CreateRegion, 1 client, 16 calls in flight', 'empty unary, 16 in flight, same server'],
+      ['clients8', eight.merged.create.opsPerS, one.merged.create.opsPerS, 'CreateRegion, 8 client processes against 1', 'no-op CreateRegion, 1 client process'],
+    ];
+    for (const [id, value, base, label, baseLabel] of rows) {
+      ctx.figure({
+        id: `control.floor.create.${id}`,
+        group: G,
+        label: `floor: ${label}, against a grpc-js server whose CreateRegion does nothing (no state, no audit, no memfd)`,
+        value,
+        unit: 'ops/s',
+        baseline: { label: `${baseLabel}, ops/s`, value: base },
+        better: 'higher',
+        extra: { serverCpuUsPerCreate: one.merged.create.brokerCpuUsPerCall, clientCpuUsPerCall: one.clientCpuUsPerCall },
+      });
+    }
+  } finally {
+    floor.cleanup();
+  }
 };
+
+/**
+ * Section 2's measurement of one server (a broker, or the no-op floor): the
+ * empty unary baseline on the same server before and after the CreateRegion
+ * phases, so load drifts hit both sides; 1 client one at a time, 1 client
+ * with 16 in flight, 8 client processes.
+ */
+async function measure(server, count) {
+  const unaryCount = count * 2;
+  const u1a = await runUnary(server, unaryCount, 1);
+  const u16a = await runUnary(server, unaryCount, 16);
+  const one = await runClients(server, 1, count, 1, 'one');
+  const pipe = await runClients(server, 1, count, 16, 'pipe');
+  const eight = await runClients(server, 8, Math.ceil(count / 4), 1, 'eight');
+  const u1b = await runUnary(server, unaryCount, 1);
+  const u16b = await runUnary(server, unaryCount, 16);
+  const mean = (a, b, k) => (a[k] + b[k]) / 2;
+  const unary1 = { opsPerS: mean(u1a, u1b, 'opsPerS'), p50_us: mean(u1a, u1b, 'p50_us'), cpu: mean(u1a, u1b, 'brokerCpuUsPerCall') };
+  const unary16 = { opsPerS: mean(u16a, u16b, 'opsPerS'), p50_us: mean(u16a, u16b, 'p50_us') };
+  return { u1a, u1b, u16a, u16b, unary1, unary16, one, pipe, eight };
+}
+
+/** The no-op server as section 2 drives a broker: runtimeDir, cpuMs(), cleanup(). */
+class NoopServer {
+  static async start() {
+    const s = new NoopServer();
+    s.dir = makeTempDir('shmbroker-floor-');
+    s.runtimeDir = s.dir;
+    s.worker = new Worker('noop-control', [s.dir]);
+    await s.worker.next((o) => o.ready);
+    return s;
+  }
+
+  cpuMs() {
+    return procCpuMs(this.worker.proc.pid);
+  }
+
+  cleanup() {
+    this.worker.kill();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
