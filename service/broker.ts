@@ -7,7 +7,6 @@
 // (docs/ARCHITECTURE.md, "Entry points") a back-and-forth read. Everything with
 // a rule of its own already lives in its layer.
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import * as native from '../native';
 import { loadShmbrokerGrpc } from '../proto/load';
@@ -41,12 +40,13 @@ import { GrantManager } from './regions/grant-manager';
 import { RegionAccess } from './regions/region-access';
 import { RegionStore } from './store/region-store';
 import { Revoker } from './leases/revoker';
-import { ensureSecureDir, removeStaleSocket } from './secure-dirs';
-import { onCommit, openStateDbCheckingInBackground, type Db } from './store/state-db';
+import { removeStaleSocket } from './secure-dirs';
+import { onCommit, type Db } from './store/state-db';
+import { openStartState, type StartState } from './start-state';
 import { WalCheckpointer } from './store/wal-checkpointer';
 import { CommitBatch } from './store/commit-batch';
 import { onWriteFailure } from './write-failures';
-import { lockStateDir, privatizeStateFiles, type StateLock } from './store/state-dir';
+import { privatizeStateFiles, type StateLock } from './store/state-dir';
 import { StateSpace } from './store/state-space';
 import { RefusalAggregator } from './audit/refusal-aggregator';
 import { logAuditEvents } from './audit/audit-log';
@@ -65,21 +65,15 @@ export interface BrokerOptions {
    * Called once per accepted connection; undefined = uid/gid identity only.
    */
   resolvePod?: (pid: number) => Caller['pod'] | undefined;
+  /**
+   * The start's first part, already done (service/start-state.ts: `serve`
+   * runs it before loading the rest of the broker). Broker.start owns it from
+   * then on: a failed start closes it.
+   */
+  startState?: StartState;
 }
 
 export { controlSocketPath, dataSocketPath };
-
-/** True if something already accepts connections on the socket. */
-function socketIsLive(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(socketPath);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 function selectBackend(kind: BrokerOptions['backend'], log: Logger): Backend {
   if (kind === 'memfd') return new MemfdBackend();
@@ -188,22 +182,13 @@ export class Broker {
 
   private static async open(options: BrokerOptions, undo: Array<() => unknown>, started: { checked?: Promise<void> }): Promise<Broker> {
     const { log, config } = options;
-    const runtimeDir = ensureSecureDir(options.runtimeDir, { createMode: 0o755, what: 'runtime directory' });
-    // 0700 enforced: the database, its WAL and the audit key are nobody else's business.
-    const stateDir = ensureSecureDir(options.stateDir, { createMode: 0o700, enforceMode: 0o700, what: 'state directory' });
-    const stateLock = lockStateDir(stateDir);
-    undo.push(() => stateLock.release());
-    const controlPath = controlSocketPath(runtimeDir);
-    const dataPath = dataSocketPath(runtimeDir);
-    if (await socketIsLive(controlPath)) {
-      throw new FailedPreconditionError('ALREADY_RUNNING', `another broker is serving on ${controlPath}`);
-    }
-
-    // The integrity check runs on a worker thread while the start reads what
+    // Directories, state lock, no live broker, the database with its
+    // integrity check running on a worker thread while the start reads what
     // it needs; nothing is written before it passed (store/state-db.ts).
-    const { db, checked } = openStateDbCheckingInBackground(stateDir);
+    const state = options.startState ?? (await openStartState(options.runtimeDir, options.stateDir));
+    undo.push(() => state.close());
+    const { runtimeDir, stateDir, stateLock, controlPath, dataPath, db, checked } = state;
     started.checked = checked;
-    undo.push(() => db.close());
     // WAL checkpoints on a worker thread, not inside a commit on the event loop (store/wal-checkpointer.ts).
     const checkpointer = new WalCheckpointer(db.name, {
       onFailure: (err) => log.warn({ err: err.message }, 'WAL checkpoint worker stopped; the broker checkpoints inline again'),

@@ -13,8 +13,12 @@
 import * as path from 'node:path';
 import * as os from 'node:os';
 import * as native from '../native';
-import { Broker } from './broker';
+// Types only: the broker's module (grpc-js, the protos, the metrics) loads
+// after the start's first part has begun the integrity check (runBroker).
+import type { Broker } from './broker';
 import type { BackendKind } from './backends/backend';
+import { openStartState } from './start-state';
+import { discardPreparedIntegrityCheck, prepareIntegrityCheck } from './store/integrity-check';
 import * as YAML from 'yaml';
 import { ConfigError, loadConfig, parseHostPort, type BrokerConfig } from './config';
 import { createLogger, type Logger } from './logger';
@@ -99,6 +103,9 @@ async function runBroker(options: ServeOptions, runtimeDir: string): Promise<voi
       throw configError(`--metrics-addr: ${(err as Error).message}`);
     }
   }
+  // Its worker thread boots beside the configuration and module loading
+  // (store/integrity-check.ts); the check runs once the database is open.
+  if (!options.printConfig) prepareIntegrityCheck();
   const config = effectiveConfig(options);
   if (options.printConfig) {
     process.stdout.write(configYaml(config, options.config));
@@ -107,17 +114,33 @@ async function runBroker(options: ServeOptions, runtimeDir: string): Promise<voi
   const log = createLogger({ level: config.logLevel });
   // Pod identity: on in a Kubernetes pod, off elsewhere (service/identity/pods).
   const podIdentity = await startPodIdentity(config.podIdentity, (level, msg, fields) => log[level](fields ?? {}, msg));
-  const broker = await Broker.start({
-    runtimeDir,
-    stateDir: options.stateDir ?? defaultStateDir(),
-    backend: backend as 'auto' | BackendKind,
-    config, // flags already applied (effectiveConfig)
-    log,
-    resolvePod: podIdentity.resolvePeerSync,
-  }).catch(async (err: unknown) => {
+  let broker: Broker;
+  try {
+    // Directories, lock, database: its integrity check runs on a worker
+    // thread while the rest of the broker's modules load (start-state.ts).
+    const startState = await openStartState(runtimeDir, options.stateDir ?? defaultStateDir());
+    let loaded: typeof import('./broker');
+    try {
+      loaded = require('./broker') as typeof import('./broker');
+    } catch (err) {
+      startState.close();
+      throw err;
+    }
+    broker = await loaded.Broker.start({
+      runtimeDir,
+      stateDir: startState.stateDir,
+      backend: backend as 'auto' | BackendKind,
+      config, // flags already applied (effectiveConfig)
+      log,
+      resolvePod: podIdentity.resolvePeerSync,
+      startState, // Broker.start owns it now: a failed start closes it
+    });
+  } catch (err) {
     await podIdentity.stop(); // its watch would keep the process alive
     throw err;
-  });
+  } finally {
+    discardPreparedIntegrityCheck();
+  }
   notify(`READY=1\nMAINPID=${process.pid}\nSTATUS=serving`);
   await new Promise<void>((resolve) => {
     let stopping = false;
