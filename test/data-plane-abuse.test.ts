@@ -115,10 +115,7 @@ describe('data-plane abuse', () => {
     }
     // Default limit: 64 connections per uid; the rest are closed by the broker
     // as it accepts them (looked at until done: a broker without the cap never is).
-    for (const deadline = Date.now() + 15_000; closedByBroker < socks.length - 64 && Date.now() < deadline; ) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(closedByBroker).toBeGreaterThanOrEqual(socks.length - 64);
+    await expect.poll(() => closedByBroker, { timeout: 15_000, interval: 50 }).toBeGreaterThanOrEqual(socks.length - 64);
     for (const s of socks) s.close();
     expect(await settle(broker, baselineFds)).toBe(baselineFds);
     const s = connect(broker);
